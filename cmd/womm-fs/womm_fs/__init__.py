@@ -1,0 +1,1 @@
+"""womm-fs: see cli.py."""

@@ -1,0 +1,1 @@
+"""womm-reap: see cli.py."""

@@ -1,0 +1,5 @@
+import sys
+
+from womm_reap.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""womm-run: see cli.py."""

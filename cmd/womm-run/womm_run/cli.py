@@ -1,0 +1,174 @@
+"""womm-run: GNU parallel with Kubernetes pods as job slots; womm shell; womm logs."""
+
+import argparse
+
+from womm import cli, exitcodes
+from womm.errors import UsageError, run_main
+
+VERBS = ("parallel", "run", "shell", "logs", "leader")
+
+PARALLEL_USAGE = "womm parallel --kube-pods N [womm options] [GNU parallel options] -- command [args] [::: inputs]"
+
+
+def add_pod_options(parser):
+    group = parser.add_argument_group("pods")
+    group.add_argument("--kube-cpu", metavar="N", default="1", help="CPUs reserved (and the limit) per pod (default 1)")
+    group.add_argument("--kube-mem", metavar="M", default="512Mi", help="memory reserved (and the limit) per pod (default 512Mi)")
+    return group
+
+
+def add_parallel_options(parser):
+    group = parser.add_argument_group("womm options (every other option goes to GNU parallel)")
+    group.add_argument("--kube-pods", metavar="N", type=_positive, help="spin up N pods to dispatch jobs to (required)")
+    group.add_argument("--local-procs", metavar="N", type=_natural, default=0, help="in addition, run N job slots locally, in this directory")
+    group.add_argument("--procs-per-pod", metavar="N", type=_positive, default=1, help="job slots per pod (default 1)")
+    group.add_argument(
+        "--async", dest="async_", action="store_true",
+        help="run the coordinator in the cluster: the task survives this client; follow it with `womm logs`",
+    )
+    group.add_argument("--citation", action="store_true", help="promise GNU parallel's authors a citation (asks you to type 'will cite')")
+    add_pod_options(parser)
+    # No -n here: GNU parallel's -n is --max-args.
+    cli.add_kube_options(parser, short=False)
+
+
+def build_parser():
+    parser = cli.program_parser(
+        "womm-run",
+        "Run commands on pods of the cluster: many jobs through GNU parallel, or one shell.",
+        epilog="Called without a verb, womm-run runs `parallel`.",
+    )
+    verbs = cli.add_verbs(parser)
+    description = (
+        "Use it as GNU parallel. womm creates --kube-pods pods from the image of `womm setup`, "
+        "with this directory shared as it chose, gives GNU parallel each pod's job slots as soon "
+        "as the pod is ready, and streams the jobs' output exactly as GNU parallel prints it "
+        "locally. Its exit status is GNU parallel's: the number of failed jobs (101 for more "
+        "than 100), 255 for other errors. Everything the task created is deleted when it ends, "
+        "is interrupted, or fails. Options womm does not know go to GNU parallel unchanged; "
+        "the command and its inputs follow `--`."
+    )
+    for name in ("parallel", "run"):
+        p = verbs.add_parser(
+            name, usage=PARALLEL_USAGE, description=description,
+            help="GNU parallel with pods as job slots" if name == "parallel" else "same as parallel",
+        )
+        add_parallel_options(p)
+    shell = verbs.add_parser(
+        "shell", help="an interactive shell, or one command, in a pod",
+        usage="womm shell [options] [-- command [args]]",
+        description=(
+            "Open a shell in one pod with this directory's image and share, through a real "
+            "terminal; with a command, run it there and return its exit status. With --local, "
+            "run the image locally with this directory mounted, and offer to save what changed "
+            "into the image."
+        ),
+    )
+    shell.add_argument("--local", action="store_true", help="run the image on this machine instead of a pod")
+    add_pod_options(shell)
+    cli.add_kube_options(shell)
+    shell.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    logs = verbs.add_parser(
+        "logs", help="replay and follow the output of an --async task",
+        description="Print the output of an --async task so far, then follow it until the task ends.",
+    )
+    logs.add_argument("id", metavar="ID", help="task id, as `womm parallel --async` and `womm status` print it")
+    logs.add_argument("--no-follow", action="store_true", help="print what there is and stop")
+    cli.add_kube_options(logs)
+    # The in-cluster coordinator of --async tasks; not for humans.
+    leader = cli.add_hidden_verb(verbs, "leader")
+    leader.add_argument("spec")
+    return parser
+
+
+def _positive(text):
+    value = _natural(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
+def _natural(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def split_parallel_argv(parser, argv):
+    """Separate womm's options from GNU parallel's.
+
+    Returns (womm argv, parallel options, command and inputs after `--`).
+    womm's options are recognised by name wherever they stand before `--`;
+    everything else before `--` is GNU parallel's and keeps its order.
+    """
+    takes_value = {}
+    for action in parser._actions:  # noqa: SLF001 - argparse has no public table
+        for opt in action.option_strings:
+            takes_value[opt] = action.nargs != 0
+    ours, theirs = [], []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--":
+            return ours, theirs, argv[i + 1:]
+        name = token.split("=", 1)[0]
+        if (token.startswith("--") and name in takes_value) or token == "-h":
+            ours.append(token)
+            if takes_value.get(name) and "=" not in token:
+                if i + 1 < len(argv):
+                    ours.append(argv[i + 1])
+                i += 1
+        else:
+            theirs.append(token)
+        i += 1
+    return ours, theirs, None
+
+
+def parse_parallel(parser, argv):
+    ours, theirs, command = split_parallel_argv(parser, argv)
+    args = parser.parse_args(ours)
+    args.parallel_options = theirs
+    args.command = command
+    if args.citation:
+        return args
+    if command is None:
+        raise UsageError("separate the command from the options with '--': " + PARALLEL_USAGE)
+    if args.kube_pods is None:
+        raise UsageError("--kube-pods N is required: how many pods to run the jobs on")
+    if not command:
+        raise UsageError("no command after '--'")
+    return args
+
+
+def main(argv=None):
+    def run(argv):
+        import sys
+
+        argv = list(sys.argv[1:] if argv is None else argv)
+        if not argv or argv[0] not in VERBS and argv[0] not in ("-h", "--help", "--version"):
+            argv.insert(0, "parallel")
+        parser = build_parser()
+        if argv[0] in ("parallel", "run"):
+            sub = parser._subparsers._group_actions[0].choices[argv[0]]  # noqa: SLF001
+            args = parse_parallel(sub, argv[1:])
+            from womm_run import parallel
+
+            return parallel.main(args)
+        args = parser.parse_args(argv)
+        if args.verb == "shell":
+            from womm_run import shell
+
+            return shell.main(args)
+        if args.verb == "logs":
+            from womm_run import logs
+
+            return logs.main(args)
+        from womm_run import leader
+
+        return leader.main(args)
+
+    return run_main(run, argv, prog="womm-run", error_exit=exitcodes.PARALLEL_OTHER_ERROR)

@@ -1,0 +1,1 @@
+"""womm-setup: see cli.py."""

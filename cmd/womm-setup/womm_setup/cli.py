@@ -1,0 +1,53 @@
+"""womm-setup: the "works on my machine" testbed that becomes the pods' image."""
+
+from womm import cli
+from womm.errors import run_main
+from womm.records import SHARE_KINDS
+
+VERBS = ("setup", "clear-prefix")
+
+
+def build_parser():
+    parser = cli.program_parser(
+        "womm-setup",
+        "Set up this directory for womm: choose how it is shared with the cluster, make "
+        "your program work in a local testbed shell, and save that testbed as the image "
+        "the pods run.",
+        epilog="Called without a verb, womm-setup runs `setup`.",
+    )
+    verbs = cli.add_verbs(parser)
+    setup = verbs.add_parser(
+        "setup", help="set up (or change) this directory's share and image",
+        description=(
+            "Asks how to share this directory, which base image to start from and (once) "
+            "which registry prefix to push to, then opens a testbed shell: a container of the "
+            "base image with your user, this directory at the same path, and the host's / at "
+            "/mnt. What you install and the variables you export there become the image of "
+            "every pod. Every question has a flag; with all of them given it asks nothing."
+        ),
+    )
+    setup.add_argument("--share", choices=SHARE_KINDS, help="how the directory reaches the pods")
+    setup.add_argument("--base-image", metavar="IMAGE", help="image to start from (default ubuntu:22.04)")
+    setup.add_argument("--prefix", help="registry prefix to push images to, e.g. registry.example.com/team/")
+    setup.add_argument("--pull-secret", metavar="NAME", help="image pull secret the pods use ('' for none)")
+    setup.add_argument("--script", metavar="FILE", help="run FILE with sh in the testbed instead of a shell ('-': stdin)")
+    setup.add_argument("--edit-image", action="store_true", help="open a testbed on the current image to change it")
+    setup.add_argument("-y", "--yes", action="store_true", help="answer yes: it works, push it")
+    cli.add_kube_options(setup)
+    verbs.add_parser(
+        "clear-prefix", help="forget the registry prefix",
+        description="Forget the registry prefix; the next `womm setup` asks again.",
+    )
+    return parser
+
+
+def main(argv=None):
+    def run(argv):
+        args = cli.parse(build_parser(), argv, VERBS, default_verb="setup")
+        from womm_setup import setup
+
+        if args.verb == "clear-prefix":
+            return setup.clear_prefix(args)
+        return setup.setup(args)
+
+    return run_main(run, argv, prog="womm-setup")

@@ -1,0 +1,55 @@
+"""What every womm program's command line shares: verbs, the Kubernetes options, the error format."""
+
+import argparse
+import sys
+
+from womm import __version__
+from womm.errors import UsageError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but usage errors go through womm's error format and exit 2."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        raise UsageError(message)
+
+
+def program_parser(prog, description, epilog=None):
+    parser = Parser(prog=prog, description=description, epilog=epilog)
+    parser.add_argument("--version", action="version", version=f"{prog} (womm) {__version__}")
+    return parser
+
+
+def add_verbs(parser):
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", title="verbs", parser_class=Parser)
+    verbs.required = True
+    return verbs
+
+
+def add_kube_options(parser, short=True):
+    group = parser.add_argument_group("cluster")
+    group.add_argument(
+        "--context", help="kubeconfig context to use (default: the current context)"
+    )
+    group.add_argument(
+        *(("-n", "--namespace") if short else ("--namespace",)),
+        help="namespace to use (default: the one womm setup chose here, else the context's)",
+    )
+    return group
+
+
+def parse(parser, argv, verbs, default_verb=None):
+    """Parse argv; a program called directly without a verb runs `default_verb`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if default_verb and (not argv or (argv[0] not in verbs and argv[0] not in ("-h", "--help", "--version"))):
+        argv.insert(0, default_verb)
+    return parser.parse_args(argv)
+
+
+def add_hidden_verb(verbs, name):
+    """A verb the programs call each other with; parsed like any other, listed nowhere."""
+    parser = verbs.add_parser(name)
+    # argparse prints help=SUPPRESS subcommands as "==SUPPRESS==": drop its listing instead.
+    verbs._choices_actions = [a for a in verbs._choices_actions if a.dest != name]  # noqa: SLF001
+    return parser

@@ -1,0 +1,91 @@
+"""One error format for every womm program: `womm-<program>: error: <what, and what to do>`.
+
+Programs raise WommError (or UsageError) with a one-line message; `main_wrapper`
+turns it into that line and an exit code. Tracebacks only with WOMM_DEBUG=1.
+"""
+
+import os
+import sys
+
+from womm import exitcodes
+
+
+class WommError(Exception):
+    """A failure the user can act on; the message says what happened and what to do."""
+
+    exit_code = None  # None: the program's usual failure status
+
+    def __init__(self, message, exit_code=None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class UsageError(WommError):
+    """Bad arguments or input: nothing was done."""
+
+    exit_code = exitcodes.USAGE
+
+
+def debugging():
+    return os.environ.get("WOMM_DEBUG", "") not in ("", "0")
+
+
+def prog_name():
+    return os.path.basename(sys.argv[0]) or "womm"
+
+
+def error(message, prog=None):
+    """Print one error line in the common format."""
+    print(f"{prog or prog_name()}: error: {message}", file=sys.stderr, flush=True)
+
+
+def warn(message, prog=None):
+    print(f"{prog or prog_name()}: warning: {message}", file=sys.stderr, flush=True)
+
+
+def run_main(main, argv=None, prog=None, error_exit=exitcodes.FAILURE):
+    """Call main(argv) and exit with its status; errors become one line on stderr.
+
+    `error_exit` is the status for failures that carry no code of their own
+    (womm-run uses 255, as GNU parallel does).
+    """
+    prog = prog or prog_name()
+    try:
+        status = main(argv)
+    except WommError as e:
+        if debugging():
+            raise
+        error(str(e), prog)
+        sys.exit(e.exit_code if e.exit_code is not None else error_exit)
+    except KeyboardInterrupt:
+        if debugging():
+            raise
+        print(file=sys.stderr)
+        sys.exit(exitcodes.INTERRUPTED)
+    except BrokenPipeError:
+        # `womm status | head`: the reader went away; that is not our failure.
+        try:
+            sys.stdout = None
+        finally:
+            os._exit(exitcodes.OK)
+    except Exception as e:  # noqa: BLE001 - the last line of defence
+        if debugging():
+            raise
+        kind = type(e).__name__
+        error(f"{_describe(e) or kind} (run with WOMM_DEBUG=1 for the traceback)", prog)
+        sys.exit(error_exit)
+    sys.exit(status or exitcodes.OK)
+
+
+def _describe(e):
+    """A short, human description of an unexpected exception from a library."""
+    # kubernetes.client.ApiException and docker.errors.APIError carry a reason
+    # and a body; prefer the server's message over the repr.
+    for attr in ("explanation", "reason"):
+        text = getattr(e, attr, None)
+        if text:
+            status = getattr(e, "status", None) or getattr(e, "status_code", None)
+            return f"{status} {text}" if status else str(text)
+    text = str(e).strip().splitlines()
+    return text[0] if text else ""

@@ -1,0 +1,62 @@
+"""The records womm keeps under ~/.womm: user settings, projects and tasks.
+
+Paths come from womm.home, file handling from womm.store; this module only
+knows which record is which.
+
+project: host, path, share (lazy | eager | eager-syncback | none), share_id,
+         image, base_image, namespace, context, pull_secret
+task:    id, pid, pid_start, host, cwd, command, namespace, context, mode
+         (sync | async), kind (parallel | shell), created, share, image
+settings: prefix, and defaults for options (see womm.settings)
+"""
+
+import os
+
+from womm import home, store
+
+SHARE_KINDS = ("lazy", "eager", "eager-syncback", "none")
+
+
+def load_settings():
+    return store.read(home.settings_file(), "settings") or {}
+
+
+def set_setting(key, value):
+    """Set (or, with value None, forget) one user setting."""
+    with store.update(home.settings_file(), "settings") as record:
+        if value is None:
+            record.pop(key, None)
+            if set(record) <= {"schema"}:
+                record.clear()
+        else:
+            record[key] = value
+
+
+def load_project(directory):
+    return store.read(home.project_file(directory), "project")
+
+
+def save_project(directory, record):
+    record = dict(record, host=home.hostname(), path=os.path.realpath(directory))
+    store.write(home.project_file(directory), "project", record)
+
+
+def load_task(task_id):
+    return store.read(home.task_file(task_id), "task")
+
+
+def save_task(record):
+    store.write(home.task_file(record["id"]), "task", record)
+
+
+def update_task(task_id):
+    """Context manager: change a task record in place, under the lock."""
+    return store.update(home.task_file(task_id), "task")
+
+
+def remove_task(task_id):
+    return store.remove(home.task_file(task_id))
+
+
+def list_tasks():
+    return [record for _, record in store.list_records(home.tasks_dir(), "task")]
