@@ -54,8 +54,17 @@ def write_man_pages(out_dir=MAN_DIR):
             f.write("\n".join(lines))
 
 
+def image_files():
+    """images/ ships as share/womm/images, for `womm build-images` (see womm_fs.images)."""
+    out = []
+    for root, _, files in os.walk(os.path.join(HERE, "images")):
+        rel = os.path.relpath(root, HERE)
+        out.append((os.path.join("share", "womm", rel), [os.path.join(rel, f) for f in sorted(files)]))
+    return out
+
+
 if __name__ == "__main__":
     write_man_pages()
     setup(
-        data_files=[("share/man/man1", [os.path.join(MAN_DIR, f"{p}.1") for p in PAGES])],
+        data_files=[("share/man/man1", [os.path.join(MAN_DIR, f"{p}.1") for p in PAGES])] + image_files(),
     )

@@ -6,10 +6,11 @@
     |                                 one record per directory set up with `womm setup`,
     |                                 keyed by host and real path
     |-- tasks/<id>.json               one record per task started from this home
-    |-- run/<id>/                     a live task's runtime files (fifos, jobs file)
+    |-- run/<id>/                     a live task's runtime files (fifos, jobs file,
+    |                                 the directory's snapshot for syncback)
     |-- shares/<share-id>.secret      the key that lets a task's pods read its share
     `-- logs/reap.log                 what `womm reap` did
-         logs/<id>.log                output of a task, where womm keeps one
+         logs/share-<share-id>.log    one JSON line per sync of a share (rsync's figures)
 
 The programs pass each other nothing but these files and WOMM_* variables.
 """
@@ -56,6 +57,10 @@ def run_dir(task_id: str) -> Path:
     return root() / "run" / task_id
 
 
+def snapshot_file(task_id: str) -> Path:
+    return run_dir(task_id) / "snapshot.json"
+
+
 def share_secret_file(share_id: str) -> Path:
     return root() / "shares" / f"{share_id}.secret"
 
@@ -68,8 +73,8 @@ def reap_log() -> Path:
     return logs_dir() / "reap.log"
 
 
-def task_log(task_id: str) -> Path:
-    return logs_dir() / f"{task_id}.log"
+def share_log(share_id: str) -> Path:
+    return logs_dir() / f"share-{share_id}.log"
 
 
 def describe():

@@ -57,7 +57,9 @@ def build_parser():
     # rsync's remote shell: `rsync -e 'womm-fs rsh' ...` runs rsync's server side in a pod
     # through the Kubernetes API (no ssh, no credentials in the pod). Not for humans.
     rsh = cli.add_hidden_verb(verbs, "rsh")
-    rsh.add_argument("target", help="namespace/pod[/container]")
+    rsh.add_argument("--container")
+    cli.add_kube_options(rsh)
+    rsh.add_argument("target", help="the pod")
     rsh.add_argument("remote", nargs=argparse.REMAINDER)
     return parser
 

@@ -262,17 +262,29 @@ def serve(rundir, scheduler, stop_fd, rewindable=True):
             scheduler.cancel(job)
 
 
-def run_parallel(argv, rundir, scheduler, env, local_shell):
+def run_parallel(argv, rundir, scheduler, env, local_shell, proc_holder=None):
     """Run GNU parallel (argv) with its pod slots served by `scheduler`; its exit status."""
+    import signal
     import subprocess
 
     environ = dict(env)
     environ.update(rundir.environment(local_shell))
     rundir.set_jobs(rundir.local_slots + scheduler.slots)
     proc = subprocess.Popen(argv, env=environ)
+    if proc_holder is not None:
+        proc_holder["proc"] = proc
     stop = os.pidfd_open(proc.pid)
     try:
         serve(rundir, scheduler, stop, rewindable="-u" not in argv and "--ungroup" not in argv)
+    except BaseException:
+        # Interrupted: GNU parallel kills its jobs on SIGINT (Ctrl-C sent it one already).
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        raise
     finally:
         os.close(stop)
     return proc.wait()

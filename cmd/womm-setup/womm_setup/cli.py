@@ -32,6 +32,7 @@ def build_parser():
     setup.add_argument("--pull-secret", metavar="NAME", help="image pull secret the pods use ('' for none)")
     setup.add_argument("--script", metavar="FILE", help="run FILE with sh in the testbed instead of a shell ('-': stdin)")
     setup.add_argument("--edit-image", action="store_true", help="open a testbed on the current image to change it")
+    setup.add_argument("--image", help="use this existing image (e.g. after fixing a failed push) instead of a testbed")
     setup.add_argument("-y", "--yes", action="store_true", help="answer yes: it works, push it")
     cli.add_kube_options(setup)
     verbs.add_parser(

@@ -1,0 +1,141 @@
+"""`womm build-images`: the share server and leader images, built from images/ and pushed.
+
+The leader image carries this very womm: its packages are packed into a wheel
+beside the wheels of its dependencies, so the image build needs nothing but
+Debian's packages.
+"""
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import womm
+from womm import docker_engine, records
+from womm.errors import WommError
+from womm.settings import resolve
+
+PACKAGES = ("womm", "womm_setup", "womm_run", "womm_fs", "womm_reap")
+DEFAULT_BASE = "debian:bookworm"
+
+
+def images_dir():
+    """images/ of a source checkout, or share/womm/images of an installation."""
+    candidates = [
+        Path(womm.__file__).resolve().parents[2] / "images",
+        Path(sys.prefix) / "share" / "womm" / "images",
+    ]
+    for d in candidates:
+        if (d / "fs" / "Dockerfile").exists():
+            return d
+    raise WommError("womm's images/ directory is missing: reinstall womm")
+
+
+def main(args):
+    prefix = resolve("prefix", args.prefix)
+    if not prefix:
+        raise WommError("no registry prefix: give --prefix REGISTRY/PATH/ (or run `womm setup` first)")
+    base = resolve("images-base", args.base_image, DEFAULT_BASE)
+    c = docker_engine.client()
+    log = _log
+    built = {}
+    with tempfile.TemporaryDirectory(prefix="womm-images-") as tmp:
+        for name in ("fs", "leader"):
+            ctx = Path(tmp) / name
+            shutil.copytree(images_dir() / name, ctx)
+            if name == "leader":
+                log("packing womm and its dependencies into wheels")
+                pack_wheels(ctx / "wheels")
+            tag = f"{prefix}womm-{name}:{womm.__version__}-{_context_hash(ctx, base)}"
+            log(f"building {tag} on {base}")
+            docker_engine.build(c, ctx, tag, {"BASE": base}, log=log)
+            if not args.no_push:
+                docker_engine.push(c, tag)
+            built[name] = tag
+    records.set_setting("share-image", built["fs"])
+    records.set_setting("leader-image", built["leader"])
+    log(f"share server image: {built['fs']}")
+    log(f"leader image: {built['leader']}")
+    from womm_fs import cluster_setup
+
+    args.share_image, args.leader_image, args.apply, args.output = built["fs"], built["leader"], False, "yaml"
+    return cluster_setup.main(args)
+
+
+def _log(message):
+    print(f"womm: {message}", file=sys.stderr, flush=True)
+
+
+def _context_hash(ctx, base):
+    h = hashlib.sha256(base.encode())
+    for path in sorted(p for p in ctx.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(ctx)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:10]
+
+
+def pack_wheels(dest):
+    """womm's own wheel (from the running installation) and its dependencies' wheels."""
+    dest.mkdir(parents=True, exist_ok=True)
+    pack_self_wheel(dest)
+    deps = ["kubernetes", "docker", "psutil"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(dest), *deps],
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        raise WommError(f"cannot fetch womm's dependencies as wheels: {proc.stderr.strip().splitlines()[-1:]}")
+
+
+def pack_self_wheel(dest):
+    """A wheel of the womm that is running (installed or in a checkout): its packages and metadata."""
+    import importlib
+
+    version = womm.__version__
+    name = f"womm-{version}-py3-none-any.whl"
+    dist_info = f"womm-{version}.dist-info"
+    records_ = []
+    with zipfile.ZipFile(dest / name, "w", zipfile.ZIP_DEFLATED) as whl:
+        for package in PACKAGES:
+            root = Path(importlib.import_module(package).__file__).parent
+            for path in sorted(root.rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    arc = f"{package}/{path.relative_to(root)}"
+                    data = path.read_bytes()
+                    whl.writestr(arc, data)
+                    records_.append((arc, data))
+        meta = {
+            "METADATA": f"Metadata-Version: 2.1\nName: womm\nVersion: {version}\n"
+            + "".join(f"Requires-Dist: {d}\n" for d in ("kubernetes", "docker", "psutil")),
+            "WHEEL": "Wheel-Version: 1.0\nGenerator: womm\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+            "entry_points.txt": "[console_scripts]\n" + "".join(
+                f"{script} = {target}\n" for script, target in _entry_points().items()
+            ),
+        }
+        for fname, text in meta.items():
+            whl.writestr(f"{dist_info}/{fname}", text)
+            records_.append((f"{dist_info}/{fname}", text.encode()))
+        lines = [f"{arc},sha256={_b64digest(data)},{len(data)}" for arc, data in records_]
+        lines.append(f"{dist_info}/RECORD,,")
+        whl.writestr(f"{dist_info}/RECORD", "\n".join(lines) + "\n")
+    return dest / name
+
+
+def _entry_points():
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        points = distribution("womm").entry_points
+    except PackageNotFoundError:
+        raise WommError("womm is not installed (pip install .): cannot pack it for the leader image") from None
+    return {ep.name: ep.value for ep in points if ep.group == "console_scripts"}
+
+
+def _b64digest(data):
+    import base64
+
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+

@@ -1,0 +1,42 @@
+"""`womm share [status|sync]`: this directory's share, and an eager upload on demand."""
+
+import json
+import os
+
+from womm import home, records
+from womm.errors import WommError
+
+
+def main(args):
+    cwd = os.getcwd()
+    project = records.load_project(cwd)
+    if project is None:
+        raise WommError(f"{cwd} is not set up for womm: run `womm setup` here first")
+    if args.action == "sync":
+        if project.get("share") not in ("eager", "eager-syncback"):
+            raise WommError(f"this directory's share is {project.get('share')}: only eager shares are synced")
+        from womm.eager import sync_now
+        from womm.kube import Cluster
+
+        cluster = Cluster(args.context or project.get("context"), args.namespace or project.get("namespace"))
+        stats = sync_now(project, cluster)
+        if args.output == "json":
+            print(json.dumps(stats))
+        else:
+            print(f"sent {stats.get('files_transferred', 0)} files "
+                  f"({stats.get('bytes_transferred', 0)} bytes) of {stats.get('files', 0)}")
+        return 0
+    info = {
+        "path": project.get("path"),
+        "share": project.get("share"),
+        "share_id": project.get("share_id"),
+        "image": project.get("image"),
+        "namespace": project.get("namespace"),
+        "log": str(home.share_log(project["share_id"])) if project.get("share_id") else None,
+    }
+    if args.output == "json":
+        print(json.dumps(info))
+    else:
+        for key, value in info.items():
+            print(f"{key + ':':11} {value if value is not None else '-'}")
+    return 0

@@ -1,0 +1,254 @@
+"""Eager shares: the directory rsync'ed to the share server, copied into each pod from there.
+
+  local dir --rsync over the exec API--> share server /shares/<id>/tree  (only what changed)
+  share server --rsync daemon, this share's key--> each pod's copy (an init container)
+  [syncback] each pod's changes --> share server --> local dir (womm.syncback's rules)
+
+The share server is the womm-fs Deployment and Service of `womm cluster-setup`.
+Each share is an rsync module guarded by its own key, a Secret mounted only
+into the share's own containers: the pods of one share cannot read another.
+The job container itself gets no key.
+"""
+
+import os
+import re
+import secrets
+import subprocess
+import threading
+import time
+
+from womm import home, manifests
+from womm.errors import WommError
+from womm.shares import Share
+
+MAX_CLOCK_SKEW = 2.0  # seconds; syncback compares modification times
+
+
+class ShareServer:
+    """The namespace's share server: its ClusterIP, a running pod, and its image."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+        self.ip = self.pod = self.image = None
+
+    def locate(self):
+        from kubernetes.client.rest import ApiException
+
+        ns = self.cluster.namespace
+        hint = f"no share server in namespace {ns}: run `womm cluster-setup --apply --namespace {ns}`"
+        try:
+            service = self.cluster.core.read_namespaced_service(manifests.SHARE_SERVER, ns)
+        except ApiException as e:
+            if e.status == 404:
+                raise WommError(hint) from None
+            raise
+        self.ip = service.spec.cluster_ip
+        pods = self.cluster.core.list_namespaced_pod(ns, label_selector=manifests.selector(role="share-server")).items
+        running = [p for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
+        if not running:
+            raise WommError(f"the share server in namespace {ns} has no running pod (yet?): "
+                            f"check `kubectl -n {ns} get pods -l {manifests.ROLE}=share-server`")
+        self.pod = running[0].metadata.name
+        self.image = running[0].spec.containers[0].image
+        return self
+
+    def run(self, command, stdin=b""):
+        """Run a command in the server; (status, stdout, stderr)."""
+        stream = self.cluster.exec_stream(self.pod, command, container="server")
+        if stdin:
+            stream.send(stdin)
+        out, err = bytearray(), bytearray()
+        while (item := stream.recv()) is not None:
+            channel, data = item
+            (out if channel == 1 else err if channel == 2 else bytearray()).extend(data)
+        status = stream.exit_status()
+        stream.close()
+        return status, bytes(out), bytes(err)
+
+    def rsh(self, container="server"):
+        """rsync's -e for this server's namespace: `womm-fs rsh` through the exec API."""
+        return rsh_command(self.cluster, container)
+
+
+def rsh_command(cluster, container):
+    from womm.dispatch import find_program
+
+    program, _ = find_program("womm-fs")
+    if program is None:
+        raise WommError("womm-fs not found beside womm nor on PATH: reinstall womm")
+    words = [program, "rsh", "--namespace", cluster.namespace, "--container", container]
+    if cluster.context:
+        words += ["--context", cluster.context]
+    return " ".join(_sh_quote(w) for w in words)
+
+
+def _sh_quote(word):
+    import shlex
+
+    return shlex.quote(word)
+
+
+def share_password(share_id):
+    """This share's key, kept in ~/.womm/shares (made on first use)."""
+    path = home.share_secret_file(share_id)
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    password = secrets.token_hex(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(password + "\n")
+    return password
+
+
+def ensure_secret(cluster, share_id, password):
+    """The share's Secret in the namespace, created or corrected (one or two API calls)."""
+    import base64
+
+    from kubernetes.client.rest import ApiException
+
+    body = manifests.share_secret(share_id, password)
+    ns, name = cluster.namespace, body["metadata"]["name"]
+    try:
+        cluster.core.create_namespaced_secret(ns, body)
+        return
+    except ApiException as e:
+        if e.status != 409:
+            raise
+    current = cluster.core.read_namespaced_secret(name, ns)
+    if base64.b64decode((current.data or {}).get("password", "")).decode() != password:
+        cluster.core.replace_namespaced_secret(name, ns, body)
+
+
+def rsync_stats(text):
+    """The figures of `rsync --stats` that matter here."""
+    stats = {}
+    for key, pattern in {
+        "files": r"Number of files: ([\d,]+)",
+        "files_transferred": r"Number of regular files transferred: ([\d,]+)",
+        "bytes_transferred": r"Total transferred file size: ([\d,]+)",
+        "bytes_sent": r"Total bytes sent: ([\d,]+)",
+    }.items():
+        m = re.search(pattern, text)
+        if m:
+            stats[key] = int(m.group(1).replace(",", ""))
+    return stats
+
+
+def upload(server, share_id, directory, log_tag):
+    """Send the directory to the share server: only what changed. Returns rsync's figures."""
+    password = share_password(share_id)
+    ensure_secret(server.cluster, share_id, password)
+    before = time.time()
+    status, out, err = server.run(["womm-share-register", share_id], stdin=password.encode() + b"\n")
+    after = time.time()
+    if status != 0:
+        raise WommError(f"the share server refused share {share_id}: {err.decode(errors='replace').strip()}")
+    server_time = float(out.split()[-1]) if out.split() else None
+    src = directory.rstrip("/") + "/"
+    proc = subprocess.run(
+        ["rsync", "-a", "--delete", "--numeric-ids", "--stats", "-e", server.rsh(),
+         src, f"{server.pod}:/shares/{share_id}/tree/"],
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        raise WommError(f"rsync to the share server failed ({proc.returncode}): {_last_line(proc.stderr)}")
+    stats = rsync_stats(proc.stdout)
+    stats["clock_skew"] = None if server_time is None else server_time - (before + after) / 2
+    _log_sync(share_id, log_tag, "upload", stats)
+    return stats
+
+
+def _log_sync(share_id, tag, what, stats):
+    import json
+
+    home.logs_dir().mkdir(parents=True, exist_ok=True)
+    with open(home.share_log(share_id), "a") as f:
+        f.write(json.dumps({"time": time.time(), "task": tag, "what": what, **stats}) + "\n")
+
+
+def _last_line(text):
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no message"
+
+
+class EagerShare(Share):
+    def __init__(self, project, cluster, log, syncback=False):
+        super().__init__(project, cluster, log)
+        self.kind = "eager-syncback" if syncback else "eager"
+        self.syncback = syncback
+        self.share_id = project["share_id"]
+        self.server = ShareServer(cluster)
+        self.uploaded = threading.Event()
+        self.upload_error = None
+
+    def pod_parts(self, task):
+        volume, mount = self.directory_volume(task)
+        secret = {"name": "womm-secret", "secret": {"secretName": f"womm-share-{self.share_id}", "defaultMode": 0o400}}
+        helper_mounts = [mount, {"name": "womm-secret", "mountPath": "/womm/secret", "readOnly": True}]
+        small = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "256Mi"}}
+        pull = {
+            "name": "womm-share-pull",
+            "image": self.server.image,
+            "command": ["womm-share-pull", self.server.ip, self.share_id, task["id"], task["cwd"]],
+            "volumeMounts": helper_mounts,
+            "resources": small,
+        }
+        parts = {"volumes": [volume, secret], "mounts": [mount], "init_containers": [pull]}
+        if self.syncback:
+            parts["containers"] = [{
+                "name": manifests.SHARE_CONTAINER,
+                "image": self.server.image,
+                "command": ["womm-idle"],
+                "volumeMounts": helper_mounts,
+                "resources": small,
+            }]
+        return parts
+
+    def before_run(self, task, on_fatal=None):
+        self.server.locate()
+        if self.syncback:
+            from womm import syncback
+
+            syncback.save_snapshot(task["id"], task["cwd"])
+
+        def send():
+            try:
+                stats = upload(self.server, self.share_id, task["cwd"], task["id"])
+                skew = stats.get("clock_skew")
+                if self.syncback and skew is not None and abs(skew) > MAX_CLOCK_SKEW:
+                    raise WommError(
+                        f"this machine's clock and the share server's differ by {skew:+.1f} s (more than "
+                        f"{MAX_CLOCK_SKEW:.0f} s): syncback compares times, so fix the clocks first"
+                    )
+                status, _, err = self.server.run(["womm-share-mark", self.share_id, task["id"]])
+                if status != 0:
+                    raise WommError(f"the share server: {err.decode(errors='replace').strip()}")
+            except Exception as e:  # noqa: BLE001 - reported through on_fatal
+                self.upload_error = e
+                if on_fatal:
+                    on_fatal(f"could not send {task['cwd']} to the share server: {e}")
+            finally:
+                self.uploaded.set()
+
+        self.upload_thread = threading.Thread(target=send, name="share upload", daemon=True)
+        self.upload_thread.start()
+
+    def after_run(self, task, pods):
+        self.uploaded.wait()
+        if self.upload_error or not self.syncback:
+            return
+        from womm import syncback
+
+        syncback.collect_from_pods(self, task, sorted(pods.ready_pods))
+        report = syncback.pull(self, task)
+        syncback.print_report(report, self.log)
+
+
+def sync_now(project, cluster):
+    """`womm share sync`: upload now, outside a run; rsync's figures."""
+    server = ShareServer(cluster).locate()
+    return upload(server, project["share_id"], project["path"], "share-sync")
+

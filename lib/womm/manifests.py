@@ -1,0 +1,206 @@
+"""Every Kubernetes object womm creates, built here and nowhere else.
+
+Objects are plain dicts: the Python client accepts them, and cluster-setup
+prints them. Everything carries womm's labels; cleanup selects by label
+(`selector()`), never by name pattern.
+"""
+
+import json
+import re
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "womm"}
+TASK = "womm.dev/task"
+ROLE = "womm.dev/role"
+HOST = "womm.dev/host"
+SHARE = "womm.dev/share"
+
+# Annotations that identify a task's controller (for `womm status` and the reaper).
+A_HOST = "womm.dev/host"
+A_CWD = "womm.dev/cwd"
+A_PID = "womm.dev/pid"
+A_PID_START = "womm.dev/pid-start"
+A_COMMAND = "womm.dev/command"
+A_MODE = "womm.dev/mode"
+A_CREATED = "womm.dev/created"
+A_CPU = "womm.dev/cpu"
+A_MEM = "womm.dev/mem"
+A_PODS = "womm.dev/pods"
+
+SHARE_SERVER = "womm-fs"  # the share server's Deployment and Service
+LEADER_ACCOUNT = "womm-leader"  # ServiceAccount, Role and RoleBinding of --async leaders
+SHARE_CONTAINER = "womm-share"  # the share's container in a worker pod
+JOB_CONTAINER = "job"
+RSYNC_PORT = 873
+
+# PID 1 of a worker: idle, and gone at once on SIGTERM (a plain `sleep` as PID 1
+# would hold pod deletion for the whole grace period).
+IDLE = ["sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]
+
+
+def label_value(text):
+    """A string made safe as a label value (63 chars of [A-Za-z0-9._-])."""
+    value = re.sub(r"[^A-Za-z0-9._-]", "-", text)[:63].strip("-._")
+    return value or "none"
+
+
+def selector(**labels):
+    """A label selector over womm's objects, e.g. selector(task=id)."""
+    keys = {"task": TASK, "role": ROLE, "host": HOST, "share": SHARE}
+    parts = [f"{k}={v}" for k, v in MANAGED_BY.items()]
+    parts += [f"{keys[k]}={v}" for k, v in labels.items()]
+    return ",".join(parts)
+
+
+def task_labels(task, role="worker"):
+    return {**MANAGED_BY, TASK: task["id"], ROLE: role, HOST: label_value(task["host"])}
+
+
+def task_annotations(task):
+    return {
+        A_HOST: task["host"],
+        A_CWD: task["cwd"],
+        A_PID: str(task["pid"]),
+        A_PID_START: repr(task["pid_start"]),
+        A_COMMAND: json.dumps(task["command"]),
+        A_MODE: task["mode"],
+        A_CREATED: repr(task["created"]),
+        A_CPU: str(task.get("cpu", "")),
+        A_MEM: str(task.get("mem", "")),
+        A_PODS: str(task.get("pods", "")),
+    }
+
+
+def metadata(name, labels, annotations=None, namespace=None):
+    meta = {"name": name, "labels": labels}
+    if annotations:
+        meta["annotations"] = annotations
+    if namespace:
+        meta["namespace"] = namespace
+    return meta
+
+
+def worker_deployment(task, share_spec):
+    """The task's worker pods: `pods` replicas of the user's image, idle until jobs arrive.
+
+    share_spec: what the share adds to the pod (womm_fs.shares.pod_parts()):
+    {"volumes", "mounts", "containers", "init_containers", "privileged"}.
+    A Deployment, so that a pod that dies (deleted, evicted, OOM-killed) comes back.
+    """
+    labels = task_labels(task)
+    resources = {"cpu": str(task["cpu"]), "memory": str(task["mem"])}
+    job = {
+        "name": JOB_CONTAINER,
+        "image": task["image"],
+        "command": IDLE,
+        "workingDir": task["cwd"],
+        "resources": {"requests": resources, "limits": resources},
+        "volumeMounts": share_spec.get("mounts", []),
+        "securityContext": {"allowPrivilegeEscalation": False},
+    }
+    pod_spec = {
+        "containers": [job, *share_spec.get("containers", [])],
+        "initContainers": share_spec.get("init_containers", []),
+        "volumes": share_spec.get("volumes", []),
+        # Jobs get no API credentials: only the leader of --async tasks has any.
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 2,
+        "restartPolicy": "Always",
+    }
+    if task.get("pull_secret"):
+        pod_spec["imagePullSecrets"] = [{"name": task["pull_secret"]}]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(f"womm-task-{task['id']}", labels, task_annotations(task)),
+        "spec": {
+            "replicas": task["pods"],
+            "selector": {"matchLabels": {TASK: task["id"], ROLE: "worker"}},
+            # Replace a dead pod at once; never wait for old pods on updates (there are none).
+            "strategy": {"type": "Recreate"},
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def share_secret(share_id, password):
+    """The key that lets one share's pods, and only them, read it from the share server."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(f"womm-share-{share_id}", {**MANAGED_BY, SHARE: share_id}),
+        "type": "Opaque",
+        "stringData": {"password": password},
+    }
+
+
+def share_server(image, namespace=None):
+    """The share server: an rsync daemon holding eager shares, one module per share."""
+    labels = {**MANAGED_BY, ROLE: "share-server"}
+    container = {
+        "name": "server",
+        "image": image,
+        "command": ["womm-fs-server"],
+        "ports": [{"name": "rsync", "containerPort": RSYNC_PORT}],
+        "volumeMounts": [{"name": "shares", "mountPath": "/shares"}],
+        "readinessProbe": {"tcpSocket": {"port": RSYNC_PORT}, "periodSeconds": 2},
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(SHARE_SERVER, labels, namespace=namespace),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {ROLE: "share-server"}},
+            "strategy": {"type": "Recreate"},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [container],
+                    "volumes": [{"name": "shares", "emptyDir": {}}],
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 2,
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(SHARE_SERVER, labels, namespace=namespace),
+        # ClusterIP: reachable from inside the cluster only.
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {ROLE: "share-server"},
+            "ports": [{"name": "rsync", "port": RSYNC_PORT, "targetPort": RSYNC_PORT}],
+        },
+    }
+    return [deployment, service]
+
+
+def leader_rbac(namespace):
+    """What the in-cluster leader of an --async task may do, and nothing more."""
+    labels = {**MANAGED_BY, ROLE: "leader"}
+    rules = [
+        # its workers: create the Deployment, watch the pods, remove them at the end
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["create", "get", "delete"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "delete"]},
+        # one exec stream per job slot; the share's syncback into the share server
+        {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]},
+        # the Service of the share server, to pass its address to the workers
+        {"apiGroups": [""], "resources": ["services"], "verbs": ["get"]},
+    ]
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(LEADER_ACCOUNT, labels, namespace=namespace)},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": metadata(LEADER_ACCOUNT, labels, namespace=namespace), "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": metadata(LEADER_ACCOUNT, labels, namespace=namespace),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": LEADER_ACCOUNT},
+            "subjects": [{"kind": "ServiceAccount", "name": LEADER_ACCOUNT, "namespace": namespace}],
+        },
+    ]
