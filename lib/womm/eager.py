@@ -175,8 +175,10 @@ def _last_line(text):
 
 
 class EagerShare(Share):
-    def __init__(self, project, cluster, log, syncback=False):
+    def __init__(self, project, cluster, log, syncback=False, upload=True, pull=True):
+        """upload/pull: False in an --async leader (the client uploads; `womm finish` pulls)."""
         super().__init__(project, cluster, log)
+        self.upload, self.pull = upload, pull
         self.kind = "eager-syncback" if syncback else "eager"
         self.syncback = syncback
         self.share_id = project["share_id"]
@@ -209,6 +211,9 @@ class EagerShare(Share):
 
     def before_run(self, task, on_fatal=None):
         self.server.locate()
+        if not self.upload:
+            self.uploaded.set()
+            return
         if self.syncback:
             from womm import syncback
 
@@ -243,8 +248,9 @@ class EagerShare(Share):
         from womm import syncback
 
         syncback.collect_from_pods(self, task, sorted(pods.ready_pods))
-        report = syncback.pull(self, task)
-        syncback.print_report(report, self.log)
+        if self.pull:
+            report = syncback.pull(self, task)
+            syncback.print_report(report, self.log)
 
 
 def sync_now(project, cluster):

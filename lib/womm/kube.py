@@ -159,6 +159,40 @@ class ExecStream:
             pass
 
 
+def relay_stdio(stream):
+    """Join this process's stdin/stdout/stderr to an exec stream; the remote exit status."""
+    import sys
+    import threading
+
+    def pump_stdin():
+        while True:
+            try:
+                data = os.read(0, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                try:
+                    stream.close_stdin()
+                except Exception:  # noqa: BLE001 - v4 streams cannot half-close
+                    pass
+                return
+            try:
+                stream.send(data)
+            except OSError:
+                return
+
+    threading.Thread(target=pump_stdin, daemon=True).start()
+    out = {1: sys.stdout.buffer, 2: sys.stderr.buffer}
+    while (item := stream.recv()) is not None:
+        channel, data = item
+        if channel in out:
+            out[channel].write(data)
+            out[channel].flush()
+    status = stream.exit_status()
+    stream.close()
+    return 255 if status is None else status
+
+
 def _first_line(e):
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__

@@ -183,13 +183,14 @@ def leader_rbac(namespace):
     """What the in-cluster leader of an --async task may do, and nothing more."""
     labels = {**MANAGED_BY, ROLE: "leader"}
     rules = [
-        # its workers: create the Deployment, watch the pods, remove them at the end
-        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["create", "get", "delete"]},
+        # its workers: create the Deployment, watch the pods, remove them all at the end
+        {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"], "verbs": ["create", "list", "delete"]},
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "delete"]},
-        # one exec stream per job slot; the share's syncback into the share server
+        # one exec stream per job slot, and the share's syncback into the share server
         {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]},
-        # the Service of the share server, to pass its address to the workers
+        # the share server's address, for the workers
         {"apiGroups": [""], "resources": ["services"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]},
     ]
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(LEADER_ACCOUNT, labels, namespace=namespace)},
@@ -204,3 +205,44 @@ def leader_rbac(namespace):
             "subjects": [{"kind": "ServiceAccount", "name": LEADER_ACCOUNT, "namespace": namespace}],
         },
     ]
+
+
+def leader_pod(task, image, spec, with_input):
+    """The in-cluster coordinator of an --async task: GNU parallel and the controller."""
+    labels = task_labels(task, role="leader")
+    container = {
+        "name": "leader",
+        "image": image,
+        "args": [json.dumps(spec)],
+        "env": [{"name": "WOMM_HOME", "value": "/tmp/womm"}, {"name": "HOME", "value": "/tmp"}],
+        "workingDir": "/tmp",
+        "resources": {"requests": {"cpu": "200m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
+    }
+    pod_spec = {
+        "containers": [container],
+        "serviceAccountName": LEADER_ACCOUNT,
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 5,
+    }
+    if with_input:
+        container["volumeMounts"] = [{"name": "input", "mountPath": "/womm/input", "readOnly": True}]
+        pod_spec["volumes"] = [{"name": "input", "configMap": {"name": f"womm-input-{task['id']}"}}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata(f"womm-leader-{task['id']}", labels, task_annotations(task)),
+        "spec": pod_spec,
+    }
+
+
+def leader_input(task, data):
+    """The jobs' input of an --async task (GNU parallel's stdin), for its leader."""
+    import base64
+
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(f"womm-input-{task['id']}", task_labels(task, role="input")),
+        "binaryData": {"input": base64.b64encode(data).decode()},
+    }

@@ -40,12 +40,13 @@ def raw_mode(fd):
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-def relay(send, recv_fd, recv, resize, stdin_fd=0, stdout_fd=1):
+def relay(send, recv_fd, recv, resize, stdin_fd=0, stdout_fd=1, pending=None):
     """Join the local terminal to a remote one until the remote side ends.
 
     send(bytes): to the remote terminal; recv_fd: a descriptor that becomes
     readable when recv() has data; recv(): bytes, or None at the end;
-    resize(columns, lines): tell the remote terminal its new size.
+    resize(columns, lines): tell the remote terminal its new size; pending():
+    data already read from recv_fd but not yet returned (TLS buffers it).
     """
     wake_r, wake_w = os.pipe()
 
@@ -59,7 +60,10 @@ def relay(send, recv_fd, recv, resize, stdin_fd=0, stdout_fd=1):
         with raw_mode(stdin_fd):
             while True:
                 watch = [recv_fd, wake_r] + ([stdin_fd] if stdin_open else [])
-                readable, _, _ = select.select(watch, [], [])
+                if pending and pending():
+                    readable = [recv_fd]
+                else:
+                    readable, _, _ = select.select(watch, [], [])
                 if wake_r in readable:
                     os.read(wake_r, 64)
                     resize(*window_size(stdout_fd))

@@ -6,12 +6,8 @@ network path into the cluster, no credential in the pod. Like ssh, the remote
 command words are joined with spaces and run by the remote shell.
 """
 
-import os
-import sys
-import threading
-
 from womm.errors import WommError
-from womm.kube import Cluster
+from womm.kube import Cluster, relay_stdio
 
 
 def main(args):
@@ -24,39 +20,4 @@ def main(args):
         raise WommError("rsh: no remote command")
     cluster = Cluster(args.context, args.namespace)
     stream = cluster.exec_stream(target, ["sh", "-c", " ".join(remote)], container=args.container)
-    return relay(stream)
-
-
-def relay(stream):
-    """Join this process's stdin/stdout/stderr to the stream; the remote exit status."""
-
-    def pump_stdin():
-        while True:
-            try:
-                data = os.read(0, 65536)
-            except OSError:
-                data = b""
-            if not data:
-                try:
-                    stream.close_stdin()
-                except Exception:  # noqa: BLE001 - v4 streams cannot half-close
-                    pass
-                return
-            try:
-                stream.send(data)
-            except OSError:
-                return
-
-    threading.Thread(target=pump_stdin, daemon=True).start()
-    out = {1: sys.stdout.buffer, 2: sys.stderr.buffer}
-    while True:
-        item = stream.recv()
-        if item is None:
-            break
-        channel, data = item
-        if channel in out:
-            out[channel].write(data)
-            out[channel].flush()
-    status = stream.exit_status()
-    stream.close()
-    return 255 if status is None else status
+    return relay_stdio(stream)

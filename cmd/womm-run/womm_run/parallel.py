@@ -91,20 +91,23 @@ def main(args):
     return run(args, project, cluster, cwd)
 
 
-def run(args, project, cluster, cwd, reporter=None, on_task=None):
-    """Run the task here (the client, or the leader of an --async task); GNU parallel's status."""
+def new_task(args, project, cluster, cwd, mode="sync"):
     command = ["parallel", *args.parallel_options, "--", *args.command]
-    task = tasks.create(
-        "parallel", "sync", command, cwd, cluster,
+    return tasks.create(
+        "parallel", mode, command, cwd, cluster,
         image=project["image"], share=project.get("share", "none"), pods=args.kube_pods,
         cpu=args.kube_cpu, mem=args.kube_mem, procs_per_pod=args.procs_per_pod,
         pull_secret=project.get("pull_secret") or None,
     )
-    if on_task:
-        on_task(task)
+
+
+def run(args, project, cluster, cwd, task=None, reporter=None, share=None):
+    """Run the task here (the client, or the leader of an --async task); GNU parallel's status."""
+    task = task or new_task(args, project, cluster, cwd)
+    command = task["command"]
     reporter = reporter or Reporter()
     reporter.task_id = task["id"]
-    share = shares.for_project(project, cluster, reporter.log)
+    share = share or shares.for_project(project, cluster, reporter.log)
     slots = args.kube_pods * args.procs_per_pod
     rundir = RunDir(task["id"], max_slots=args.local_procs + slots, local_slots=args.local_procs)
     scheduler = controller.Scheduler(rundir, log=reporter.log)
@@ -151,7 +154,7 @@ def _cleanup(task, pods, rundir, share, reporter):
         rundir.close()  # releases any job.sh still waiting
         share.close()
         try:
-            pods.delete()
+            pods.delete(role="worker" if task["mode"] == "async" else None)
         except Exception as e:  # noqa: BLE001 - keep the record so that finish/reap can retry
             reporter.log(f"could not delete the task's objects ({e}): run `womm finish {task['id']}`")
             return

@@ -122,19 +122,22 @@ class TaskPods:
                     raise
                 time.sleep(0.2 * (attempt + 1))
 
-    def delete(self):
-        """Delete every object of the task; pods go at once (their jobs are being cancelled)."""
+    def delete(self, role=None):
+        """Delete the task's objects (or those of one role); pods go at once."""
         self.stopping.set()
         if self._watch is not None:
             self._watch.stop()
-        delete_task_objects(self.cluster, self.task["id"], self.namespace)
+        delete_task_objects(self.cluster, self.task["id"], self.namespace, role)
 
 
-def delete_task_objects(cluster, task_id, namespace):
-    """Delete all of a task's objects by label; returns how many were found."""
+def delete_task_objects(cluster, task_id, namespace, role=None):
+    """Delete all of a task's objects (of one role: the leader spares itself) by label.
+
+    Returns how many were found.
+    """
     from kubernetes.client.rest import ApiException
 
-    selector = manifests.selector(task=task_id)
+    selector = manifests.selector(task=task_id, **({"role": role} if role else {}))
     found = 0
     apps, core = cluster.apps, cluster.core
     # Deployments and ReplicaSets first, or the ReplicaSet would replace the pods we delete.
@@ -142,8 +145,7 @@ def delete_task_objects(cluster, task_id, namespace):
         (apps.list_namespaced_deployment, apps.delete_namespaced_deployment),
         (apps.list_namespaced_replica_set, apps.delete_namespaced_replica_set),
         (core.list_namespaced_pod, core.delete_namespaced_pod),
-        (core.list_namespaced_service, core.delete_namespaced_service),
-        (core.list_namespaced_secret, core.delete_namespaced_secret),
+        (core.list_namespaced_config_map, core.delete_namespaced_config_map),
     ]
     for lister, deleter in steps:
         for obj in lister(namespace, label_selector=selector).items:

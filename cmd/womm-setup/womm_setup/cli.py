@@ -1,5 +1,7 @@
 """womm-setup: the "works on my machine" testbed that becomes the pods' image."""
 
+import argparse
+
 from womm import cli
 from womm.errors import run_main
 from womm.records import SHARE_KINDS
@@ -35,6 +37,9 @@ def build_parser():
     setup.add_argument("--image", help="use this existing image (e.g. after fixing a failed push) instead of a testbed")
     setup.add_argument("-y", "--yes", action="store_true", help="answer yes: it works, push it")
     cli.add_kube_options(setup)
+    # `womm shell --local`: the testbed on the current image, saving changes only if asked.
+    setup.add_argument("--local-shell", action="store_true", help=argparse.SUPPRESS)
+    setup.add_argument("--run", metavar="COMMAND", help=argparse.SUPPRESS)
     verbs.add_parser(
         "clear-prefix", help="forget the registry prefix",
         description="Forget the registry prefix; the next `womm setup` asks again.",

@@ -94,6 +94,8 @@ def setup(args):
 
 def _setup(args, cwd):
     project = records.load_project(cwd)
+    if args.local_shell:
+        return local_shell(args, project, cwd)
     new = project is None
     p = dict(project or {})
     asker = Asker(args.yes)
@@ -196,6 +198,40 @@ def build_image(args, asker, p, cwd, prefix, source):
         log(f"saved {reference} ({image.short_id}); pushing it")
         docker_engine.push(client, reference)
         return reference
+    finally:
+        testbed.remove()
+
+
+def local_shell(args, p, cwd):
+    """`womm shell --local`: the image here, this directory mounted; save changes if asked."""
+    if p is None:
+        raise WommError(f"{cwd} is not set up for womm: run `womm setup` here first")
+    client = docker_engine.client()
+    testbed = Testbed(client, p["image"], cwd, p["share"] != "none", Caller(), log)
+    try:
+        if args.run:
+            status = testbed.script(args.run + "\n")
+        else:
+            status = testbed.shell()
+        env = testbed.exported()
+        testbed.remove_noise()
+        if not testbed.changed(env):
+            return status
+        asker = Asker(args.yes)
+        if not asker.yes_no("You changed the image. Save the changes into it (and push it)?", args.yes):
+            log("changes not saved")
+            return status
+        prefix = resolve("prefix", args.prefix)
+        if not prefix:
+            raise UsageError("no registry prefix to push to: run `womm setup` first")
+        repository = f"{prefix}womm-image-{p['share_id']}"
+        tag = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        testbed.commit(repository, tag, env)
+        reference = f"{repository}:{tag}"
+        docker_engine.push(client, reference)
+        records.save_project(cwd, dict(p, image=reference))
+        log(f"saved {reference}")
+        return status
     finally:
         testbed.remove()
 
