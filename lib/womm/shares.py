@@ -67,3 +67,25 @@ class NoShare(Share):
 
     kind = "none"
 
+
+
+def configured_image(cluster, name):
+    """The share or leader image ("share-image", "leader-image"): this user's settings first,
+    then the namespace's womm-config (written by `womm cluster-setup`)."""
+    from kubernetes.client.rest import ApiException
+
+    from womm.errors import WommError
+    from womm.settings import resolve
+
+    image = resolve(name)
+    if image:
+        return image
+    try:
+        config = cluster.core.read_namespaced_config_map("womm-config", cluster.namespace)
+        image = (config.data or {}).get(name)
+    except ApiException:
+        image = None
+    if not image:
+        raise WommError(f"no {name.replace('-', ' ')} known for namespace {cluster.namespace}: "
+                        "run `womm build-images` and `womm cluster-setup --apply`")
+    return image

@@ -15,27 +15,10 @@ import sys
 from womm import manifests, records
 from womm.errors import WommError
 from womm.kube import Cluster
-from womm.settings import resolve
+from womm.shares import configured_image
 from womm_run import parallel
 
 MAX_INPUT = 900 * 1024  # a ConfigMap holds about 1 MiB
-
-
-def leader_image(cluster):
-    from kubernetes.client.rest import ApiException
-
-    image = resolve("leader-image")
-    if image:
-        return image
-    try:
-        config = cluster.core.read_namespaced_config_map("womm-config", cluster.namespace)
-        image = (config.data or {}).get("leader-image")
-    except ApiException:
-        image = None
-    if not image:
-        raise WommError(f"no leader image for --async in namespace {cluster.namespace}: "
-                        "run `womm build-images` and `womm cluster-setup --apply`")
-    return image
 
 
 def reads_stdin(args):
@@ -49,7 +32,7 @@ def reads_stdin(args):
 def start(args, project, cwd):
     """The client of an --async task: start the leader, print the task id, leave."""
     cluster = Cluster(args.context or project.get("context"), args.namespace or project.get("namespace"))
-    image = leader_image(cluster)
+    image = configured_image(cluster, "leader-image")
     data = b""
     if reads_stdin(args):
         data = sys.stdin.buffer.read(MAX_INPUT + 1)
