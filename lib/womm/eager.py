@@ -190,7 +190,8 @@ class EagerShare(Share):
         volume, mount = self.directory_volume(task)
         secret = {"name": "womm-secret", "secret": {"secretName": f"womm-share-{self.share_id}", "defaultMode": 0o400}}
         helper_mounts = [mount, {"name": "womm-secret", "mountPath": "/womm/secret", "readOnly": True}]
-        small = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "256Mi"}}
+        # No CPU request: the pod's request stays what the user asked for (--kube-cpu).
+        small = {"requests": {"memory": "16Mi"}, "limits": {"memory": "256Mi"}}
         pull = {
             "name": "womm-share-pull",
             "image": self.server.image,

@@ -239,7 +239,8 @@ class LazyShare(Share):
             "command": ["womm-idle"],
             "securityContext": {"privileged": True},
             "volumeMounts": [share_mount],
-            "resources": {"requests": {"cpu": "20m", "memory": "16Mi"}, "limits": {"memory": "256Mi"}},
+            # No CPU request: the pod's request stays what the user asked for (--kube-cpu).
+            "resources": {"requests": {"memory": "16Mi"}, "limits": {"memory": "256Mi"}},
         }
         return {"volumes": [volume], "mounts": [job_mount], "containers": [sidecar]}
 
