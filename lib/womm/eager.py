@@ -18,7 +18,7 @@ import threading
 import time
 
 from womm import home, manifests
-from womm.errors import WommError
+from womm.errors import WommError, describe
 from womm.shares import Share
 
 MAX_CLOCK_SKEW = 2.0  # seconds; syncback compares modification times
@@ -235,7 +235,7 @@ class EagerShare(Share):
             except Exception as e:  # noqa: BLE001 - reported through on_fatal
                 self.upload_error = e
                 if on_fatal:
-                    on_fatal(f"could not send {task['cwd']} to the share server: {e}")
+                    on_fatal(f"could not send {task['cwd']} to the share server: {describe(e)}")
             finally:
                 self.uploaded.set()
 

@@ -72,20 +72,44 @@ def run_main(main, argv=None, prog=None, error_exit=exitcodes.FAILURE):
     except Exception as e:  # noqa: BLE001 - the last line of defence
         if debugging():
             raise
-        kind = type(e).__name__
-        error(f"{_describe(e) or kind} (run with WOMM_DEBUG=1 for the traceback)", prog)
+        error(f"{describe(e)} (run with WOMM_DEBUG=1 for the traceback)", prog)
         sys.exit(error_exit)
     sys.exit(status or exitcodes.OK)
 
 
-def _describe(e):
-    """A short, human description of an unexpected exception from a library."""
-    # kubernetes.client.ApiException and docker.errors.APIError carry a reason
-    # and a body; prefer the server's message over the repr.
+def describe(e):
+    """A short, human description of an exception from a library (one line)."""
+    import re
+
+    # kubernetes.client.ApiException and docker.errors.APIError carry a reason and a body:
+    # prefer the server's own message.
+    body = getattr(e, "body", None)
+    if body:
+        try:
+            import json
+
+            message = json.loads(body).get("message")
+            if message:
+                return message
+        except (ValueError, AttributeError, TypeError):
+            pass
     for attr in ("explanation", "reason"):
         text = getattr(e, attr, None)
-        if text:
+        if isinstance(text, str) and text:
             status = getattr(e, "status", None) or getattr(e, "status_code", None)
-            return f"{status} {text}" if status else str(text)
-    text = str(e).strip().splitlines()
-    return text[0] if text else ""
+            return f"{status} {text}" if status else text
+    text = str(e)
+    # urllib3: "HTTPSConnectionPool(host=..., port=...): Max retries exceeded ... (Caused by X('...'))"
+    host = re.search(r"host='([^']+)', port=(\d+)", text)
+    for pattern, say in (
+        (r"certificate verify failed: ([^(')]+)", "certificate verify failed: {}"),
+        (r"\[Errno \d+\] ([^')]+)", "{}"),
+        (r"Read timed out", "read timed out"),
+    ):
+        m = re.search(pattern, text)
+        if m:
+            reason = say.format(*(g.strip() for g in m.groups()))
+            where = f"{host.group(1)}:{host.group(2)}" if host else "the server"
+            return f"cannot talk to {where}: {reason}"
+    lines = text.strip().splitlines()
+    return (lines[0][:300] if lines else "") or type(e).__name__

