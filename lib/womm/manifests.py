@@ -187,7 +187,8 @@ def leader_rbac(namespace):
         {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"], "verbs": ["create", "list", "delete"]},
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "delete"]},
         # one exec stream per job slot, and the share's syncback into the share server
-        {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]},
+        # (an exec over WebSocket is a GET: both verbs, as kubectl exec needs)
+        {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]},
         # the share server's address, for the workers
         {"apiGroups": [""], "resources": ["services"], "verbs": ["get"]},
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]},
@@ -216,7 +217,7 @@ def leader_pod(task, image, spec, with_input):
         "args": [json.dumps(spec)],
         "env": [{"name": "WOMM_HOME", "value": "/tmp/womm"}, {"name": "HOME", "value": "/tmp"}],
         "workingDir": "/tmp",
-        "resources": {"requests": {"cpu": "200m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
+        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
     }
     pod_spec = {
         "containers": [container],

@@ -232,3 +232,7 @@ def namespace(request, k8s) -> str:
     except kubernetes.client.ApiException as e:
         if e.status != 404:
             raise
+
+
+# Fixtures that run the real womm programs (womm_fixtures.py).
+from womm_fixtures import project_image, womm, womm_images, womm_session_home  # noqa: E402, F401

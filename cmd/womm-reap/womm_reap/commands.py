@@ -96,8 +96,14 @@ def task_status(t):
 
 # ---------------------------------------------------------------- status
 
+def _here_cluster(args):
+    """The cluster and namespace to look in: the options, else this directory's, else the context's."""
+    project = records.load_project(os.getcwd()) or {}
+    return Cluster(args.context or project.get("context"), args.namespace or project.get("namespace"))
+
+
 def status(args):
-    cluster = Cluster(args.context, args.namespace)
+    cluster = _here_cluster(args)
     found = find_tasks(cluster, args.all_namespaces)
     me = home.hostname()
     rows = [t for t in found.values() if args.all_hosts or t.get("host") == me]
@@ -197,9 +203,9 @@ def finish(args):
 
 def _cluster_for(task_id, args):
     record = records.load_task(task_id) or {}
-    context = args.context or record.get("context")
-    namespace = args.namespace or record.get("namespace")
-    return Cluster(context, namespace), record
+    if not record:
+        return _here_cluster(args), record
+    return Cluster(args.context or record.get("context"), args.namespace or record.get("namespace")), record
 
 
 def finish_one(task_id, args, here, me, reason=None, log=None):

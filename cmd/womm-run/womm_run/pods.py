@@ -119,8 +119,13 @@ class TaskPods:
                 self.scheduler.add_worker(worker)
             self.first_ready.set()
         except Exception as e:  # noqa: BLE001 - one pod failing does not end the task
-            if not self.stopping.is_set():
-                self.log(f"pod {pod}: cannot start its job slots: {describe(e)}")
+            if self.stopping.is_set():
+                return
+            if getattr(e, "status", None) in (401, 403):
+                # No other pod will do better: nothing can run.
+                self.on_fatal(f"not allowed to run jobs in pod {pod}: {describe(e)}")
+                return
+            self.log(f"pod {pod}: cannot start its job slots: {describe(e)}")
 
     def _exec_agent(self, pod, tries=5):
         command = ["sh", "-c", AGENT, "womm-agent", self.token, self.task["cwd"], self.shell]

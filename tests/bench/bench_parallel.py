@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Per-job cost of `womm parallel`, measured on the local cluster (not a pass/fail test).
+
+    tests/cluster/up && eval "$(tests/cluster/env)" && python3 tests/bench/bench_parallel.py
+
+Prints one figure per line:
+  - jobs/s of plain local GNU parallel with 8 slots (2,000 `true` jobs)
+  - jobs/s of a kubectl-exec-per-job baseline: GNU parallel running one
+    `kubectl exec` per job over the same 4 pods x 2 slots (the product page's design)
+  - jobs/s of womm over 4 pods x 2 slots, for the whole command (pods' start included)
+    and from its first job's output to its end
+  - the ratios the README quotes
+  - API requests per job, from the API server's own metrics (minus the cluster's
+    background rate, measured right before over the same time)
+  - from the command to the first job's output, against the time a pod of the same
+    image takes to start by itself
+Needs: womm installed (womm on PATH), GNU parallel, kubectl.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+NAMESPACE = "womm-bench"
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=isinstance(cmd, str), check=True, capture_output=True, text=True, **kw)
+
+
+def timed(cmd, input=None, env=None, cwd=None):
+    t = time.monotonic()
+    proc = subprocess.run(cmd, input=input, env=env, cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"bench: {cmd[:3]} failed ({proc.returncode}): {proc.stderr[-500:]}")
+    return time.monotonic() - t, proc
+
+
+def api_requests():
+    """The API server's total request count (all clients)."""
+    text = sh(["kubectl", "get", "--raw", "/metrics"]).stdout
+    return sum(float(m.group(1)) for m in re.finditer(r"^apiserver_request_total\{[^}]*\} ([0-9.e+]+)$", text, re.M))
+
+
+def pod_start_time(image):
+    """Seconds from creating a pod of `image` (already on the node) to it Running, seen by a watch."""
+    name = f"bench-start-{int(time.time())}"
+    spec = (f'{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}"}},"spec":{{"terminationGracePeriodSeconds":0,'
+            f'"containers":[{{"name":"c","image":"{image}","command":["sh","-c","trap \'exit 0\' TERM; sleep 3600 & wait"]}}]}}}}')
+    watch = subprocess.Popen(["kubectl", "-n", NAMESPACE, "get", "pod", name, "--watch", "-o",
+                              "jsonpath={.status.phase}{\"\\n\"}"], stdout=subprocess.PIPE, text=True,
+                             stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    t = time.monotonic()
+    subprocess.run(["kubectl", "-n", NAMESPACE, "create", "-f", "-"], input=spec, check=True, capture_output=True, text=True)
+    for line in watch.stdout:
+        if line.strip() == "Running":
+            break
+    elapsed = time.monotonic() - t
+    watch.kill()
+    subprocess.run(["kubectl", "-n", NAMESPACE, "delete", "pod", name, "--wait=false"], capture_output=True)
+    return elapsed
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jobs", type=int, default=2000)
+    ap.add_argument("--baseline-jobs", type=int, default=200, help="jobs for the (slow) kubectl exec baseline")
+    ap.add_argument("--image", default=os.environ.get("WOMM_TEST_BASE_IMAGE"))
+    ap.add_argument("--kube-cpu", default="0.4", help="CPU per pod: 4 pods must fit on the node")
+    args = ap.parse_args()
+    for tool in ("womm", "parallel", "kubectl"):
+        if not shutil.which(tool):
+            sys.exit(f"bench: {tool} not on PATH")
+    if not args.image:
+        sys.exit("bench: give --image (or eval tests/cluster/env for WOMM_TEST_BASE_IMAGE)")
+
+    subprocess.run(["kubectl", "create", "namespace", NAMESPACE], capture_output=True)
+    home = tempfile.mkdtemp(prefix="womm-bench-home-")
+    work = tempfile.mkdtemp(prefix="womm-bench-dir-")
+    env = dict(os.environ, WOMM_HOME=home)
+    sh(["womm", "setup", "--share", "none", "--image", args.image, "--namespace", NAMESPACE, "--yes"], cwd=work, env=env)
+    jobs_input = "".join(f"{i}\n" for i in range(args.jobs))
+    womm_cmd = ["womm", "parallel", "--kube-pods", "4", "--procs-per-pod", "2", "--kube-cpu", args.kube_cpu,
+                "--kube-mem", "128Mi", "--", "true"]
+
+    # Warm up: the image on the node, the pods' first start.
+    timed(womm_cmd[:-1] + ["true", ":::", "1"], env=env, cwd=work)
+
+    # 1. local GNU parallel, 8 slots
+    t_local, _ = timed(["parallel", "-j8", "true"], input=jobs_input)
+    local_rate = args.jobs / t_local
+    print(f"local GNU parallel -j8: {args.jobs} jobs in {t_local:.2f} s = {local_rate:.0f} jobs/s")
+
+    # 2. womm, with the API server's request count around it
+    idle_before = api_requests()
+    time.sleep(10)
+    idle_rate = (api_requests() - idle_before) / 10
+    before = api_requests()
+    t0 = time.monotonic()
+    proc = subprocess.Popen(womm_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, cwd=work, text=True)
+    proc.stdin.write(jobs_input)
+    proc.stdin.close()
+    # `true` prints nothing: time the first finished job through a joblog instead
+    out, err = proc.communicate()
+    t_womm = time.monotonic() - t0
+    after = api_requests()
+    if proc.returncode != 0:
+        sys.exit(f"bench: womm failed: {err[-500:]}")
+    requests = after - before - idle_rate * t_womm
+    womm_rate = args.jobs / t_womm
+
+    # 2b. steady state: the same with a joblog, from the first job's end to the last one's
+    joblog = os.path.join(work, "joblog")
+    timed(womm_cmd[:-2] + ["--joblog", joblog, "--", "true"], input=jobs_input, env=env, cwd=work)
+    rows = [r.split("\t") for r in open(joblog).read().splitlines()[1:]]
+    ends = sorted(float(r[2]) + float(r[3]) for r in rows)
+    steady = (len(ends) - 1) / (ends[-1] - ends[0]) if len(ends) > 1 else float("nan")
+
+    print(f"womm 4 pods x 2 slots: {args.jobs} jobs in {t_womm:.2f} s = {womm_rate:.0f} jobs/s "
+          f"(whole command, pods' start included)")
+    print(f"womm 4 pods x 2 slots, first to last job: {steady:.0f} jobs/s")
+
+    # 3. the kubectl-exec-per-job baseline, on the pods of a womm task kept alive by a sleeping job
+    keeper = subprocess.Popen(womm_cmd[:-1] + ["sleep 600", ":::", *map(str, range(8))], env=env, cwd=work,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pods = []
+    deadline = time.monotonic() + 120
+    while len(pods) < 4 and time.monotonic() < deadline:
+        time.sleep(1)
+        out = sh(["kubectl", "-n", NAMESPACE, "get", "pods", "-l", "womm.dev/role=worker",
+                  "--field-selector=status.phase=Running", "-o", "name"]).stdout.split()
+        pods = [p.split("/", 1)[1] for p in out]
+    pods_arg = " ".join(pods)
+    baseline_cmd = ["parallel", "-j8", f"p=({pods_arg}); kubectl -n {NAMESPACE} exec ${{p[$(( {{%}} % {len(pods)} ))]}} -c job -- true"]
+    t_base, _ = timed(baseline_cmd, input="".join(f"{i}\n" for i in range(args.baseline_jobs)),
+                      env=dict(os.environ, SHELL="/bin/bash", PARALLEL_SHELL="/bin/bash"))
+    keeper.send_signal(2)
+    keeper.wait(60)
+    base_rate = args.baseline_jobs / t_base
+    print(f"kubectl exec per job, 4 pods x 2 slots: {args.baseline_jobs} jobs in {t_base:.2f} s = {base_rate:.1f} jobs/s")
+
+    print(f"womm / kubectl-exec baseline: {womm_rate / base_rate:.1f}x (first to last job: {steady / base_rate:.1f}x)")
+    print(f"womm / local GNU parallel: {womm_rate / local_rate:.0%} (first to last job: {steady / local_rate:.0%})")
+    print(f"API requests per job: {requests / args.jobs:.4f} ({requests:.0f} requests beyond the cluster's "
+          f"background of {idle_rate:.1f}/s)")
+
+    # 4. latency to the first output, against a pod's own start
+    pod_time = pod_start_time(args.image)
+    t = time.monotonic()
+    p = subprocess.Popen(["womm", "parallel", "--kube-pods", "1", "--kube-cpu", args.kube_cpu, "--kube-mem", "128Mi",
+                          "--", "echo", "first", ":::", "1"], stdout=subprocess.PIPE, env=env, cwd=work, text=True)
+    p.stdout.readline()
+    first = time.monotonic() - t
+    p.wait()
+    print(f"pod start by itself (create to Running): {pod_time:.2f} s")
+    print(f"womm command to first job output: {first:.2f} s ({first - pod_time:+.2f} s beyond the pod's start)")
+
+    subprocess.run(["kubectl", "delete", "namespace", NAMESPACE, "--wait=false"], capture_output=True)
+    shutil.rmtree(home, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
