@@ -1,4 +1,5 @@
-"""The man pages are installed with womm and render without troff warnings.
+"""What `pip install .` gives: the five programs, and man pages that render and that
+`womm help VERB` opens.
 
 Run inside an environment where womm is installed (tox -e man).
 """
@@ -12,7 +13,21 @@ PAGES = ("womm", "womm-setup", "womm-run", "womm-fs", "womm-reap")
 
 def main():
     mandir = os.path.join(sys.prefix, "share", "man")
+    bindir = os.path.join(sys.prefix, "bin")
     failed = False
+    for program in PAGES:
+        path = os.path.join(bindir, program)
+        if not os.access(path, os.X_OK):
+            print(f"missing program: {path}")
+            failed = True
+    env = dict(os.environ, MANPAGER="cat", PAGER="cat", MANWIDTH="80")
+    for verb, title in (("run", "WOMM-RUN(1)"), ("status", "WOMM-REAP(1)"), ("setup", "WOMM-SETUP(1)")):
+        out = subprocess.run([os.path.join(bindir, "womm"), "help", verb], capture_output=True, text=True, env=env)
+        if out.returncode != 0 or title not in out.stdout:
+            print(f"womm help {verb}: exit {out.returncode}, no {title}:\n{out.stdout[:300]}{out.stderr}")
+            failed = True
+        else:
+            print(f"ok: womm help {verb} shows {title}")
     for page in PAGES:
         path = os.path.join(mandir, "man1", f"{page}.1")
         if not os.path.exists(path):
