@@ -63,7 +63,7 @@ def test_jobs_see_the_directory_and_run_in_it(womm, tmp_path):
 
 def test_local_procs_add_local_slots(womm, tmp_path):
     d = womm.setup_dir(tmp_path / "proj", "none")
-    out = womm("parallel", "--kube-pods", "1", "--local-procs", "2", "--", "sleep 1; uname -n; : {}", ":::", *map(str, range(30)),
+    out = womm("parallel", "--kube-pods", "1", "--kube-cpu", "0.5", "--local-procs", "2", "--", "sleep 1; uname -n; : {}", ":::", *map(str, range(30)),
                cwd=d).stdout.splitlines()
     import socket
 

@@ -263,7 +263,7 @@ def parse_ttl(text):
         raise UsageError(f"--ttl: not a duration: {text!r} (e.g. 90m, 24h, 7d)") from None
 
 
-def print_cron():
+def print_cron(args):
     exe = os.path.abspath(sys.argv[0])
     if not os.path.isabs(sys.argv[0]) or not os.path.exists(exe):
         exe = shutil.which("womm-reap") or exe
@@ -272,13 +272,18 @@ def print_cron():
     env.append("KUBECONFIG=" + shlex.quote(":".join(os.path.abspath(p) for p in kubeconfig.split(":"))))
     if os.environ.get("WOMM_HOME"):
         env.append("WOMM_HOME=" + shlex.quote(os.path.abspath(os.environ["WOMM_HOME"])))
-    print(f"*/15 * * * * {' '.join(env)} {shlex.quote(exe)} reap")
+    options = ""
+    if args.context:
+        options += f" --context {shlex.quote(args.context)}"
+    if args.namespace:
+        options += f" --namespace {shlex.quote(args.namespace)}"
+    print(f"*/15 * * * * {' '.join(env)} {shlex.quote(exe)} reap{options}")
     return 0
 
 
 def reap(args):
     if args.print_cron:
-        return print_cron()
+        return print_cron(args)
     ttl = parse_ttl(args.ttl)
     home.logs_dir().mkdir(parents=True, exist_ok=True)
     lock = open(home.root() / "reap.lock", "a")

@@ -264,12 +264,18 @@ def serve(rundir, scheduler, stop_fd, rewindable=True):
 
 def run_parallel(argv, rundir, scheduler, env, local_shell, proc_holder=None):
     """Run GNU parallel (argv) with its pod slots served by `scheduler`; its exit status."""
+    import shutil
     import signal
     import subprocess
 
     environ = dict(env)
     environ.update(rundir.environment(local_shell))
     rundir.set_jobs(rundir.local_slots + scheduler.slots)
+    # If this controller is killed (even by SIGKILL), GNU parallel must not go on
+    # starting jobs nobody serves: it gets SIGTERM, and stops.
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        argv = [setpriv, "--pdeathsig", "TERM", "--", *argv]
     proc = subprocess.Popen(argv, env=environ)
     if proc_holder is not None:
         proc_holder["proc"] = proc

@@ -9,7 +9,7 @@ import time
 from importlib import resources
 
 from womm import manifests
-from womm.errors import describe
+from womm.errors import WommError, describe
 from womm_run.controller import Worker
 
 AGENT = resources.files("womm_run").joinpath("agent.sh").read_text()
@@ -124,6 +124,9 @@ class TaskPods:
             if getattr(e, "status", None) in (401, 403):
                 # No other pod will do better: nothing can run.
                 self.on_fatal(f"not allowed to run jobs in pod {pod}: {describe(e)}")
+                return
+            if isinstance(e, WommError) and not self.first_ready.is_set():
+                self.on_fatal(str(e))  # the share failed where no pod works yet: it will fail again
                 return
             self.log(f"pod {pod}: cannot start its job slots: {describe(e)}")
 

@@ -1,0 +1,191 @@
+"""`womm setup`: the testbed that becomes the pods' image, scripted and through a real terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.request
+
+import pexpect
+import pytest
+
+from womm_fixtures import WOMM, run_womm, womm_env
+
+pytestmark = pytest.mark.e2e
+
+SCRIPT = """\
+set -e
+if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+$SUDO apt-get update -qq
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends hello > /dev/null
+export WOMM_E2E_GREETING="set in the testbed"
+"""
+
+
+def project(home, d):
+    os.environ["WOMM_HOME"] = str(home)
+    try:
+        from womm import records
+
+        return records.load_project(d)
+    finally:
+        del os.environ["WOMM_HOME"]
+
+
+def registry_tags(registry, repository):
+    with urllib.request.urlopen(f"http://{registry}/v2/{repository}/tags/list", timeout=10) as r:
+        return json.load(r).get("tags") or []
+
+
+def test_scripted_setup_makes_an_image_that_pods_run(cluster, k8s, namespace, tmp_path):
+    home, d = tmp_path / "home", tmp_path / "proj"
+    d.mkdir()
+    (d / "s.sh").write_text(SCRIPT)
+    prefix = f"{cluster.registry}/womm-e2e-setup/"
+    r = run_womm(["setup", "--share", "eager", "--base-image", cluster.base_image, "--prefix", prefix,
+                  "--script", "s.sh", "--yes"], home, cwd=d, timeout=600)
+    image = project(home, d)["image"]
+    assert image.startswith(prefix + "womm-image-")
+    repo, tag = image[len(cluster.registry) + 1:].rsplit(":", 1)
+    assert tag in registry_tags(cluster.registry, repo)
+    assert "Traceback" not in r.stderr
+
+    pod = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "setup-check"},
+        "spec": {"restartPolicy": "Never", "containers": [{
+            "name": "c", "image": image,
+            "command": ["sh", "-c", 'hello; echo "$WOMM_E2E_GREETING"; id -u; pwd; ls -A /root/.bash_history 2>&1 | head -1'],
+        }]},
+    }
+    k8s.core.create_namespaced_pod(namespace, pod)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        phase = k8s.core.read_namespaced_pod("setup-check", namespace).status.phase
+        if phase in ("Succeeded", "Failed"):
+            break
+        time.sleep(0.5)
+    log = k8s.core.read_namespaced_pod_log("setup-check", namespace).splitlines()
+    assert phase == "Succeeded", log
+    assert log[0] == "Hello, world!"
+    assert log[1] == "set in the testbed"
+    assert log[2] == str(os.getuid())
+    assert log[3] == str(d)
+    assert "No such file" in log[4]  # no shell history in the image
+
+
+def test_no_credential_in_the_image(cluster, tmp_path, docker_client):
+    home, d = tmp_path / "home", tmp_path / "proj"
+    d.mkdir()
+    (d / "s.sh").write_text("export API_TOKEN=hunter2\nexport KUBECONFIG=/mnt/root/.kube/config\nexport OK_VAR=1\n")
+    run_womm(["setup", "--share", "none", "--base-image", cluster.base_image, "--prefix",
+              f"{cluster.registry}/womm-e2e-setup/", "--script", "s.sh", "--yes"], home, cwd=d, timeout=600)
+    env = docker_client.images.get(project(home, d)["image"]).attrs["Config"]["Env"]
+    assert "OK_VAR=1" in env
+    assert not [e for e in env if e.startswith(("API_TOKEN=", "KUBECONFIG=", "DOCKER_HOST="))]
+
+
+def spawn(args, home, d):
+    return pexpect.spawn(WOMM, args, cwd=str(d), env=womm_env(home), timeout=300, encoding="utf-8",
+                         dimensions=(40, 120))
+
+
+def test_interactive_setup_then_a_rerun_without_changes(cluster, tmp_path):
+    home, d = tmp_path / "home", tmp_path / "proj"
+    d.mkdir()
+    child = spawn(["setup"], home, d)
+    child.expect(r"How do you want to share .* to your cloud\?")
+    child.expect(r"\*\) never mind, quit")
+    child.expect(r"\[\*\] > ")
+    child.sendline("2")
+    child.expect("base image for your operating system")
+    child.expect(r"\[ubuntu:22\.04\] > ")
+    child.sendline(cluster.base_image)
+    child.expect("authorized to push")
+    child.expect("> ")
+    child.sendline(f"{cluster.registry}/womm-e2e-interactive/")
+    child.expect("Make it work!")
+    child.expect(r"[$#] $")
+    child.sendline("apt-get update -qq && apt-get install -y -qq --no-install-recommends hello >/dev/null; hello")
+    child.expect("Hello, world!")
+    child.sendline("export WOMM_E2E_TERM=yes; stty size")
+    child.expect("40 120")  # the window size reached the testbed's terminal
+    child.sendline("sleep 30")
+    time.sleep(1)
+    child.sendintr()  # Ctrl-C reaches the shell's job, not womm
+    child.sendline("echo back-at-the-prompt")
+    child.expect("back-at-the-prompt")
+    child.sendeof()
+    child.expect(r"Does it work\? y/n")
+    child.sendline("y")
+    child.expect(pexpect.EOF, timeout=300)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    p = project(home, d)
+    repo = p["image"][len(cluster.registry) + 1:].rsplit(":", 1)[0]
+    tags = registry_tags(cluster.registry, repo)
+    assert p["share"] == "eager" and len(tags) == 1
+
+    child = spawn(["setup"], home, d)
+    for question in ("Change the share type", "Change the Kubernetes settings", "Start a new image", "Edit the image"):
+        child.expect(question)
+        child.sendline("n")
+    child.expect(pexpect.EOF, timeout=120)
+    child.close()
+    assert child.exitstatus == 0
+    assert project(home, d)["image"] == p["image"]
+    assert registry_tags(cluster.registry, repo) == tags  # nothing pushed
+
+
+@pytest.mark.parametrize("prompt_count", [1, 2, 3])
+def test_ctrl_c_at_a_prompt_writes_nothing(cluster, tmp_path, prompt_count):
+    home, d = tmp_path / "home", tmp_path / "proj"
+    d.mkdir()
+    child = spawn(["setup"], home, d)
+    answers = ["2", cluster.base_image, f"{cluster.registry}/x/"]
+    for answer in answers[: prompt_count - 1]:
+        child.expect("> ")
+        child.sendline(answer)
+    child.expect("> ")
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130 or child.signalstatus
+    assert not home.exists() or not list(home.rglob("*.json"))
+
+
+def test_saying_no_writes_nothing(cluster, tmp_path):
+    home, d = tmp_path / "home", tmp_path / "proj"
+    d.mkdir()
+    child = spawn(["setup", "--share", "none", "--base-image", cluster.base_image, "--prefix",
+                   f"{cluster.registry}/x/"], home, d)
+    child.expect(r"[$#] $")
+    child.sendline("exit")
+    child.expect(r"Does it work\? y/n")
+    child.sendline("n")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1
+    assert not list(home.rglob("*.json"))
+
+
+@pytest.mark.parametrize("case", ["no-docker", "unknown-base", "unwritable-prefix"])
+def test_failures_are_one_line_and_write_nothing(cluster, tmp_path, case):
+    home, d = tmp_path / "home", tmp_path / "proj"
+    d.mkdir()
+    (d / "s.sh").write_text("true\n")
+    base, prefix, env = cluster.base_image, f"{cluster.registry}/womm-e2e-fail/", {}
+    if case == "no-docker":
+        env["DOCKER_HOST"] = f"unix://{tmp_path}/no-docker.sock"
+    elif case == "unknown-base":
+        base = f"{cluster.registry}/no/such-image:1"
+    else:
+        prefix = "127.0.0.1:5999/nobody-listens/"
+    r = run_womm(["setup", "--share", "none", "--base-image", base, "--prefix", prefix, "--script", "s.sh", "--yes"],
+                 home, cwd=d, check=False, env=env, timeout=600)
+    errors = [line for line in r.stderr.splitlines() if "error:" in line]
+    assert r.returncode == 1, r.stderr
+    assert len(errors) == 1 and "Traceback" not in r.stderr
+    assert {"no-docker": "Docker engine", "unknown-base": "base image",
+            "unwritable-prefix": "kept locally"}[case] in errors[0]
+    assert not list(home.rglob("*.json"))
