@@ -9,7 +9,6 @@ import urllib.request
 
 import pexpect
 import pytest
-
 from womm_fixtures import WOMM, run_womm, womm_env
 
 pytestmark = pytest.mark.e2e

@@ -159,7 +159,9 @@ def test_a_share_cannot_read_another(womm, tmp_path):
         pod = None
         while time.monotonic() < deadline and pod is None:
             pods = womm.k8s.core.list_namespaced_pod(womm.namespace, label_selector="womm.dev/role=worker").items
-            ready = [p for p in pods if p.status.container_statuses and all(s.ready for s in p.status.container_statuses)]
+            ready = [p for p in pods if not p.metadata.deletion_timestamp
+                     and "womm-share" in [c.name for c in p.spec.containers]
+                     and p.status.container_statuses and all(s.ready for s in p.status.container_statuses)]
             pod = ready[0].metadata.name if ready else None
             time.sleep(0.5)
         assert pod
