@@ -81,7 +81,13 @@ def test_syncback_brings_results_and_keeps_local_edits(womm, tmp_path):
 
     t = threading.Thread(target=run)
     t.start()
-    time.sleep(2)  # the run has sent the directory; now the user edits a file locally
+    # Once the pods run, the directory has been sent (their init waits for it): the user edits a file.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        pods = womm.k8s.core.list_namespaced_pod(womm.namespace, label_selector="womm.dev/role=worker").items
+        if any(p.status.phase == "Running" for p in pods):
+            break
+        time.sleep(0.2)
     (d / "notes.txt").write_text("original\nlocal edit\n")
     t.join(300)
     proc = result["proc"]
