@@ -109,12 +109,15 @@ def test_interactive_setup_then_a_rerun_without_changes(cluster, tmp_path):
     child.expect("Hello, world!")
     child.sendline("export WOMM_E2E_TERM=yes; stty size")
     child.expect("40 120")  # the window size reached the testbed's terminal
-    child.sendline("sleep 30")
-    time.sleep(1)
+    child.sendline("sleep 60")
+    time.sleep(2)
+    interrupted = time.monotonic()
     child.sendintr()  # Ctrl-C reaches the shell's job, not womm
-    child.sendline("echo back-at-the-prompt")
-    child.expect("back-at-the-prompt")
-    child.sendeof()
+    child.sendline("echo back-$((40 + 2))")
+    child.expect("back-42", timeout=20)  # the output, not the echo of the typed line
+    assert time.monotonic() - interrupted < 20
+    child.expect(r"[$#] $")
+    child.sendeof()  # Ctrl-D leaves the shell
     child.expect(r"Does it work\? y/n")
     child.sendline("y")
     child.expect(pexpect.EOF, timeout=300)
