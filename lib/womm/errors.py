@@ -27,6 +27,18 @@ class UsageError(WommError):
     exit_code = exitcodes.USAGE
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: unwind (removing what was made) as for Ctrl-C."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
 def debugging():
     return os.environ.get("WOMM_DEBUG", "") not in ("", "0")
 
@@ -50,7 +62,11 @@ def run_main(main, argv=None, prog=None, error_exit=exitcodes.FAILURE):
     `error_exit` is the status for failures that carry no code of their own
     (womm-run uses 255, as GNU parallel does).
     """
+    import signal
+
     prog = prog or prog_name()
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupted)
     try:
         status = main(argv)
     except WommError as e:
@@ -58,11 +74,11 @@ def run_main(main, argv=None, prog=None, error_exit=exitcodes.FAILURE):
             raise
         error(str(e), prog)
         sys.exit(e.exit_code if e.exit_code is not None else error_exit)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if debugging():
             raise
         print(file=sys.stderr)
-        sys.exit(exitcodes.INTERRUPTED)
+        sys.exit(128 + e.signum if isinstance(e, Interrupted) else exitcodes.INTERRUPTED)
     except BrokenPipeError:
         # `womm status | head`: the reader went away; that is not our failure.
         try:

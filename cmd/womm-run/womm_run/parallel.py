@@ -32,14 +32,6 @@ REFUSED = {
 }
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGHUP: unwind and clean up, as for Ctrl-C."""
-
-
-def _raise_interrupted(signum, frame):
-    raise Interrupted()
-
-
 def check_parallel_options(options):
     for token in options:
         name = token.split("=", 1)[0]
@@ -125,7 +117,6 @@ def run(args, project, cluster, cwd, task=None, reporter=None, share=None):
         cluster, task, share, scheduler, controller.new_token(), args.procs_per_pod,
         os.path.basename(local_shell()), reporter.log, on_fatal,
     )
-    old_handlers = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
     status = exitcodes.PARALLEL_OTHER_ERROR
     try:
         share.before_run(task, on_fatal)
@@ -142,8 +133,6 @@ def run(args, project, cluster, cwd, task=None, reporter=None, share=None):
         return status
     finally:
         _cleanup(task, pods, rundir, share, reporter)
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
 
 
 def _cleanup(task, pods, rundir, share, reporter):

@@ -7,7 +7,6 @@ machine instead, through womm-setup (the testbed), and offers to save changes.
 
 import os
 import shlex
-import signal
 import sys
 import threading
 
@@ -16,7 +15,7 @@ from womm.dispatch import find_program
 from womm.errors import WommError
 from womm.kube import Cluster, relay_stdio
 from womm_run import controller
-from womm_run.parallel import Interrupted, Reporter, _cleanup, _raise_interrupted
+from womm_run.parallel import Reporter, _cleanup
 from womm_run.pods import TaskPods
 from womm_run.slots import RunDir
 
@@ -60,7 +59,6 @@ def main(args):
         ready.set()
 
     pods = TaskPods(cluster, task, share, OnePod(rundir), controller.new_token(), 1, "sh", reporter.log, on_fatal)
-    old = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         share.before_run(task, on_fatal)
         pods.create()
@@ -73,12 +71,8 @@ def main(args):
         status = run_in_pod(cluster, pod, task["cwd"], command)
         share.after_run(task, pods)
         return status
-    except Interrupted:
-        return 130
     finally:
         _cleanup(task, pods, rundir, share, reporter)
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def run_in_pod(cluster, pod, cwd, command):
