@@ -132,3 +132,26 @@ def test_throughput_against_local_parallel(tmp_path):
     assert status == 0 and sched.done == n
     print(f"local {n / t_local:.0f} jobs/s, womm with local agents {n / t_womm:.0f} jobs/s")
     assert t_womm < 6 * t_local + 2
+
+
+def test_results_joblog_and_retries_as_local(tmp_path):
+    flaky = tmp_path / "flaky"
+    # Fails on its first attempt, succeeds on the second: --retries 2 makes it pass.
+    cmd = f"if [ {{}} = b ] && [ ! -e {flaky} ]; then touch {flaky}; exit 1; fi; echo {{}}"
+    ours = tmp_path / "ours"
+    status, out, _, _ = run(["-k", "--retries", "2", "--results", str(ours), cmd, ":::", "a", "b"], tmp_path)
+    flaky.unlink()
+    theirs = tmp_path / "theirs"
+    local_status, local_out, _ = local(["-k", "--retries", "2", "--results", str(theirs), cmd, ":::", "a", "b"])
+    assert (status, out) == (local_status, local_out) == (0, b"")
+    assert (ours / "1" / "b" / "stdout").read_bytes() == b"b\n"
+    for path in sorted(p.relative_to(theirs) for p in theirs.rglob("*") if p.is_file()):
+        assert (ours / path).read_bytes() == (theirs / path).read_bytes(), path
+
+
+def test_joblog_records_remote_exit_status(tmp_path):
+    joblog = tmp_path / "joblog"
+    status, _, _, _ = run(["--joblog", str(joblog), "exit {}", ":::", "0", "3"], tmp_path)
+    rows = [r.split("\t") for r in joblog.read_text().splitlines()[1:]]
+    assert status == 1
+    assert sorted((r[-1], r[6]) for r in rows) == [("exit 0", "0"), ("exit 3", "3")]

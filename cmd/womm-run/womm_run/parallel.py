@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 
 from womm import exitcodes, home, records, shares, tasks
 from womm.errors import UsageError, WommError, describe
@@ -123,6 +124,8 @@ def run(args, project, cluster, cwd, task=None, reporter=None, share=None):
         pods.create()
         reporter.progress(f"deployment.apps/womm-task-{task['id']} created ({args.kube_pods} pods in {cluster.namespace})")
         pods.start()
+        progress = threading.Thread(target=_record_progress, args=(task, scheduler, pods.stopping), daemon=True)
+        progress.start()
         status = controller.run_parallel(
             [command[0], "-j", str(rundir.jobs_file), *command[1:]],
             rundir, scheduler, os.environ, local_shell(), proc_holder=proc_holder,
@@ -133,6 +136,21 @@ def run(args, project, cluster, cwd, task=None, reporter=None, share=None):
         return status
     finally:
         _cleanup(task, pods, rundir, share, reporter)
+
+
+def _record_progress(task, scheduler, stopping, every=2.0):
+    """Keep the task record's count of finished jobs current, for `womm status`."""
+    last = None
+    while not stopping.wait(every):
+        done = scheduler.done
+        if done != last:
+            last = done
+            try:
+                with records.update_task(task["id"]) as record:
+                    if record:
+                        record["done"] = done
+            except OSError:
+                pass
 
 
 def _cleanup(task, pods, rundir, share, reporter):

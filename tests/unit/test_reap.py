@@ -1,0 +1,59 @@
+"""The reaper's decisions, without a cluster."""
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from womm import home, tasks
+from womm.errors import UsageError
+from womm_reap import commands
+
+
+def me(**extra):
+    return {"host": home.hostname(), "pid": os.getpid(), "pid_start": tasks.process_start(os.getpid()), **extra}
+
+
+def test_status_from_the_controller_and_the_leader():
+    assert commands.task_status(me(mode="sync")) == "RUNNING"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert commands.task_status(me(mode="sync", pid=dead.pid)) == "ORPHANED"
+    # a reused pid: same number, another start time
+    assert commands.task_status(me(mode="sync", pid_start=time.time() - 86400 * 365)) == "ORPHANED"
+    assert commands.task_status(me(mode="sync", host="elsewhere")) == "UNKNOWN"
+    assert commands.task_status(me(mode="async", leader="Running")) == "RUNNING"
+    assert commands.task_status(me(mode="async", leader="Succeeded")) == "COMPLETE"
+    assert commands.task_status(me(mode="async", leader=None)) == "ORPHANED"
+
+
+@pytest.mark.parametrize("text, seconds", [("90m", 5400), ("24h", 86400), ("7d", 604800), ("30", 30)])
+def test_ttl(text, seconds):
+    assert commands.parse_ttl(text) == seconds
+
+
+def test_bad_ttl_is_a_usage_error():
+    with pytest.raises(UsageError):
+        commands.parse_ttl("soon")
+
+
+def test_table_has_the_pages_columns(capsys):
+    t = me(id="abcdefgh", status="RUNNING", created=time.time() - 3000, cpu="1", mem="512Mi", pods=2,
+           pods_ready=1, cwd="/home/a/proj", command=["parallel", "--", "sleep 1; echo {}"], done=5)
+    commands._print_table([commands.COLUMNS] + [[commands._cell(t, c) for c in commands.COLUMNS]])
+    header, rule, row = capsys.readouterr().out.splitlines()
+    assert header.split() == commands.COLUMNS
+    assert set(rule.replace(" ", "")) == {"-"}
+    assert row.split()[:6] == ["abcdefgh", "50m", "RUNNING", "1", "512Mi", "1/2"]
+    assert "'sleep 1; echo {}'" in row and "5 done" in row
+
+
+def test_a_second_reaper_steps_aside(womm_env):
+    womm_env.mkdir(parents=True, exist_ok=True)
+    with open(home.root() / "reap.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        args = type("A", (), {"print_cron": False, "ttl": "24h", "dry_run": False, "context": None, "namespace": None})
+        assert commands.reap(args) == 0  # returns at once, touching nothing
