@@ -105,10 +105,7 @@ def main():
     t0 = time.monotonic()
     proc = subprocess.Popen(womm_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=env, cwd=work, text=True)
-    proc.stdin.write(jobs_input)
-    proc.stdin.close()
-    # `true` prints nothing: time the first finished job through a joblog instead
-    out, err = proc.communicate()
+    out, err = proc.communicate(jobs_input)
     t_womm = time.monotonic() - t0
     after = api_requests()
     if proc.returncode != 0:

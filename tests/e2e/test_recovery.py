@@ -6,7 +6,6 @@ import time
 
 import pexpect
 import pytest
-
 from womm_fixtures import WOMM, womm_env
 
 pytestmark = pytest.mark.e2e
