@@ -79,12 +79,13 @@ def metadata(name, labels, annotations=None, namespace=None):
     return meta
 
 
-def worker_deployment(task, share_spec):
+def worker_replicaset(task, share_spec):
     """The task's worker pods: `pods` replicas of the user's image, idle until jobs arrive.
 
     share_spec: what the share adds to the pod (womm_fs.shares.pod_parts()):
     {"volumes", "mounts", "containers", "init_containers", "privileged"}.
-    A Deployment, so that a pod that dies (deleted, evicted, OOM-killed) comes back.
+    A ReplicaSet, so that a pod that dies (deleted, evicted) comes back; not a
+    Deployment, whose extra controller only delays the first pod.
     """
     labels = task_labels(task)
     resources = {"cpu": str(task["cpu"]), "memory": str(task["mem"])}
@@ -111,13 +112,11 @@ def worker_deployment(task, share_spec):
         pod_spec["imagePullSecrets"] = [{"name": task["pull_secret"]}]
     return {
         "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "kind": "ReplicaSet",
         "metadata": metadata(f"womm-task-{task['id']}", labels, task_annotations(task)),
         "spec": {
             "replicas": task["pods"],
             "selector": {"matchLabels": {TASK: task["id"], ROLE: "worker"}},
-            # Replace a dead pod at once; never wait for old pods on updates (there are none).
-            "strategy": {"type": "Recreate"},
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
@@ -183,15 +182,15 @@ def leader_rbac(namespace):
     """What the in-cluster leader of an --async task may do, and nothing more."""
     labels = {**MANAGED_BY, ROLE: "leader"}
     rules = [
-        # its workers: create the Deployment, watch the pods, remove them all at the end
-        {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"], "verbs": ["create", "list", "delete"]},
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "delete"]},
+        # its workers: create the ReplicaSet, watch the pods, remove them all at the end
+        {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["create", "list", "deletecollection"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "deletecollection"]},
         # one exec stream per job slot, and the share's syncback into the share server
         # (an exec over WebSocket is a GET: both verbs, as kubectl exec needs)
         {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]},
         # the share server's address, for the workers
         {"apiGroups": [""], "resources": ["services"], "verbs": ["get"]},
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["deletecollection"]},
     ]
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(LEADER_ACCOUNT, labels, namespace=namespace)},

@@ -31,7 +31,7 @@ def build_parser():
     finish = verbs.add_parser(
         "finish", help="remove everything of the given tasks",
         description=(
-            "Remove everything of the given tasks: pods, deployments, the leader, buffered "
+            "Remove everything of the given tasks: pods, replica sets, the leader, buffered "
             "logs and records. An async task with an eager-syncback share is synced back first."
         ),
     )

@@ -1,6 +1,6 @@
 """`womm status`, `womm finish` and `womm reap`.
 
-A task is found by its objects' labels (workers' Deployment, an --async task's
+A task is found by its objects' labels (workers' ReplicaSet, an --async task's
 leader pod); their annotations say who started it (host, directory, controller
 pid and its start time). Local records under ~/.womm/tasks fill in what only
 this host knows, and let the reaper find tasks whose objects are gone.
@@ -28,13 +28,13 @@ def find_tasks(cluster, all_namespaces=False, task_id=None):
     selector = manifests.selector(**({"task": task_id} if task_id else {}))
     apps, core = cluster.apps, cluster.core
     if all_namespaces:
-        deployments = apps.list_deployment_for_all_namespaces(label_selector=selector).items
+        sets = apps.list_replica_set_for_all_namespaces(label_selector=selector).items
         pods = core.list_pod_for_all_namespaces(label_selector=selector).items
     else:
-        deployments = apps.list_namespaced_deployment(cluster.namespace, label_selector=selector).items
+        sets = apps.list_namespaced_replica_set(cluster.namespace, label_selector=selector).items
         pods = core.list_namespaced_pod(cluster.namespace, label_selector=selector).items
     found = {}
-    for obj in deployments + pods:
+    for obj in sets + pods:
         labels = obj.metadata.labels or {}
         tid = labels.get(manifests.TASK)
         if not tid:
@@ -44,7 +44,7 @@ def find_tasks(cluster, all_namespaces=False, task_id=None):
         if manifests.A_HOST in ann:
             t.update(_from_annotations(ann))
         role = labels.get(manifests.ROLE)
-        if type(obj).__name__ == "V1Deployment":
+        if type(obj).__name__ == "V1ReplicaSet":
             t["pods_ready"] = obj.status.ready_replicas or 0
             t["pods"] = obj.spec.replicas
         elif role == "leader":

@@ -262,10 +262,9 @@ def serve(rundir, scheduler, stop_fd, rewindable=True):
             scheduler.cancel(job)
 
 
-def run_parallel(argv, rundir, scheduler, env, local_shell, proc_holder=None):
-    """Run GNU parallel (argv) with its pod slots served by `scheduler`; its exit status."""
+def start_parallel(argv, rundir, scheduler, env, local_shell):
+    """Start GNU parallel (argv) with its pod slots to be served by `scheduler`."""
     import shutil
-    import signal
     import subprocess
 
     environ = dict(env)
@@ -276,21 +275,37 @@ def run_parallel(argv, rundir, scheduler, env, local_shell, proc_holder=None):
     setpriv = shutil.which("setpriv")
     if setpriv:
         argv = [setpriv, "--pdeathsig", "TERM", "--", *argv]
-    proc = subprocess.Popen(argv, env=environ)
-    if proc_holder is not None:
-        proc_holder["proc"] = proc
+    return subprocess.Popen(argv, env=environ)
+
+
+def serve_parallel(proc, rundir, scheduler):
+    """Serve GNU parallel's jobs until it exits; its exit status."""
     stop = os.pidfd_open(proc.pid)
     try:
-        serve(rundir, scheduler, stop, rewindable="-u" not in argv and "--ungroup" not in argv)
-    except BaseException:
-        # Interrupted: GNU parallel kills its jobs on SIGINT (Ctrl-C sent it one already).
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        raise
+        serve(rundir, scheduler, stop, rewindable="-u" not in proc.args and "--ungroup" not in proc.args)
     finally:
         os.close(stop)
     return proc.wait()
+
+
+def stop_parallel(proc):
+    """Interrupted: GNU parallel kills its jobs on SIGINT (Ctrl-C sent it one already)."""
+    import signal
+    import subprocess
+
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_parallel(argv, rundir, scheduler, env, local_shell):
+    """GNU parallel, started and served to its end; its exit status."""
+    proc = start_parallel(argv, rundir, scheduler, env, local_shell)
+    try:
+        return serve_parallel(proc, rundir, scheduler)
+    finally:
+        stop_parallel(proc)

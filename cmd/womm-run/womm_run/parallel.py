@@ -1,8 +1,9 @@
 """`womm parallel`: GNU parallel with the pods of a task as job slots.
 
-The order of a run: the task record, the share's upload, the Deployment, GNU
-parallel under the controller (pods join as they become ready), the share's
-syncback, then the deletion of everything the task created, whatever happened.
+The order of a run: the task record, GNU parallel (its jobs wait for slots), the
+share's upload, the pods' ReplicaSet (pods join as they become ready), the
+share's syncback, then the deletion of everything the task created, whatever
+happened.
 """
 
 import os
@@ -11,7 +12,7 @@ import signal
 import sys
 import threading
 
-from womm import exitcodes, home, records, shares, tasks
+from womm import home, records, shares, tasks
 from womm.errors import UsageError, WommError, describe
 from womm.kube import Cluster
 from womm_run import controller
@@ -118,23 +119,26 @@ def run(args, project, cluster, cwd, task=None, reporter=None, share=None):
         cluster, task, share, scheduler, controller.new_token(), args.procs_per_pod,
         os.path.basename(local_shell()), reporter.log, on_fatal,
     )
-    status = exitcodes.PARALLEL_OTHER_ERROR
+    proc = None
     try:
+        # GNU parallel starts while the pods do: its jobs wait for their slots.
+        proc = proc_holder["proc"] = controller.start_parallel(
+            [command[0], "-j", str(rundir.jobs_file), *command[1:]], rundir, scheduler, os.environ, local_shell(),
+        )
         share.before_run(task, on_fatal)
+        pods.start()  # the watch first: it sees the pods from their creation on
         pods.create()
-        reporter.progress(f"deployment.apps/womm-task-{task['id']} created ({args.kube_pods} pods in {cluster.namespace})")
-        pods.start()
+        reporter.progress(f"replicaset.apps/womm-task-{task['id']} created ({args.kube_pods} pods in {cluster.namespace})")
         progress = threading.Thread(target=_record_progress, args=(task, scheduler, pods.stopping), daemon=True)
         progress.start()
-        status = controller.run_parallel(
-            [command[0], "-j", str(rundir.jobs_file), *command[1:]],
-            rundir, scheduler, os.environ, local_shell(), proc_holder=proc_holder,
-        )
+        status = controller.serve_parallel(proc, rundir, scheduler)
         if fatal:
             raise WommError(fatal[0] + "; nothing ran")
         share.after_run(task, pods)
         return status
     finally:
+        if proc is not None:
+            controller.stop_parallel(proc)
         _cleanup(task, pods, rundir, share, reporter)
 
 
@@ -167,7 +171,7 @@ def _cleanup(task, pods, rundir, share, reporter):
             return
         shutil.rmtree(home.run_dir(task["id"]), ignore_errors=True)
         records.remove_task(task["id"])
-        reporter.progress(f"deployment.apps \"womm-task-{task['id']}\" deleted")
+        reporter.progress(f"replicaset.apps \"womm-task-{task['id']}\" deleted")
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
 

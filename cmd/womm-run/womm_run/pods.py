@@ -1,7 +1,7 @@
 """The task's worker pods: created, watched, and attached to the scheduler as each becomes ready.
 
-API use is per pod, never per job: one Deployment create, one watch, one exec
-stream per job slot, and the deletes at the end.
+API use is per pod, never per job: one ReplicaSet create, one watch, one exec
+stream per job slot, and four deletes at the end.
 """
 
 import threading
@@ -46,8 +46,8 @@ class TaskPods:
         return self.cluster.namespace
 
     def create(self):
-        body = manifests.worker_deployment(self.task, self.share.pod_parts(self.task))
-        self.cluster.apps.create_namespaced_deployment(self.namespace, body)
+        body = manifests.worker_replicaset(self.task, self.share.pod_parts(self.task))
+        self.cluster.apps.create_namespaced_replica_set(self.namespace, body)
 
     def start(self):
         threading.Thread(target=self._watch_pods, name="pod watch", daemon=True).start()
@@ -87,10 +87,13 @@ class TaskPods:
         statuses = pod.status.container_statuses or []
         if pod.status.phase == "Running" and statuses and all(s.ready for s in statuses):
             self.ready_pods.add(name)
-            if name not in self.attached:
-                self.attached.add(name)
+            # A container that restarted (OOM-killed, say) lost its agents: attach it again.
+            incarnation = (name, sum(s.restart_count for s in statuses))
+            if incarnation not in self.attached:
+                self.attached.add(incarnation)
                 threading.Thread(target=self._attach, args=(name,), name=f"attach {name}", daemon=True).start()
             return
+        self.ready_pods.discard(name)
         for s in statuses + (pod.status.init_container_statuses or []):
             waiting = s.state and s.state.waiting
             if waiting and waiting.reason in HOPELESS:
@@ -149,28 +152,15 @@ class TaskPods:
 
 
 def delete_task_objects(cluster, task_id, namespace, role=None):
-    """Delete all of a task's objects (of one role: the leader spares itself) by label.
+    """Delete all of a task's objects (of one role: the leader spares itself), by label.
 
-    Returns how many were found.
+    ReplicaSets first, or they would replace the pods deleted after them; one
+    deletecollection request per kind.
     """
-    from kubernetes.client.rest import ApiException
-
     selector = manifests.selector(task=task_id, **({"role": role} if role else {}))
-    found = 0
     apps, core = cluster.apps, cluster.core
-    # Deployments and ReplicaSets first, or the ReplicaSet would replace the pods we delete.
-    steps = [
-        (apps.list_namespaced_deployment, apps.delete_namespaced_deployment),
-        (apps.list_namespaced_replica_set, apps.delete_namespaced_replica_set),
-        (core.list_namespaced_pod, core.delete_namespaced_pod),
-        (core.list_namespaced_config_map, core.delete_namespaced_config_map),
-    ]
-    for lister, deleter in steps:
-        for obj in lister(namespace, label_selector=selector).items:
-            found += 1
-            try:
-                deleter(obj.metadata.name, namespace, propagation_policy="Background", grace_period_seconds=1)
-            except ApiException as e:
-                if e.status != 404:
-                    raise
-    return found
+    options = {"label_selector": selector, "propagation_policy": "Background", "grace_period_seconds": 1}
+    apps.delete_collection_namespaced_replica_set(namespace, **options)
+    core.delete_collection_namespaced_pod(namespace, **options)
+    if role is None:
+        core.delete_collection_namespaced_config_map(namespace, **options)
