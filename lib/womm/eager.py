@@ -34,22 +34,22 @@ class ShareServer:
     def locate(self):
         from kubernetes.client.rest import ApiException
 
-        ns = self.cluster.namespace
+        c, ns = self.cluster, self.cluster.namespace
         hint = f"no share server in namespace {ns}: run `womm cluster-setup --apply --namespace {ns}`"
         try:
-            service = self.cluster.core.read_namespaced_service(manifests.SHARE_SERVER, ns)
+            service = c.request("GET", c.path("services", manifests.SHARE_SERVER))
         except ApiException as e:
             if e.status == 404:
                 raise WommError(hint) from None
             raise
-        self.ip = service.spec.cluster_ip
-        pods = self.cluster.core.list_namespaced_pod(ns, label_selector=manifests.selector(role="share-server")).items
-        running = [p for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
+        self.ip = service["spec"]["clusterIP"]
+        pods = c.request("GET", c.path("pods"), {"labelSelector": manifests.selector(role="share-server")})["items"]
+        running = [p for p in pods if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
         if not running:
             raise WommError(f"the share server in namespace {ns} has no running pod (yet?): "
                             f"check `kubectl -n {ns} get pods -l {manifests.ROLE}=share-server`")
-        self.pod = running[0].metadata.name
-        self.image = running[0].spec.containers[0].image
+        self.pod = running[0]["metadata"]["name"]
+        self.image = running[0]["spec"]["containers"][0]["image"]
         return self
 
     def run(self, command, stdin=b""):
@@ -110,16 +110,16 @@ def ensure_secret(cluster, share_id, password):
     from kubernetes.client.rest import ApiException
 
     body = manifests.share_secret(share_id, password)
-    ns, name = cluster.namespace, body["metadata"]["name"]
     try:
-        cluster.core.create_namespaced_secret(ns, body)
+        cluster.request("POST", cluster.path("secrets"), body=body)
         return
     except ApiException as e:
         if e.status != 409:
             raise
-    current = cluster.core.read_namespaced_secret(name, ns)
-    if base64.b64decode((current.data or {}).get("password", "")).decode() != password:
-        cluster.core.replace_namespaced_secret(name, ns, body)
+    path = cluster.path("secrets", body["metadata"]["name"])
+    current = cluster.request("GET", path)
+    if base64.b64decode((current.get("data") or {}).get("password", "")).decode() != password:
+        cluster.request("PUT", path, body=body)
 
 
 def rsync_stats(text):

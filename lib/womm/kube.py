@@ -1,9 +1,13 @@
 """Talking to the cluster: KUBECONFIG, the current context and namespace, exec streams.
 
-The kubernetes client is imported inside functions: it costs ~0.4 s, and the
-dispatcher and per-job paths must not pay it.
+The kubernetes client is imported inside functions: it costs ~0.3 s, and the
+dispatcher and per-job paths must not pay it. What `womm parallel` does on its
+way to the first job (create, watch, exec, delete) goes through request(),
+watch() and ExecStream, below the generated API classes: building CoreV1Api
+and AppsV1Api costs another 0.85 s here (kubernetes 37), before any request.
 """
 
+import json
 import os
 
 from womm.errors import WommError
@@ -70,6 +74,62 @@ class Cluster:
         """An ExecStream running `command` (a list) in a container of a pod."""
         return ExecStream(self, pod, command, container, namespace or self.namespace, tty)
 
+    def path(self, kind, name=None, namespace=None, subresource=None):
+        """The API path of a namespaced kind ("pods", "replicasets", ...)."""
+        group = "/apis/apps/v1" if kind in ("replicasets", "deployments") else "/api/v1"
+        path = f"{group}/namespaces/{namespace or self.namespace}/{kind}"
+        if name:
+            path += f"/{name}"
+        if subresource:
+            path += f"/{subresource}"
+        return path
+
+    def _serialize(self, method, path, query, body):
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        params = [(k, v) for k, v in (query or {}).items() if v is not None]
+        return self._api_client.param_serialize(
+            method, path, query_params=params, header_params=headers, body=body, auth_settings=["BearerToken"]
+        )
+
+    def request(self, method, path, query=None, body=None, timeout=60):
+        """One API request; the decoded JSON answer. Raises kubernetes' ApiException."""
+        from kubernetes.client.rest import ApiException
+
+        method, url, headers, body, post = self._serialize(method, path, query, body)
+        response = self._api_client.call_api(method, url, headers, body, post, _request_timeout=timeout)
+        response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiException(http_resp=response)
+        return json.loads(response.data) if response.data else None
+
+    def watch(self, path, query=None, timeout_seconds=300):
+        """(type, object) events of a watch, objects as dicts; ends when the server ends it."""
+        from kubernetes.client.rest import ApiException
+
+        query = dict(query or {}, watch="true", timeoutSeconds=timeout_seconds)
+        method, url, headers, body, post = self._serialize("GET", path, query, None)
+        response = self._api_client.call_api(method, url, headers, body, post, _request_timeout=(10, None))
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException(http_resp=response)
+        raw = response.response
+        pending = b""
+        try:
+            for chunk in raw.stream(65536, decode_content=False):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        event = json.loads(line)
+                        if event.get("type") == "ERROR":
+                            raise ApiException(status=(event.get("object") or {}).get("code"),
+                                               reason=(event.get("object") or {}).get("message"))
+                        yield event["type"], event["object"]
+        finally:
+            raw.release_conn()
+
 
 class ExecStream:
     """A process in a pod, through the exec API: send() to its stdin, recv() its output.
@@ -79,19 +139,20 @@ class ExecStream:
     """
 
     def __init__(self, cluster, pod, command, container, namespace, tty=False):
-        from kubernetes import client
-        from kubernetes.stream import stream
+        from kubernetes.client.rest import ApiException
+        from kubernetes.stream.ws_client import WSClient, get_websocket_url
+        from websocket import WebSocketBadStatusException
 
-        # stream() patches the ApiClient it is given while it connects: give each
-        # stream its own, so that pods can be attached from several threads at once.
-        api = client.CoreV1Api(client.ApiClient(cluster.configuration))
-        kwargs = {"command": command, "stdin": True, "stdout": True, "stderr": not tty, "tty": tty}
+        query = {"stdin": "true", "stdout": "true", "stderr": "false" if tty else "true", "tty": str(tty).lower()}
         if container:
-            kwargs["container"] = container
-        self.ws = stream(
-            api.connect_get_namespaced_pod_exec, pod, namespace,
-            _preload_content=False, binary=True, **kwargs,
-        )
+            query["container"] = container
+        _, url, headers, _, _ = cluster._serialize("GET", cluster.path("pods", pod, namespace, "exec"), query, None)
+        url += "".join(f"&command={quote(word)}" for word in command)
+        try:
+            self.ws = WSClient(cluster.configuration, get_websocket_url(url), headers, False, binary=True)
+        except WebSocketBadStatusException as e:
+            body = e.resp_body.decode(errors="replace") if isinstance(e.resp_body, bytes) else e.resp_body
+            raise ApiException(status=e.status_code, reason=str(e).split(" -+-+- ")[0], body=body) from None
         self.status_text = b""
 
     def send(self, data):
@@ -157,6 +218,12 @@ class ExecStream:
             self.ws.close()
         except Exception:  # noqa: BLE001 - closing a broken stream
             pass
+
+
+def quote(word):
+    from urllib.parse import quote as url_quote
+
+    return url_quote(word, safe="")
 
 
 def relay_stdio(stream):

@@ -81,8 +81,7 @@ def configured_image(cluster, name):
     if image:
         return image
     try:
-        config = cluster.core.read_namespaced_config_map("womm-config", cluster.namespace)
-        image = (config.data or {}).get(name)
+        image = (cluster.request("GET", cluster.path("configmaps", "womm-config")).get("data") or {}).get(name)
     except ApiException:
         image = None
     if not image:

@@ -49,21 +49,33 @@ def api_requests():
 
 def pod_start_time(image):
     """Seconds from creating a pod of `image` (already on the node) to it Running, seen by a watch."""
+    import threading
+
+    from kubernetes import client, config, watch
+
+    config.load_kube_config()
+    core = client.CoreV1Api()
     name = f"bench-start-{int(time.time())}"
-    spec = (f'{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}"}},"spec":{{"terminationGracePeriodSeconds":0,'
-            f'"containers":[{{"name":"c","image":"{image}","command":["sh","-c","trap \'exit 0\' TERM; sleep 3600 & wait"]}}]}}}}')
-    watch = subprocess.Popen(["kubectl", "-n", NAMESPACE, "get", "pod", name, "--watch", "-o",
-                              "jsonpath={.status.phase}{\"\\n\"}"], stdout=subprocess.PIPE, text=True,
-                             stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
-    t = time.monotonic()
-    subprocess.run(["kubectl", "-n", NAMESPACE, "create", "-f", "-"], input=spec, check=True, capture_output=True, text=True)
-    for line in watch.stdout:
-        if line.strip() == "Running":
-            break
-    elapsed = time.monotonic() - t
-    watch.kill()
-    subprocess.run(["kubectl", "-n", NAMESPACE, "delete", "pod", name, "--wait=false"], capture_output=True)
+    running = threading.Event()
+
+    def watcher():
+        for event in watch.Watch().stream(core.list_namespaced_pod, NAMESPACE, field_selector=f"metadata.name={name}",
+                                          timeout_seconds=120):
+            if event["object"].status.phase == "Running":
+                running.set()
+                return
+
+    t = threading.Thread(target=watcher, daemon=True)
+    t.start()
+    time.sleep(1)  # the watch is established
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+           "spec": {"terminationGracePeriodSeconds": 0, "containers": [{
+               "name": "c", "image": image, "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]}]}}
+    start = time.monotonic()
+    core.create_namespaced_pod(NAMESPACE, pod)
+    running.wait(120)
+    elapsed = time.monotonic() - start
+    core.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=0)
     return elapsed
 
 

@@ -139,8 +139,9 @@ def test_interactive_setup_then_a_rerun_without_changes(cluster, tmp_path):
     assert registry_tags(cluster.registry, repo) == tags  # nothing pushed
 
 
-@pytest.mark.parametrize("prompt_count", [1, 2, 3])
-def test_ctrl_c_at_a_prompt_writes_nothing(cluster, tmp_path, prompt_count):
+@pytest.mark.parametrize("prompt_count", [1, 2, 3, 4])
+def test_ctrl_c_at_a_prompt_writes_nothing(cluster, tmp_path, prompt_count, docker_client):
+    """Ctrl-C at each question: share, base image, prefix, and "Does it work?" after the shell."""
     home, d = tmp_path / "home", tmp_path / "proj"
     d.mkdir()
     child = spawn(["setup"], home, d)
@@ -148,12 +149,19 @@ def test_ctrl_c_at_a_prompt_writes_nothing(cluster, tmp_path, prompt_count):
     for answer in answers[: prompt_count - 1]:
         child.expect("> ")
         child.sendline(answer)
-    child.expect("> ")
+    if prompt_count == 4:
+        child.expect(r"[$#] $")
+        child.sendline("exit")
+        child.expect(r"Does it work\? y/n")
+    else:
+        child.expect("> ")
     child.sendintr()
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 130 or child.signalstatus
     assert not home.exists() or not list(home.rglob("*.json"))
+    left = docker_client.containers.list(all=True, filters={"label": f"womm.dev/pid={child.pid}"})
+    assert not left, [c.name for c in left]  # the testbed container went with it
 
 
 def test_saying_no_writes_nothing(cluster, tmp_path):

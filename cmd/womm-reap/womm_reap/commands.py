@@ -49,6 +49,10 @@ def find_tasks(cluster, all_namespaces=False, task_id=None):
             t["pods"] = obj.spec.replicas
         elif role == "leader":
             t["leader"] = obj.status.phase
+            statuses = obj.status.container_statuses or []
+            if statuses and all(c.state and c.state.terminated for c in statuses):
+                # The kubelet reports the container's end a moment before the pod's phase.
+                t["leader"] = "Succeeded" if all(c.state.terminated.exit_code == 0 for c in statuses) else "Failed"
             t["leader_pod"] = obj.metadata.name
     for t in found.values():
         t["status"] = task_status(t)

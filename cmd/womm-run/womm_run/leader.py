@@ -54,8 +54,8 @@ def start(args, project, cwd):
             "input": bool(data),
         }
         if data:
-            cluster.core.create_namespaced_config_map(cluster.namespace, manifests.leader_input(task, data))
-        cluster.core.create_namespaced_pod(cluster.namespace, manifests.leader_pod(task, image, spec, bool(data)))
+            cluster.request("POST", cluster.path("configmaps"), body=manifests.leader_input(task, data))
+        cluster.request("POST", cluster.path("pods"), body=manifests.leader_pod(task, image, spec, bool(data)))
     except BaseException:
         from womm_run.pods import delete_task_objects
 

@@ -39,7 +39,6 @@ class TaskPods:
         self.warned = set()
         self.stopping = threading.Event()
         self.first_ready = threading.Event()
-        self._watch = None
 
     @property
     def namespace(self):
@@ -47,27 +46,23 @@ class TaskPods:
 
     def create(self):
         body = manifests.worker_replicaset(self.task, self.share.pod_parts(self.task))
-        self.cluster.apps.create_namespaced_replica_set(self.namespace, body)
+        self.cluster.request("POST", self.cluster.path("replicasets"), body=body)
 
     def start(self):
         threading.Thread(target=self._watch_pods, name="pod watch", daemon=True).start()
 
     def _watch_pods(self):
-        from kubernetes import watch
-
         selector = manifests.selector(task=self.task["id"], role="worker")
         failing_since = None
         while not self.stopping.is_set():
-            self._watch = watch.Watch()
             try:
-                for event in self._watch.stream(
-                    self.cluster.core.list_namespaced_pod, self.namespace,
-                    label_selector=selector, timeout_seconds=300,
+                for kind, pod in self.cluster.watch(
+                    self.cluster.path("pods"), {"labelSelector": selector},
                 ):
                     failing_since = None
                     if self.stopping.is_set():
                         return
-                    self._pod_event(event["type"], event["object"])
+                    self._pod_event(kind, pod)
             except Exception as e:  # noqa: BLE001 - the watch restarts; report why
                 if self.stopping.is_set():
                     return
@@ -80,33 +75,35 @@ class TaskPods:
                 time.sleep(2)
 
     def _pod_event(self, kind, pod):
-        name = pod.metadata.name
-        if kind == "DELETED" or pod.metadata.deletion_timestamp:
+        """A pod (a dict, as the API sends it) was added, changed or deleted."""
+        meta, status = pod["metadata"], pod.get("status") or {}
+        name = meta["name"]
+        if kind == "DELETED" or meta.get("deletionTimestamp"):
             self.ready_pods.discard(name)
             return  # its workers see their streams end and give their jobs back
-        statuses = pod.status.container_statuses or []
-        if pod.status.phase == "Running" and statuses and all(s.ready for s in statuses):
+        statuses = status.get("containerStatuses") or []
+        if status.get("phase") == "Running" and statuses and all(s.get("ready") for s in statuses):
             self.ready_pods.add(name)
             # A container that restarted (OOM-killed, say) lost its agents: attach it again.
-            incarnation = (name, sum(s.restart_count for s in statuses))
+            incarnation = (name, sum(s.get("restartCount", 0) for s in statuses))
             if incarnation not in self.attached:
                 self.attached.add(incarnation)
                 threading.Thread(target=self._attach, args=(name,), name=f"attach {name}", daemon=True).start()
             return
         self.ready_pods.discard(name)
-        for s in statuses + (pod.status.init_container_statuses or []):
-            waiting = s.state and s.state.waiting
-            if waiting and waiting.reason in HOPELESS:
-                message = f"pod {name} cannot start: {waiting.reason}: {waiting.message or s.image}"
+        for s in statuses + (status.get("initContainerStatuses") or []):
+            waiting = (s.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in HOPELESS:
+                message = f"pod {name} cannot start: {waiting['reason']}: {waiting.get('message') or s.get('image')}"
                 if not self.first_ready.is_set():
                     self.on_fatal(message)
-                elif (name, waiting.reason) not in self.warned:
-                    self.warned.add((name, waiting.reason))
+                elif (name, waiting["reason"]) not in self.warned:
+                    self.warned.add((name, waiting["reason"]))
                     self.log(message)
-        for c in pod.status.conditions or []:
-            if c.type == "PodScheduled" and c.status == "False" and (name, c.reason) not in self.warned:
-                self.warned.add((name, c.reason))
-                self.log(f"pod {name} is not scheduled yet: {c.message}")
+        for c in status.get("conditions") or []:
+            if c.get("type") == "PodScheduled" and c.get("status") == "False" and (name, c.get("reason")) not in self.warned:
+                self.warned.add((name, c.get("reason")))
+                self.log(f"pod {name} is not scheduled yet: {c.get('message')}")
 
     def _attach(self, pod):
         """Give the scheduler this pod's job slots: one agent per slot, each on its own exec stream."""
@@ -145,9 +142,9 @@ class TaskPods:
 
     def delete(self, role=None):
         """Delete the task's objects (or those of one role); pods go at once."""
+        # The watch thread (a daemon) sees `stopping` at its next event; closing its
+        # response from here would block on the lock its reader holds.
         self.stopping.set()
-        if self._watch is not None:
-            self._watch.stop()
         delete_task_objects(self.cluster, self.task["id"], self.namespace, role)
 
 
@@ -158,9 +155,7 @@ def delete_task_objects(cluster, task_id, namespace, role=None):
     deletecollection request per kind.
     """
     selector = manifests.selector(task=task_id, **({"role": role} if role else {}))
-    apps, core = cluster.apps, cluster.core
-    options = {"label_selector": selector, "propagation_policy": "Background", "grace_period_seconds": 1}
-    apps.delete_collection_namespaced_replica_set(namespace, **options)
-    core.delete_collection_namespaced_pod(namespace, **options)
-    if role is None:
-        core.delete_collection_namespaced_config_map(namespace, **options)
+    query = {"labelSelector": selector, "propagationPolicy": "Background", "gracePeriodSeconds": 1}
+    kinds = ["replicasets", "pods"] + (["configmaps"] if role is None else [])
+    for kind in kinds:
+        cluster.request("DELETE", cluster.path(kind, namespace=namespace), query)
