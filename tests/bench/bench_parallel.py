@@ -42,9 +42,18 @@ def timed(cmd, input=None, env=None, cwd=None):
 
 
 def api_requests():
-    """The API server's total request count (all clients)."""
+    """The API server's request counts (all clients) by (verb, resource/subresource)."""
     text = sh(["kubectl", "get", "--raw", "/metrics"]).stdout
-    return sum(float(m.group(1)) for m in re.finditer(r"^apiserver_request_total\{[^}]*\} ([0-9.e+]+)$", text, re.M))
+    counts = {}
+    for m in re.finditer(r"^apiserver_request_total\{([^}]*)\} ([0-9.e+]+)$", text, re.M):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        key = (labels.get("verb", ""), "/".join(filter(None, (labels.get("resource"), labels.get("subresource")))))
+        counts[key] = counts.get(key, 0) + float(m.group(2))
+    return counts
+
+
+def delta(after, before):
+    return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0) > 0}
 
 
 def pod_start_time(image):
@@ -112,7 +121,7 @@ def main():
     # 2. womm, with the API server's request count around it
     idle_before = api_requests()
     time.sleep(10)
-    idle_rate = (api_requests() - idle_before) / 10
+    idle_rate = sum(delta(api_requests(), idle_before).values()) / 10
     before = api_requests()
     t0 = time.monotonic()
     proc = subprocess.Popen(womm_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -122,7 +131,8 @@ def main():
     after = api_requests()
     if proc.returncode != 0:
         sys.exit(f"bench: womm failed: {err[-500:]}")
-    requests = after - before - idle_rate * t_womm
+    during = delta(after, before)
+    requests = sum(during.values()) - idle_rate * t_womm
     womm_rate = args.jobs / t_womm
 
     # 2b. steady state: the same with a joblog, from the first job's end to the last one's
@@ -159,6 +169,8 @@ def main():
     print(f"womm / local GNU parallel: {womm_rate / local_rate:.0%} (first to last job: {steady / local_rate:.0%})")
     print(f"API requests per job: {requests / args.jobs:.4f} ({requests:.0f} requests beyond the cluster's "
           f"background of {idle_rate:.1f}/s)")
+    top = sorted(during.items(), key=lambda kv: -kv[1])
+    print("API requests during the run, by kind: " + ", ".join(f"{v:.0f} {verb} {what}" for (verb, what), v in top))
 
     # 4. latency to the first output, against a pod's own start
     pod_time = pod_start_time(args.image)
