@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
 import time
 import urllib.request
 
@@ -50,27 +55,80 @@ def test_scripted_setup_makes_an_image_that_pods_run(cluster, k8s, namespace, tm
     assert tag in registry_tags(cluster.registry, repo)
     assert "Traceback" not in r.stderr
 
-    pod = {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "setup-check"},
-        "spec": {"restartPolicy": "Never", "containers": [{
-            "name": "c", "image": image,
-            "command": ["sh", "-c", 'hello; echo "$WOMM_E2E_GREETING"; id -u; pwd; ls -A /root/.bash_history 2>&1 | head -1'],
-        }]},
-    }
-    k8s.core.create_namespaced_pod(namespace, pod)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        phase = k8s.core.read_namespaced_pod("setup-check", namespace).status.phase
-        if phase in ("Succeeded", "Failed"):
-            break
-        time.sleep(0.5)
-    log = k8s.core.read_namespaced_pod_log("setup-check", namespace).splitlines()
-    assert phase == "Succeeded", log
+    log = run_pod(k8s, namespace, "setup-check", image,
+                  'hello; echo "$WOMM_E2E_GREETING"; id -u; pwd; ls -A /root/.bash_history 2>&1 | head -1')
     assert log[0] == "Hello, world!"
     assert log[1] == "set in the testbed"
     assert log[2] == str(os.getuid())
     assert log[3] == str(d)
     assert "No such file" in log[4]  # no shell history in the image
+
+
+def run_pod(k8s, namespace, name, image, script):
+    """Run `script` in a pod of `image` to its end; its log lines."""
+    pod = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": image,
+                                                           "command": ["sh", "-c", script]}]},
+    }
+    k8s.core.create_namespaced_pod(namespace, pod)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        phase = k8s.core.read_namespaced_pod(name, namespace).status.phase
+        if phase in ("Succeeded", "Failed"):
+            break
+        time.sleep(0.5)
+    log = k8s.core.read_namespaced_pod_log(name, namespace).splitlines()
+    assert phase == "Succeeded", log
+    return log
+
+
+NOBODY_HERE = 4321  # a uid and gid with no account on this machine
+
+
+def test_setup_by_a_user_who_is_not_root(cluster, k8s, namespace):
+    """A caller who is not root: the testbed is theirs, sudo installs packages, the pods run as them.
+
+    The tests run as root, so womm runs here under setpriv as an unused uid, with the
+    Debian python and a copy of this environment's packages (root's own python and
+    this checkout may not be reachable by another user).
+    """
+    python = "/usr/bin/python3"
+    version = subprocess.run([python, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    assert version == str(sys.version_info[:2]), f"{python} is {version}: the packages copied need the same"
+    top = tempfile.mkdtemp(prefix="womm-e2e-nonroot-")
+    try:
+        os.chmod(top, 0o755)
+        site = os.path.join(top, "site-packages")
+        shutil.copytree(sysconfig.get_paths()["purelib"], site, symlinks=True)
+        home, d = os.path.join(top, "home"), os.path.join(top, "proj")
+        for path in (home, d):
+            os.mkdir(path)
+            os.chown(path, NOBODY_HERE, NOBODY_HERE)
+        with open(os.path.join(d, "s.sh"), "w") as f:
+            f.write(SCRIPT)
+        docker_gid = os.stat("/var/run/docker.sock").st_gid
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "WOMM_HOME": home, "HOME": home,
+               **{k: os.environ[k] for k in ("DOCKER_HOST", "KUBECONFIG") if k in os.environ}}
+        prefix = f"{cluster.registry}/womm-e2e-setup/"
+        r = subprocess.run(
+            ["setpriv", f"--reuid={NOBODY_HERE}", f"--regid={NOBODY_HERE}", f"--groups={docker_gid}", python,
+             "-c", f"import site, sys; site.addsitedir({site!r}); from womm_setup.cli import main; sys.exit(main())",
+             "setup", "--share", "none",
+             "--base-image", cluster.base_image, "--prefix", prefix, "--script", "s.sh", "--yes"],
+            cwd=d, env=env, capture_output=True, text=True, timeout=600,
+        )
+        assert r.returncode == 0, r.stderr
+        assert "and sudo so that you can install packages" in r.stderr
+        records = [os.path.join(root, f) for root, _, files in os.walk(home) for f in files if f.endswith(".json")]
+        assert records and all(os.stat(f).st_uid == NOBODY_HERE for f in records)  # ~/.womm stays the user's
+        image = json.load(open(next(f for f in records if "projects" in f)))["image"]
+        log = run_pod(k8s, namespace, "setup-nonroot", image,
+                      'hello; echo "$WOMM_E2E_GREETING"; id -u; id -g; pwd; touch here && echo writable')
+        assert log == ["Hello, world!", "set in the testbed", str(NOBODY_HERE), str(NOBODY_HERE), d, "writable"]
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def test_no_credential_in_the_image(cluster, tmp_path, docker_client):

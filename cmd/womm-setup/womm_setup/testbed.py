@@ -52,7 +52,6 @@ mkdir -p "$home" "$dir"
 chown "$uid:$gid" "$home"
 [ -n "$(ls -A "$dir" 2>/dev/null)" ] || chown "$uid:$gid" "$dir"
 if [ "$want_sudo" = yes ] && ! command -v sudo >/dev/null 2>&1; then
-    echo "womm: installing sudo into the testbed, so that you can install packages" >&2
     if command -v apt-get >/dev/null; then
         (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sudo) >/dev/null
     elif command -v dnf >/dev/null; then dnf install -y -q sudo >/dev/null
@@ -115,6 +114,8 @@ class Testbed:
         except APIError as e:
             raise WommError(f"cannot start a testbed of {image}: {e.explanation or e}") from None
         want_sudo = "yes" if caller.uid != 0 else "no"
+        if want_sudo == "yes":
+            self.log("preparing the testbed: your user, and sudo so that you can install packages")
         status, out = self.run_root(
             ["sh", "-c", PREPARE, "prepare", caller.name, str(caller.uid), str(caller.gid),
              caller.group, caller.home, directory, want_sudo],
