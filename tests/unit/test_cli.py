@@ -68,3 +68,21 @@ def test_async_input_detection():
     assert reads_stdin(ns([], ["wc", "-l", "{}"]))
     assert not reads_stdin(ns([], ["echo", ":::", "a"]))
     assert not reads_stdin(ns(["-a", "in.txt"], ["echo"]))
+
+
+def test_pod_sizes_come_from_the_option_then_the_environment_then_settings(monkeypatch, tmp_path):
+    monkeypatch.setenv("WOMM_HOME", str(tmp_path))
+    (tmp_path / "settings.json").write_text('{"schema": 1, "kube-mem": "2Gi", "kube-cpu": "3"}')
+    monkeypatch.setenv("WOMM_KUBE_CPU", "250m")
+    a = parse("--kube-pods", "1", "--", "true")
+    assert (a.kube_cpu, a.kube_mem) == ("250m", "2Gi")
+    a = parse("--kube-pods", "1", "--kube-cpu", "0.5", "--", "true")
+    assert a.kube_cpu == "0.5"
+
+
+@pytest.mark.parametrize("option, value", [("--kube-cpu", "abc"), ("--kube-cpu", "1.5.2"), ("--kube-mem", "5XB"),
+                                           ("--kube-mem", "1e3")])
+def test_pod_sizes_are_checked_before_any_request(option, value, monkeypatch, tmp_path):
+    monkeypatch.setenv("WOMM_HOME", str(tmp_path))
+    with pytest.raises(UsageError, match=f"{option} {value}: not "):
+        parse("--kube-pods", "1", option, value, "--", "true")

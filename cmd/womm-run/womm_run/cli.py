@@ -1,6 +1,7 @@
 """womm-run: GNU parallel with Kubernetes pods as job slots; womm shell; womm logs."""
 
 import argparse
+import re
 
 from womm import cli, exitcodes
 from womm.errors import UsageError, run_main
@@ -10,11 +11,34 @@ VERBS = ("parallel", "run", "shell", "logs", "leader")
 PARALLEL_USAGE = "womm parallel --kube-pods N [womm options] [GNU parallel options] -- command [args] [::: inputs]"
 
 
+POD_DEFAULTS = {"kube-cpu": "1", "kube-mem": "512Mi"}
+QUANTITY = {  # what Kubernetes accepts for each, in the forms people write
+    "kube-cpu": (re.compile(r"[0-9]+(\.[0-9]+)?m?"), "a number of CPUs, e.g. 2, 0.5 or 250m"),
+    "kube-mem": (re.compile(r"[0-9]+(\.[0-9]+)?([KMGTPE]i?|k)?"), "an amount of memory, e.g. 512Mi or 2Gi"),
+}
+
+
 def add_pod_options(parser):
-    group = parser.add_argument_group("pods")
-    group.add_argument("--kube-cpu", metavar="N", default="1", help="CPUs reserved (and the limit) per pod (default 1)")
-    group.add_argument("--kube-mem", metavar="M", default="512Mi", help="memory reserved (and the limit) per pod (default 512Mi)")
+    group = parser.add_argument_group("pods (defaults from WOMM_KUBE_CPU, WOMM_KUBE_MEM or ~/.womm/settings.json)")
+    group.add_argument("--kube-cpu", metavar="N", help="CPUs reserved (and the limit) per pod (default 1)")
+    group.add_argument("--kube-mem", metavar="M", help="memory reserved (and the limit) per pod (default 512Mi)")
     return group
+
+
+def resolve_pod_options(args):
+    """--kube-cpu and --kube-mem, else their settings, else the defaults; checked here, not by the API."""
+    from womm.settings import resolve
+
+    for name, default in POD_DEFAULTS.items():
+        attr = name.replace("-", "_")
+        given = getattr(args, attr)
+        value = str(resolve(name, given, default))
+        pattern, what = QUANTITY[name]
+        if not pattern.fullmatch(value):
+            source = f"--{name}" if given is not None else f"{name} (from WOMM_{attr.upper()} or settings.json)"
+            raise UsageError(f"{source} {value}: not {what}")
+        setattr(args, attr, value)
+    return args
 
 
 def add_parallel_options(parser):
@@ -141,7 +165,7 @@ def parse_parallel(parser, argv):
         raise UsageError("--kube-pods N is required: how many pods to run the jobs on")
     if not command:
         raise UsageError("no command after '--'")
-    return args
+    return resolve_pod_options(args)
 
 
 def main(argv=None):
@@ -161,6 +185,8 @@ def main(argv=None):
         args = parser.parse_args(argv)
         if args.verb == "shell":
             from womm_run import shell
+
+            resolve_pod_options(args)
 
             return shell.main(args)
         if args.verb == "logs":
