@@ -164,8 +164,6 @@ class ExecStream:
             raise OSError(str(e)) from None
 
     def resize(self, columns, lines):
-        import json
-
         try:
             self.ws.write_channel(4, json.dumps({"Width": columns, "Height": lines}).encode())
         except Exception:  # noqa: BLE001 - a resize is best effort
@@ -198,8 +196,6 @@ class ExecStream:
 
     def exit_status(self):
         """The command's exit status from the exec status channel, once it ended."""
-        import json
-
         if not self.status_text:
             return None
         try:
