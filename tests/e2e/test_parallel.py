@@ -106,7 +106,8 @@ def test_a_pod_dying_mid_run_loses_no_job(womm, tmp_path):
     assert sorted(ok) == sorted(f"sleep 0.1; echo job {i}" for i in range(200))
 
 
-def test_sigint_leaves_no_object_behind(womm, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_leaves_no_object_behind(womm, tmp_path, sig):
     d = womm.setup_dir(tmp_path / "proj", "none")
     proc = womm.popen("parallel", "--kube-pods", "2", "--", "sleep 100", ":::", "1", "2", "3", cwd=d,
                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -117,9 +118,9 @@ def test_sigint_leaves_no_object_behind(womm, tmp_path):
             break
         time.sleep(0.2)
     time.sleep(2)  # jobs are running in the pods
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     proc.wait(60)
-    assert proc.returncode != 0
+    assert proc.returncode == 128 + sig, proc.stderr.read()
     womm.wait_no_objects(timeout=30)
     assert task_ids(womm) == []
 
@@ -177,3 +178,17 @@ def test_usage_errors_are_one_line(womm, tmp_path):
         assert len(r.stderr.strip().splitlines()) <= 2 and "Traceback" not in r.stderr
     r = womm("parallel", "--kube-pods", "1", "--", "true", cwd=tmp_path, check=False)
     assert r.returncode == 255 and "womm setup" in r.stderr
+
+
+def test_an_image_that_cannot_be_pulled_fails_in_one_line_and_leaves_nothing(womm, tmp_path):
+    d = tmp_path / "proj"
+    d.mkdir()
+    womm("setup", "--share", "none", "--image", f"{womm.registry}/womm-e2e/no-such-image:1",
+         "--namespace", womm.namespace, "--yes", cwd=d)
+    r = womm("parallel", "--kube-pods", "2", "--", "echo", ":::", "1", "2", cwd=d, check=False, timeout=120)
+    assert r.returncode == 255, r.stderr
+    errors = r.stderr.strip().splitlines()
+    assert len(errors) == 1 and "ErrImagePull" in errors[0] and "no-such-image" in errors[0], r.stderr
+    assert r.stdout == ""
+    womm.wait_no_objects(timeout=30)
+    assert task_ids(womm) == []
