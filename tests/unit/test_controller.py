@@ -155,3 +155,46 @@ def test_joblog_records_remote_exit_status(tmp_path):
     rows = [r.split("\t") for r in joblog.read_text().splitlines()[1:]]
     assert status == 1
     assert sorted((r[-1], r[6]) for r in rows) == [("exit 0", "0"), ("exit 3", "3")]
+
+
+def test_slots_added_within_one_second_all_reach_gnu_parallel(tmp_path):
+    """Pods often become ready together; GNU parallel sees -j file changes by whole-second mtimes."""
+    rundir = RunDir("t-slots", max_slots=4, local_slots=0)  # room for 4 pods' slots, 1 ready
+    sched = controller.Scheduler(rundir)
+    token = controller.new_token()
+    workers = []
+
+    def add_worker():
+        w = controller.Worker(f"w{len(workers)}", LocalTransport(token, tmp_path), token, sched)
+        w.start()
+        sched.add_worker(w)
+        workers.append(w)
+
+    def add_three():
+        time.sleep(0.7)  # GNU parallel has read the file (1 slot) and started jobs
+        for _ in range(3):
+            add_worker()
+
+    add_worker()
+
+    threading.Thread(target=add_three, daemon=True).start()
+    out_path, err_path = tmp_path / "out", tmp_path / "err"
+    argv = ["parallel", "-j", str(rundir.jobs_file), "sleep 0.2; echo {%}", ":::", *map(str, range(40))]
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        status = _run_with_io(argv, rundir, sched, dict(os.environ), b"", out, err)
+    for w in workers:
+        w.transport.close()
+    rundir.close()
+    assert status == 0, err_path.read_text()
+    assert set(out_path.read_text().split()) == {"1", "2", "3", "4"}
+
+
+def test_each_jobs_file_version_has_a_later_whole_second(tmp_path, monkeypatch):
+    monkeypatch.setenv("WOMM_HOME", str(tmp_path))
+    rundir = RunDir("t-mtime", max_slots=4, local_slots=0)
+    seen = []
+    for n in (1, 2, 3, 4):
+        rundir.set_jobs(n)
+        seen.append(os.stat(rundir.jobs_file).st_mtime)
+    rundir.close()
+    assert all(int(b) > int(a) for a, b in zip(seen, seen[1:], strict=False))

@@ -14,6 +14,7 @@ Nothing here starts a process per job, and nothing here talks to Kubernetes.
 import errno
 import os
 import stat
+import time
 from importlib import resources
 
 from womm import home
@@ -33,6 +34,7 @@ class RunDir:
         self.job_script.write_bytes(resources.files("womm_run").joinpath(JOB_SCRIPT).read_bytes())
         self.job_script.chmod(0o755)
         self.jobs_file = self.path / "jobs"
+        self._jobs_mtime = 0
         self.submit_path = self.path / "submit"
         _mkfifo(self.submit_path)
         # O_RDWR: opening never blocks, and the fifo never reports EOF.
@@ -45,9 +47,16 @@ class RunDir:
         self._submit_buf = b""
 
     def set_jobs(self, n):
-        """Tell GNU parallel how many job slots it has now (it re-reads this file)."""
+        """Tell GNU parallel how many job slots it has now (it re-reads this file).
+
+        GNU parallel re-reads the file when its mtime, in whole seconds, grew since
+        it last looked: a second change within the same second would go unseen (pods
+        often become ready together). So each version gets a later whole second.
+        """
         tmp = self.path / f".jobs.{os.getpid()}"
         tmp.write_text(f"{max(1, n)}\n")
+        self._jobs_mtime = max(int(time.time()), self._jobs_mtime + 1)
+        os.utime(tmp, (self._jobs_mtime, self._jobs_mtime))
         os.replace(tmp, self.jobs_file)
 
     def environment(self, local_shell):
