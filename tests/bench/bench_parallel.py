@@ -168,7 +168,7 @@ def main():
     print(f"womm / kubectl-exec baseline: {womm_rate / base_rate:.1f}x (first to last job: {steady / base_rate:.1f}x)")
     print(f"womm / local GNU parallel: {womm_rate / local_rate:.0%} (first to last job: {steady / local_rate:.0%})")
     print(f"API requests per job: {requests / args.jobs:.4f} ({requests:.0f} requests beyond the cluster's "
-          f"background of {idle_rate:.1f}/s)")
+          f"background of {idle_rate:.1f}/s; {sum(during.values()) / args.jobs:.4f} counting everything)")
     top = sorted(during.items(), key=lambda kv: -kv[1])
     print("API requests during the run, by kind: " + ", ".join(f"{v:.0f} {verb} {what}" for (verb, what), v in top))
 

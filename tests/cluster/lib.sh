@@ -15,6 +15,8 @@ RUN=${WOMM_CLUSTER_RUN:-/run/womm-cluster}
 # The one place versions are pinned is go.mod beside this file.
 K8S_VERSION=$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v1\./ { print $2; exit }' "$CLUSTER_DIR/go.mod")
 ETCD_VERSION=$(awk '$1 == "go.etcd.io/etcd/server/v3" && $2 ~ /^v3\./ { print $2; exit }' "$CLUSTER_DIR/go.mod")
+# CoreDNS is built on its own (its module graph is not Kubernetes'), so its version is pinned here.
+COREDNS_VERSION=v1.12.4
 BIN=$CACHE/bin/$K8S_VERSION
 K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 
@@ -43,8 +45,11 @@ KUBECONFIG_ADMIN=$STATE/kubeconfig/admin.kubeconfig
 CHECK_NS=womm-cluster-check  # up adds a timestamp
 
 # Components in start order; down stops them in the order of STOP_ORDER.
-COMPONENTS=(dockerd registry containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
-STOP_ORDER=(kubelet kube-proxy containerd kube-scheduler kube-controller-manager kube-apiserver etcd registry dockerd)
+COMPONENTS=(dockerd registry containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy coredns)
+STOP_ORDER=(coredns kubelet kube-proxy containerd kube-scheduler kube-controller-manager kube-apiserver etcd registry dockerd)
+# The cluster's DNS (CoreDNS, on the node's address): Services and pods by name, nothing else.
+CLUSTER_DOMAIN=cluster.local
+DNS_IP=$NODE_IP
 
 # Host sysctls the cluster (kubelet, kube-proxy, dockerd, this script) may change; saved by up, restored by down.
 SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory kernel.keys.root_maxkeys
@@ -79,6 +84,7 @@ component_exe() {
         registry) echo /usr/bin/docker-registry ;;
         containerd) echo /usr/bin/containerd ;;
         etcd) echo "$BIN/etcd" ;;
+        coredns) echo "$BIN/coredns-$COREDNS_VERSION" ;;
         *) echo "$BIN/$1" ;;
     esac
 }

@@ -159,6 +159,12 @@ def test_smoke(cluster, k8s, namespace, smoke_image):
 
     wait_until(f"Service {cluster_ip} to answer from both pods", 60, answers, interval=1)
 
+    # By name, through the cluster's DNS; a name outside the cluster does not resolve (nothing leaves).
+    code, out, err = k8s.exec(namespace, "outsider", ["curl", "-fsS", "-m", "5", f"http://web.{namespace}.svc.cluster.local/"])
+    assert code == 0 and out.strip() in names, err
+    code, out, err = k8s.exec(namespace, "outsider", ["sh", "-c", "getent hosts deb.debian.org || echo unresolved"])
+    assert out.strip() == "unresolved", out
+
     # Pod to pod, by pod IP, too.
     for p in web:
         code, out, err = k8s.exec(namespace, "outsider", ["curl", "-fsS", "-m", "5", f"http://{p.status.pod_ip}:8080/"])
