@@ -198,3 +198,20 @@ def test_each_jobs_file_version_has_a_later_whole_second(tmp_path, monkeypatch):
         seen.append(os.stat(rundir.jobs_file).st_mtime)
     rundir.close()
     assert all(int(b) > int(a) for a, b in zip(seen, seen[1:], strict=False))
+
+
+def test_a_replacement_pod_ready_before_its_predecessor_ends_adds_no_slot(tmp_path, monkeypatch):
+    """GNU parallel must never hear of more slots than the task has fifos for."""
+    monkeypatch.setenv("WOMM_HOME", str(tmp_path))
+    rundir = RunDir("t-cap", max_slots=3, local_slots=1)
+
+    class Idle:
+        lost = False
+        job = None
+
+    sched = controller.Scheduler(rundir)
+    for _ in range(4):  # 2 pods' slots, then the replacement's while the old ones still stream
+        sched.add_worker(Idle())
+    rundir.close()
+    assert sched.slots == 2
+    assert rundir.jobs_file.read_text().strip() == "3"

@@ -147,7 +147,9 @@ class Scheduler:
     def add_worker(self, worker):
         with self.lock:
             self.workers.add(worker)
-            live = len(self.workers)
+            # A replacement pod may be ready before its predecessor's streams end: never
+            # more slots than the task has fifos for.
+            live = min(len(self.workers), self.rundir.max_slots - self.rundir.local_slots)
             if live > self.slots:
                 # Only grow: while a pod is replaced its jobs wait in the queue.
                 self.slots = live
