@@ -64,12 +64,6 @@ class Cluster:
 
         return client.AppsV1Api(self._api_client)
 
-    @property
-    def rbac(self):
-        from kubernetes import client
-
-        return client.RbacAuthorizationV1Api(self._api_client)
-
     def exec_stream(self, pod, command, container=None, namespace=None, tty=False):
         """An ExecStream running `command` (a list) in a container of a pod."""
         return ExecStream(self, pod, command, container, namespace or self.namespace, tty)
