@@ -14,14 +14,12 @@ from setuptools import setup
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAN_DIR = os.path.join("build", "man", "man1")
 
-# page: (module with build_parser(), the NAME line's summary)
-PAGES = {
-    "womm": ("womm.dispatch", "Works On My Machine: scale your scripts onto Kubernetes"),
-    "womm-setup": ("womm_setup.cli", "the testbed that becomes the pods' image"),
-    "womm-run": ("womm_run.cli", "GNU parallel with Kubernetes pods as job slots; womm shell; womm logs"),
-    "womm-fs": ("womm_fs.cli", "cluster setup, the share server, and the shares"),
-    "womm-reap": ("womm_reap.cli", "womm status, womm finish, and the reaper for cron"),
-}
+SOURCES = ["lib", "cmd/womm", "cmd/womm-setup", "cmd/womm-run", "cmd/womm-fs", "cmd/womm-reap"]
+for sub in SOURCES:
+    sys.path.insert(0, os.path.join(HERE, sub))
+from womm.programs import PROGRAMS  # noqa: E402
+
+PAGES = list(PROGRAMS)  # one page per program, from its parser
 
 
 def write_man_pages(out_dir=MAN_DIR):
@@ -29,12 +27,13 @@ def write_man_pages(out_dir=MAN_DIR):
 
     from argparse_manpage.manpage import Manpage
 
-    for sub in ("lib", "cmd/womm-setup", "cmd/womm-run", "cmd/womm-fs", "cmd/womm-reap"):
-        sys.path.insert(0, os.path.join(HERE, sub))
     import womm
 
     os.makedirs(os.path.join(HERE, out_dir), exist_ok=True)
-    for page, (module, summary) in PAGES.items():
+    for page in PAGES:
+        # womm_dispatch.cli, womm_setup.cli, ...: every program's parser is build_parser() in its cli module.
+        module = "womm_dispatch.cli" if page == "womm" else page.replace("-", "_") + ".cli"
+        summary = PROGRAMS[page]
         parser = importlib.import_module(module).build_parser()
         include = os.path.join(HERE, "man", f"{page}.include")
         data = {

@@ -27,6 +27,13 @@ def add_verbs(parser):
     return verbs
 
 
+def add_verb(verbs, name, **kwargs):
+    """A built-in verb's parser; its one-line help comes from the verb table (womm.programs)."""
+    from womm.programs import VERBS
+
+    return verbs.add_parser(name, help=VERBS[name].summary, **kwargs)
+
+
 def add_kube_options(parser, short=True):
     group = parser.add_argument_group("cluster")
     group.add_argument(
@@ -39,10 +46,16 @@ def add_kube_options(parser, short=True):
     return group
 
 
-def parse(parser, argv, verbs, default_verb=None):
+def verb_parsers(parser):
+    """{verb: its parser} of a program's parser (hidden verbs included)."""
+    return parser._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse has no public accessor
+
+
+def parse(parser, argv, default_verb=None):
     """Parse argv; a program called directly without a verb runs `default_verb`."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if default_verb and (not argv or (argv[0] not in verbs and argv[0] not in ("-h", "--help", "--version"))):
+    own = set(verb_parsers(parser)) | {"-h", "--help", "--version"}
+    if default_verb and (not argv or argv[0] not in own):
         argv.insert(0, default_verb)
     return parser.parse_args(argv)
 

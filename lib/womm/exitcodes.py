@@ -8,6 +8,5 @@ more than 100 failed, 255 any other error. The other programs use the usual
 OK = 0
 FAILURE = 1  # the command ran and something failed
 USAGE = 2  # bad arguments or input: nothing was done
-PARALLEL_MANY_FAILED = 101
 PARALLEL_OTHER_ERROR = 255
 INTERRUPTED = 130  # 128 + SIGINT, as shells report it

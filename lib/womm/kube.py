@@ -1,10 +1,10 @@
 """Talking to the cluster: KUBECONFIG, the current context and namespace, exec streams.
 
 The kubernetes client is imported inside functions: it costs ~0.3 s, and the
-dispatcher and per-job paths must not pay it. What `womm parallel` does on its
-way to the first job (create, watch, exec, delete) goes through request(),
-watch() and ExecStream, below the generated API classes: building CoreV1Api
-and AppsV1Api costs another 0.85 s here (kubernetes 37), before any request.
+dispatcher and per-job paths must not pay it. Every request womm makes goes
+through request(), stream(), watch() and ExecStream, below the generated API
+classes: building CoreV1Api and AppsV1Api costs another 0.85 s here
+(kubernetes 37), before any request.
 """
 
 import json
@@ -24,7 +24,6 @@ class Cluster:
 
         self.configuration = client.Configuration()
         self.context = context
-        self.in_cluster = False
         default_namespace = "default"
         try:
             contexts, active = config.list_kube_config_contexts()
@@ -40,7 +39,6 @@ class Cluster:
         except (ConfigException, FileNotFoundError, TypeError) as e:
             if os.path.exists(os.path.join(SERVICE_ACCOUNT_DIR, "token")) and not context:
                 config.load_incluster_config(client_configuration=self.configuration)
-                self.in_cluster = True
                 with open(os.path.join(SERVICE_ACCOUNT_DIR, "namespace")) as f:
                     default_namespace = f.read().strip()
             else:
@@ -52,25 +50,15 @@ class Cluster:
         self.namespace = namespace or default_namespace
         self._api_client = client.ApiClient(self.configuration)
 
-    @property
-    def core(self):
-        from kubernetes import client
-
-        return client.CoreV1Api(self._api_client)
-
-    @property
-    def apps(self):
-        from kubernetes import client
-
-        return client.AppsV1Api(self._api_client)
-
     def exec_stream(self, pod, command, container=None, namespace=None, tty=False):
         """An ExecStream running `command` (a list) in a container of a pod."""
         return ExecStream(self, pod, command, container, namespace or self.namespace, tty)
 
-    def path(self, kind, name=None, namespace=None, subresource=None):
-        """The API path of a namespaced kind ("pods", "replicasets", ...)."""
+    def path(self, kind, name=None, namespace=None, subresource=None, all_namespaces=False):
+        """The API path of a namespaced kind ("pods", "replicasets", ...), or of all its objects."""
         group = "/apis/apps/v1" if kind in ("replicasets", "deployments") else "/api/v1"
+        if all_namespaces:
+            return f"{group}/{kind}"
         path = f"{group}/namespaces/{namespace or self.namespace}/{kind}"
         if name:
             path += f"/{name}"
@@ -98,31 +86,37 @@ class Cluster:
             raise ApiException(http_resp=response)
         return json.loads(response.data) if response.data else None
 
-    def watch(self, path, query=None, timeout_seconds=300):
-        """(type, object) events of a watch, objects as dicts; ends when the server ends it."""
+    def stream(self, path, query=None):
+        """The body of a long GET (a watch, a followed log) in chunks of bytes, as they come."""
         from kubernetes.client.rest import ApiException
 
-        query = dict(query or {}, watch="true", timeoutSeconds=timeout_seconds)
         method, url, headers, body, post = self._serialize("GET", path, query, None)
         response = self._api_client.call_api(method, url, headers, body, post, _request_timeout=(10, None))
         if not 200 <= response.status <= 299:
             response.read()
             raise ApiException(http_resp=response)
         raw = response.response
-        pending = b""
         try:
-            for chunk in raw.stream(65536, decode_content=False):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        event = json.loads(line)
-                        if event.get("type") == "ERROR":
-                            raise ApiException(status=(event.get("object") or {}).get("code"),
-                                               reason=(event.get("object") or {}).get("message"))
-                        yield event["type"], event["object"]
+            yield from raw.stream(65536, decode_content=False)
         finally:
             raw.release_conn()
+
+    def watch(self, path, query=None, timeout_seconds=300):
+        """(type, object) events of a watch, objects as dicts; ends when the server ends it."""
+        from kubernetes.client.rest import ApiException
+
+        query = dict(query or {}, watch="true", timeoutSeconds=timeout_seconds)
+        pending = b""
+        for chunk in self.stream(path, query):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        raise ApiException(status=(event.get("object") or {}).get("code"),
+                                           reason=(event.get("object") or {}).get("message"))
+                    yield event["type"], event["object"]
 
 
 class ExecStream:
@@ -203,6 +197,24 @@ class ExecStream:
                 return int(cause.get("message", 1))
         return None
 
+    def drain(self, on_output):
+        """Read the command's output to its end, on_output(channel, bytes) for stdout (1) and
+        stderr (2); the exit status (None if unknown). Closes the stream."""
+        while (item := self.recv()) is not None:
+            if item[0] in (1, 2):
+                on_output(*item)
+        status = self.exit_status()
+        self.close()
+        return status
+
+    def collect(self, stdin=b""):
+        """Send stdin, then read everything: (status, stdout, stderr)."""
+        if stdin:
+            self.send(stdin)
+        out = {1: bytearray(), 2: bytearray()}
+        status = self.drain(lambda channel, data: out[channel].extend(data))
+        return status, bytes(out[1]), bytes(out[2])
+
     def close(self):
         try:
             self.ws.close()
@@ -240,13 +252,12 @@ def relay_stdio(stream):
 
     threading.Thread(target=pump_stdin, daemon=True).start()
     out = {1: sys.stdout.buffer, 2: sys.stderr.buffer}
-    while (item := stream.recv()) is not None:
-        channel, data = item
-        if channel in out:
-            out[channel].write(data)
-            out[channel].flush()
-    status = stream.exit_status()
-    stream.close()
+
+    def write(channel, data):
+        out[channel].write(data)
+        out[channel].flush()
+
+    status = stream.drain(write)
     return 255 if status is None else status
 
 

@@ -1,30 +1,13 @@
 """Every Kubernetes object womm creates, built here and nowhere else.
 
-Objects are plain dicts: the Python client accepts them, and cluster-setup
-prints them. Everything carries womm's labels; cleanup selects by label
-(`selector()`), never by name pattern.
+Objects are plain dicts: the API accepts them, and cluster-setup prints them.
+Everything carries womm's labels (womm.taskobjects owns them, and finds and
+deletes a task's objects by them).
 """
 
 import json
-import re
 
-MANAGED_BY = {"app.kubernetes.io/managed-by": "womm"}
-TASK = "womm.dev/task"
-ROLE = "womm.dev/role"
-HOST = "womm.dev/host"
-SHARE = "womm.dev/share"
-
-# Annotations that identify a task's controller (for `womm status` and the reaper).
-A_HOST = "womm.dev/host"
-A_CWD = "womm.dev/cwd"
-A_PID = "womm.dev/pid"
-A_PID_START = "womm.dev/pid-start"
-A_COMMAND = "womm.dev/command"
-A_MODE = "womm.dev/mode"
-A_CREATED = "womm.dev/created"
-A_CPU = "womm.dev/cpu"
-A_MEM = "womm.dev/mem"
-A_PODS = "womm.dev/pods"
+from womm.taskobjects import MANAGED_BY, ROLE, SHARE, TASK, annotations, labels
 
 SHARE_SERVER = "womm-fs"  # the share server's Deployment and Service
 LEADER_ACCOUNT = "womm-leader"  # ServiceAccount, Role and RoleBinding of --async leaders
@@ -37,43 +20,10 @@ RSYNC_PORT = 873
 IDLE = ["sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]
 
 
-def label_value(text):
-    """A string made safe as a label value (63 chars of [A-Za-z0-9._-])."""
-    value = re.sub(r"[^A-Za-z0-9._-]", "-", text)[:63].strip("-._")
-    return value or "none"
-
-
-def selector(**labels):
-    """A label selector over womm's objects, e.g. selector(task=id)."""
-    keys = {"task": TASK, "role": ROLE, "host": HOST, "share": SHARE}
-    parts = [f"{k}={v}" for k, v in MANAGED_BY.items()]
-    parts += [f"{keys[k]}={v}" for k, v in labels.items()]
-    return ",".join(parts)
-
-
-def task_labels(task, role="worker"):
-    return {**MANAGED_BY, TASK: task["id"], ROLE: role, HOST: label_value(task["host"])}
-
-
-def task_annotations(task):
-    return {
-        A_HOST: task["host"],
-        A_CWD: task["cwd"],
-        A_PID: str(task["pid"]),
-        A_PID_START: repr(task["pid_start"]),
-        A_COMMAND: json.dumps(task["command"]),
-        A_MODE: task["mode"],
-        A_CREATED: repr(task["created"]),
-        A_CPU: str(task.get("cpu", "")),
-        A_MEM: str(task.get("mem", "")),
-        A_PODS: str(task.get("pods", "")),
-    }
-
-
-def metadata(name, labels, annotations=None, namespace=None):
-    meta = {"name": name, "labels": labels}
-    if annotations:
-        meta["annotations"] = annotations
+def metadata(name, labels_, annotations_=None, namespace=None):
+    meta = {"name": name, "labels": labels_}
+    if annotations_:
+        meta["annotations"] = annotations_
     if namespace:
         meta["namespace"] = namespace
     return meta
@@ -82,12 +32,12 @@ def metadata(name, labels, annotations=None, namespace=None):
 def worker_replicaset(task, share_spec):
     """The task's worker pods: `pods` replicas of the user's image, idle until jobs arrive.
 
-    share_spec: what the share adds to the pod (womm_fs.shares.pod_parts()):
+    share_spec: what the share adds to the pod (womm.shares' pod_parts()):
     {"volumes", "mounts", "containers", "init_containers", "privileged"}.
     A ReplicaSet, so that a pod that dies (deleted, evicted) comes back; not a
     Deployment, whose extra controller only delays the first pod.
     """
-    labels = task_labels(task)
+    task_labels = labels(task)
     resources = {"cpu": str(task["cpu"]), "memory": str(task["mem"])}
     job = {
         "name": JOB_CONTAINER,
@@ -113,11 +63,11 @@ def worker_replicaset(task, share_spec):
     return {
         "apiVersion": "apps/v1",
         "kind": "ReplicaSet",
-        "metadata": metadata(f"womm-task-{task['id']}", labels, task_annotations(task)),
+        "metadata": metadata(f"womm-task-{task['id']}", task_labels, annotations(task)),
         "spec": {
             "replicas": task["pods"],
             "selector": {"matchLabels": {TASK: task["id"], ROLE: "worker"}},
-            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+            "template": {"metadata": {"labels": task_labels}, "spec": pod_spec},
         },
     }
 
@@ -135,7 +85,7 @@ def share_secret(share_id, password):
 
 def share_server(image, namespace=None):
     """The share server: an rsync daemon holding eager shares, one module per share."""
-    labels = {**MANAGED_BY, ROLE: "share-server"}
+    server_labels = {**MANAGED_BY, ROLE: "share-server"}
     container = {
         "name": "server",
         "image": image,
@@ -147,13 +97,13 @@ def share_server(image, namespace=None):
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata(SHARE_SERVER, labels, namespace=namespace),
+        "metadata": metadata(SHARE_SERVER, server_labels, namespace=namespace),
         "spec": {
             "replicas": 1,
             "selector": {"matchLabels": {ROLE: "share-server"}},
             "strategy": {"type": "Recreate"},
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": server_labels},
                 "spec": {
                     "containers": [container],
                     "volumes": [{"name": "shares", "emptyDir": {}}],
@@ -167,7 +117,7 @@ def share_server(image, namespace=None):
     service = {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": metadata(SHARE_SERVER, labels, namespace=namespace),
+        "metadata": metadata(SHARE_SERVER, server_labels, namespace=namespace),
         # ClusterIP: reachable from inside the cluster only.
         "spec": {
             "type": "ClusterIP",
@@ -180,7 +130,7 @@ def share_server(image, namespace=None):
 
 def leader_rbac(namespace):
     """What the in-cluster leader of an --async task may do, and nothing more."""
-    labels = {**MANAGED_BY, ROLE: "leader"}
+    rbac_labels = {**MANAGED_BY, ROLE: "leader"}
     rules = [
         # its workers: create the ReplicaSet, watch the pods, remove them all at the end
         {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["create", "list", "deletecollection"]},
@@ -193,27 +143,26 @@ def leader_rbac(namespace):
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["deletecollection"]},
     ]
     return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(LEADER_ACCOUNT, labels, namespace=namespace)},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(LEADER_ACCOUNT, rbac_labels, namespace=namespace)},
         {
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": metadata(LEADER_ACCOUNT, labels, namespace=namespace), "rules": rules,
+            "metadata": metadata(LEADER_ACCOUNT, rbac_labels, namespace=namespace), "rules": rules,
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": metadata(LEADER_ACCOUNT, labels, namespace=namespace),
+            "metadata": metadata(LEADER_ACCOUNT, rbac_labels, namespace=namespace),
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": LEADER_ACCOUNT},
             "subjects": [{"kind": "ServiceAccount", "name": LEADER_ACCOUNT, "namespace": namespace}],
         },
     ]
 
 
-def leader_pod(task, image, spec, with_input):
-    """The in-cluster coordinator of an --async task: GNU parallel and the controller."""
-    labels = task_labels(task, role="leader")
+def leader_pod(task, image, with_input):
+    """The in-cluster coordinator of an --async task: GNU parallel and the controller, run from the task record."""
     container = {
         "name": "leader",
         "image": image,
-        "args": [json.dumps(spec)],
+        "args": [json.dumps(task)],
         "env": [{"name": "WOMM_HOME", "value": "/tmp/womm"}, {"name": "HOME", "value": "/tmp"}],
         "workingDir": "/tmp",
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
@@ -225,13 +174,13 @@ def leader_pod(task, image, spec, with_input):
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 5,
     }
-    if with_input:
+    if with_input:  # GNU parallel's stdin, at womm_run.leader.INPUT
         container["volumeMounts"] = [{"name": "input", "mountPath": "/womm/input", "readOnly": True}]
         pod_spec["volumes"] = [{"name": "input", "configMap": {"name": f"womm-input-{task['id']}"}}]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": metadata(f"womm-leader-{task['id']}", labels, task_annotations(task)),
+        "metadata": metadata(f"womm-leader-{task['id']}", labels(task, role="leader"), annotations(task)),
         "spec": pod_spec,
     }
 
@@ -243,6 +192,6 @@ def leader_input(task, data):
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": metadata(f"womm-input-{task['id']}", task_labels(task, role="input")),
+        "metadata": metadata(f"womm-input-{task['id']}", labels(task, role="input")),
         "binaryData": {"input": base64.b64encode(data).decode()},
     }

@@ -3,18 +3,15 @@
 Paths come from womm.home, file handling from womm.store; this module only
 knows which record is which.
 
-project: host, path, share (lazy | eager | eager-syncback | none), share_id,
+project: host, path, share (a kind of womm.shares), share_id,
          image, base_image, namespace, context, pull_secret
-task:    id, pid, pid_start, host, cwd, command, namespace, context, mode
-         (sync | async), kind (parallel | shell), created, share, image
+task:    what womm.tasks.create() makes, and `done` (jobs finished so far)
 settings: prefix, and defaults for options (see womm.settings)
 """
 
 import os
 
 from womm import home, store
-
-SHARE_KINDS = ("lazy", "eager", "eager-syncback", "none")
 
 
 def load_settings():
@@ -34,6 +31,16 @@ def set_setting(key, value):
 
 def load_project(directory):
     return store.read(home.project_file(directory), "project")
+
+
+def require_project(directory):
+    """The project record of a directory set up with `womm setup`; WommError if there is none."""
+    from womm.errors import WommError
+
+    project = load_project(directory)
+    if project is None:
+        raise WommError(f"{directory} is not set up for womm: run `womm setup` here first")
+    return project
 
 
 def save_project(directory, record):

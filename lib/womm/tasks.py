@@ -1,7 +1,14 @@
-"""A task: one `womm parallel` or `womm shell`, its record, and whether its controller lives.
+"""A task: one `womm parallel` or `womm shell`, and the one spec its run is made from.
 
-A controller is identified by its pid AND that process's start time, so a
-reused pid does not hide an orphan.
+create() makes the record; everything that runs a task (the client, the leader of an
+--async task, `womm shell`) reads what to run from it alone, and `womm status`,
+`womm finish` and the reaper read it back. Fields:
+
+  id, kind (parallel | shell), mode (sync | async), command, cwd, created
+  host, pid, pid_start              the controller (a reused pid does not hide an orphan)
+  namespace, context                where it runs
+  image, share, share_id, pull_secret   from the directory's project record
+  pods, procs_per_pod, local_procs, cpu, mem   the job slots and the pods' size
 """
 
 import os
@@ -26,8 +33,8 @@ def process_start(pid):
         return None
 
 
-def create(kind, mode, command, cwd, cluster, **extra):
-    """Record a new task controlled by this process; returns the record."""
+def create(kind, mode, project, cluster, cwd, command, pods, cpu, mem, procs_per_pod=1, local_procs=0):
+    """Record a new task controlled by this process, run with project's image and share; the record."""
     pid = os.getpid()
     task = {
         "id": new_id(),
@@ -35,16 +42,29 @@ def create(kind, mode, command, cwd, cluster, **extra):
         "mode": mode,
         "command": list(command),
         "cwd": os.path.realpath(cwd),
+        "created": time.time(),
         "host": home.hostname(),
         "pid": pid,
         "pid_start": process_start(pid),
         "namespace": cluster.namespace,
         "context": cluster.context,
-        "created": time.time(),
-        **extra,
+        "image": project["image"],
+        "share": project.get("share", "none"),
+        "share_id": project.get("share_id"),
+        "pull_secret": project.get("pull_secret") or None,
+        "pods": pods,
+        "procs_per_pod": procs_per_pod,
+        "local_procs": local_procs,
+        "cpu": cpu,
+        "mem": mem,
     }
     records.save_task(task)
     return task
+
+
+def pod_slots(task):
+    """The job slots the task's pods give GNU parallel."""
+    return task["pods"] * task["procs_per_pod"]
 
 
 def controller_alive(pid, pid_start, host):

@@ -40,7 +40,7 @@ def dispatcher(tmp_path):
     d.mkdir(exist_ok=True)
     path = d / "womm"
     path.write_text(
-        f"#!{sys.executable}\nimport sys\nfrom womm.dispatch import main\nsys.exit(main())\n"
+        f"#!{sys.executable}\nimport sys\nfrom womm_dispatch.cli import main\nsys.exit(main())\n"
     )
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return path

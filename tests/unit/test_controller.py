@@ -51,12 +51,21 @@ def _run_with_io(argv, rundir, sched, env, stdin, out, err):
         os.dup2(r, 0)
         os.dup2(out.fileno(), 1)
         os.dup2(err.fileno(), 2)
-        return controller.run_parallel(argv, rundir, sched, env, "/bin/sh")
+        return run_parallel(argv, rundir, sched, env)
     finally:
         for fd, orig in zip((0, 1, 2), saved, strict=True):
             os.dup2(orig, fd)
             os.close(orig)
         os.close(r)
+
+
+def run_parallel(argv, rundir, sched, env):
+    """GNU parallel, started and served to its end, as womm_run.parallel.run does; its exit status."""
+    proc = controller.start_parallel(argv, rundir, sched, env, "/bin/sh")
+    try:
+        return controller.serve_parallel(proc, rundir, sched)
+    finally:
+        controller.stop_parallel(proc)
 
 
 def local(args, stdin=b""):

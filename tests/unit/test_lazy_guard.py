@@ -3,7 +3,7 @@
 import os
 import struct
 
-from womm.lazy import PathGuard, check_request, denied
+from womm.shares.lazy import PathGuard, check_request, denied
 
 
 def s(b):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from womm import home, tasks
+from womm import home, taskobjects, tasks
 from womm.errors import UsageError
 from womm_reap import commands
 
@@ -18,16 +18,16 @@ def me(**extra):
 
 
 def test_status_from_the_controller_and_the_leader():
-    assert commands.task_status(me(mode="sync")) == "RUNNING"
+    assert taskobjects.status_of(me(mode="sync")) == "RUNNING"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    assert commands.task_status(me(mode="sync", pid=dead.pid)) == "ORPHANED"
+    assert taskobjects.status_of(me(mode="sync", pid=dead.pid)) == "ORPHANED"
     # a reused pid: same number, another start time
-    assert commands.task_status(me(mode="sync", pid_start=time.time() - 86400 * 365)) == "ORPHANED"
-    assert commands.task_status(me(mode="sync", host="elsewhere")) == "UNKNOWN"
-    assert commands.task_status(me(mode="async", leader="Running")) == "RUNNING"
-    assert commands.task_status(me(mode="async", leader="Succeeded")) == "COMPLETE"
-    assert commands.task_status(me(mode="async", leader=None)) == "ORPHANED"
+    assert taskobjects.status_of(me(mode="sync", pid_start=time.time() - 86400 * 365)) == "ORPHANED"
+    assert taskobjects.status_of(me(mode="sync", host="elsewhere")) == "UNKNOWN"
+    assert taskobjects.status_of(me(mode="async", leader="Running")) == "RUNNING"
+    assert taskobjects.status_of(me(mode="async", leader="Succeeded")) == "COMPLETE"
+    assert taskobjects.status_of(me(mode="async", leader=None)) == "ORPHANED"
 
 
 @pytest.mark.parametrize("text, seconds", [("90m", 5400), ("24h", 86400), ("7d", 604800), ("30", 30)])

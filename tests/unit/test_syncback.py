@@ -3,7 +3,7 @@
 import os
 import time
 
-from womm import syncback
+from womm.shares import syncback
 
 
 def write(path, text, mtime=None):

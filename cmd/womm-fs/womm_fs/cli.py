@@ -5,8 +5,6 @@ import argparse
 from womm import cli
 from womm.errors import run_main
 
-VERBS = ("cluster-setup", "build-images", "share", "rsh")
-
 
 def build_parser():
     parser = cli.program_parser(
@@ -18,8 +16,8 @@ def build_parser():
     )
     verbs = cli.add_verbs(parser)
 
-    setup = verbs.add_parser(
-        "cluster-setup", help="print (or --apply) what a namespace needs for womm",
+    setup = cli.add_verb(
+        verbs, "cluster-setup",
         description=(
             "Print the objects that prepare a namespace for womm: the share server (a "
             "Deployment and a ClusterIP Service), and a ServiceAccount, Role and RoleBinding "
@@ -33,8 +31,8 @@ def build_parser():
     setup.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml", help="format of the printed objects")
     cli.add_kube_options(setup)
 
-    build = verbs.add_parser(
-        "build-images", help="build and push the share server and leader images",
+    build = cli.add_verb(
+        verbs, "build-images",
         description=(
             "Build the share server and leader images from womm's images/ directory on top of "
             "a Debian-based base image, push them under your registry prefix, remember them, "
@@ -46,8 +44,8 @@ def build_parser():
     build.add_argument("--no-push", action="store_true", help="build and tag only")
     cli.add_kube_options(build)
 
-    share = verbs.add_parser(
-        "share", help="show or sync this directory's share",
+    share = cli.add_verb(
+        verbs, "share",
         description="Show this directory's share, or (eager shares) send what changed to the share server now.",
     )
     share.add_argument("action", nargs="?", choices=("status", "sync"), default="status")
@@ -66,7 +64,7 @@ def build_parser():
 
 def main(argv=None):
     def run(argv):
-        args = cli.parse(build_parser(), argv, VERBS)
+        args = cli.parse(build_parser(), argv)
         if args.verb == "cluster-setup":
             from womm_fs import cluster_setup
 

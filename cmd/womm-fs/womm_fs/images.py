@@ -16,9 +16,10 @@ from pathlib import Path
 import womm
 from womm import docker_engine, records
 from womm.errors import WommError
+from womm.report import say
 from womm.settings import resolve
 
-PACKAGES = ("womm", "womm_setup", "womm_run", "womm_fs", "womm_reap")
+PACKAGES = ("womm", "womm_dispatch", "womm_setup", "womm_run", "womm_fs", "womm_reap")
 DEFAULT_BASE = "debian:bookworm"
 
 
@@ -40,7 +41,7 @@ def main(args):
         raise WommError("no registry prefix: give --prefix REGISTRY/PATH/ (or run `womm setup` first)")
     base = resolve("images-base", args.base_image, DEFAULT_BASE)
     c = docker_engine.client()
-    log = _log
+    log = say
     built = {}
     with tempfile.TemporaryDirectory(prefix="womm-images-") as tmp:
         for name in ("fs", "leader"):
@@ -63,10 +64,6 @@ def main(args):
 
     args.share_image, args.leader_image, args.apply, args.output = built["fs"], built["leader"], False, "yaml"
     return cluster_setup.main(args)
-
-
-def _log(message):
-    print(f"womm: {message}", file=sys.stderr, flush=True)
 
 
 def _context_hash(ctx, base):

@@ -3,23 +3,17 @@
 import json
 import os
 
-from womm import home, records
-from womm.errors import WommError
+from womm import home, records, shares
+from womm.report import say
 
 
 def main(args):
-    cwd = os.getcwd()
-    project = records.load_project(cwd)
-    if project is None:
-        raise WommError(f"{cwd} is not set up for womm: run `womm setup` here first")
+    project = records.require_project(os.getcwd())
     if args.action == "sync":
-        if project.get("share") not in ("eager", "eager-syncback"):
-            raise WommError(f"this directory's share is {project.get('share')}: only eager shares are synced")
-        from womm.eager import sync_now
         from womm.kube import Cluster
 
         cluster = Cluster(args.context or project.get("context"), args.namespace or project.get("namespace"))
-        stats = sync_now(project, cluster)
+        stats = shares.for_project(project, cluster, say).sync_now()
         if args.output == "json":
             print(json.dumps(stats))
         else:

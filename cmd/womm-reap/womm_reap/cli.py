@@ -3,8 +3,6 @@
 from womm import cli
 from womm.errors import run_main
 
-VERBS = ("status", "finish", "reap")
-
 
 def build_parser():
     parser = cli.program_parser(
@@ -14,8 +12,8 @@ def build_parser():
     )
     verbs = cli.add_verbs(parser)
 
-    status = verbs.add_parser(
-        "status", help="list tasks using resources on the cluster",
+    status = cli.add_verb(
+        verbs, "status",
         description=(
             "List the tasks on the cluster started from this host. STATUS is RUNNING, "
             "COMPLETE (an async task that finished and waits for `womm finish`), ORPHANED "
@@ -28,8 +26,8 @@ def build_parser():
     status.add_argument("--all-namespaces", action="store_true", help="look in every namespace")
     cli.add_kube_options(status)
 
-    finish = verbs.add_parser(
-        "finish", help="remove everything of the given tasks",
+    finish = cli.add_verb(
+        verbs, "finish",
         description=(
             "Remove everything of the given tasks: pods, replica sets, the leader, buffered "
             "logs and records. An async task with an eager-syncback share is synced back first."
@@ -39,8 +37,8 @@ def build_parser():
     finish.add_argument("--force", action="store_true", help="also finish tasks of another directory or host, or still running")
     cli.add_kube_options(finish)
 
-    reap = verbs.add_parser(
-        "reap", help="finish orphaned tasks and expired async tasks (for cron)",
+    reap = cli.add_verb(
+        verbs, "reap",
         description=(
             "Finish this host's ORPHANED tasks and its COMPLETE async tasks older than the TTL, "
             "and remove local leftovers (testbed containers, temporary images, stale records). "
@@ -57,7 +55,7 @@ def build_parser():
 
 def main(argv=None):
     def run(argv):
-        args = cli.parse(build_parser(), argv, VERBS, default_verb="reap")
+        args = cli.parse(build_parser(), argv, default_verb="reap")
         from womm_reap import commands
 
         return getattr(commands, args.verb)(args)

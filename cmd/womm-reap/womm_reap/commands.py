@@ -1,9 +1,9 @@
 """`womm status`, `womm finish` and `womm reap`.
 
-A task is found by its objects' labels (workers' ReplicaSet, an --async task's
-leader pod); their annotations say who started it (host, directory, controller
-pid and its start time). Local records under ~/.womm/tasks fill in what only
-this host knows, and let the reaper find tasks whose objects are gone.
+Tasks are found from their objects (womm.taskobjects): labels say which task and
+role, annotations who started it (host, directory, controller pid and its start
+time). Local records under ~/.womm/tasks fill in what only this host knows, and
+let the reaper find tasks whose objects are gone.
 """
 
 import fcntl
@@ -14,88 +14,12 @@ import shutil
 import sys
 import time
 
-from womm import home, manifests, records, tasks
+from womm import home, records, shares, taskobjects, tasks
 from womm.errors import UsageError, WommError
 from womm.kube import Cluster
+from womm.report import say
 
 COLUMNS = ["ID", "AGE", "STATUS", "CPU", "MEM", "HEALTH", "PWD", "COMMAND"]
-
-
-# ---------------------------------------------------------------- finding tasks
-
-def find_tasks(cluster, all_namespaces=False, task_id=None):
-    """{id: task} of the tasks in the cluster, built from their objects."""
-    selector = manifests.selector(**({"task": task_id} if task_id else {}))
-    apps, core = cluster.apps, cluster.core
-    if all_namespaces:
-        sets = apps.list_replica_set_for_all_namespaces(label_selector=selector).items
-        pods = core.list_pod_for_all_namespaces(label_selector=selector).items
-    else:
-        sets = apps.list_namespaced_replica_set(cluster.namespace, label_selector=selector).items
-        pods = core.list_namespaced_pod(cluster.namespace, label_selector=selector).items
-    found = {}
-    for obj in sets + pods:
-        labels = obj.metadata.labels or {}
-        tid = labels.get(manifests.TASK)
-        if not tid:
-            continue
-        t = found.setdefault(tid, {"id": tid, "namespace": obj.metadata.namespace, "pods_ready": 0, "leader": None})
-        ann = obj.metadata.annotations or {}
-        if manifests.A_HOST in ann:
-            t.update(_from_annotations(ann))
-        role = labels.get(manifests.ROLE)
-        if type(obj).__name__ == "V1ReplicaSet":
-            t["pods_ready"] = obj.status.ready_replicas or 0
-            t["pods"] = obj.spec.replicas
-        elif role == "leader":
-            t["leader"] = obj.status.phase
-            statuses = obj.status.container_statuses or []
-            if statuses and all(c.state and c.state.terminated for c in statuses):
-                # The kubelet reports the container's end a moment before the pod's phase.
-                t["leader"] = "Succeeded" if all(c.state.terminated.exit_code == 0 for c in statuses) else "Failed"
-            t["leader_pod"] = obj.metadata.name
-    for t in found.values():
-        t["status"] = task_status(t)
-        local = records.load_task(t["id"])
-        if local and "done" in local:
-            t["done"] = local["done"]
-    return found
-
-
-def _from_annotations(ann):
-    def num(key, kind=float):
-        try:
-            return kind(ann.get(key))
-        except (TypeError, ValueError):
-            return None
-
-    try:
-        command = json.loads(ann.get(manifests.A_COMMAND, "[]"))
-    except ValueError:
-        command = []
-    return {
-        "host": ann.get(manifests.A_HOST),
-        "cwd": ann.get(manifests.A_CWD),
-        "pid": num(manifests.A_PID, int),
-        "pid_start": num(manifests.A_PID_START),
-        "command": command,
-        "mode": ann.get(manifests.A_MODE, "sync"),
-        "created": num(manifests.A_CREATED),
-        "cpu": ann.get(manifests.A_CPU),
-        "mem": ann.get(manifests.A_MEM),
-        "pods": num(manifests.A_PODS, int),
-    }
-
-
-def task_status(t):
-    if t.get("mode") == "async":
-        if t.get("leader") in ("Succeeded", "Failed"):
-            return "COMPLETE"
-        return "RUNNING" if t.get("leader") else "ORPHANED"
-    alive = tasks.controller_alive(t.get("pid"), t.get("pid_start"), t.get("host"))
-    if alive is None:
-        return "UNKNOWN"
-    return "RUNNING" if alive else "ORPHANED"
 
 
 # ---------------------------------------------------------------- status
@@ -108,7 +32,7 @@ def _here_cluster(args):
 
 def status(args):
     cluster = _here_cluster(args)
-    found = find_tasks(cluster, args.all_namespaces)
+    found = taskobjects.find(cluster, args.all_namespaces)
     me = home.hostname()
     rows = [t for t in found.values() if args.all_hosts or t.get("host") == me]
     rows.sort(key=lambda t: t.get("created") or 0)
@@ -214,7 +138,7 @@ def _cluster_for(task_id, args):
 
 def finish_one(task_id, args, here, me, reason=None, log=None):
     cluster, record = _cluster_for(task_id, args)
-    found = find_tasks(cluster, task_id=task_id).get(task_id)
+    found = taskobjects.find(cluster, task_id=task_id).get(task_id)
     if found is None and not record:
         raise WommError(f"no task {task_id} in namespace {cluster.namespace} (see `womm status`)")
     t = {**record, **(found or {})}
@@ -226,33 +150,21 @@ def finish_one(task_id, args, here, me, reason=None, log=None):
             raise UsageError(f"task {task_id} belongs to {t['cwd']}: finish it there, or use --force")
         if found and found["status"] == "RUNNING":
             raise UsageError(f"task {task_id} is still running: wait for it (or Ctrl-C it), or use --force")
-    if t.get("mode") == "async" and t.get("share") == "eager-syncback" and found and found["status"] == "COMPLETE":
-        _syncback(cluster, t, log)
-    from womm_run.pods import delete_task_objects
-
-    delete_task_objects(cluster, task_id, cluster.namespace)
+    if t.get("mode") == "async" and found and found["status"] == "COMPLETE":
+        _bring_back(cluster, t, log)
+    taskobjects.delete(cluster, task_id)
     shutil.rmtree(home.run_dir(task_id), ignore_errors=True)
     records.remove_task(task_id)
     (log or print)(f"finished {task_id}" + (f" ({reason})" if reason else ""))
 
 
-def _syncback(cluster, t, log):
-    from womm import syncback
-    from womm.eager import ShareServer
+def _bring_back(cluster, t, log):
+    """An --async task's results into its directory (syncback shares), before its objects go.
 
-    project = records.load_project(t["cwd"]) or {}
-    if not project.get("share_id"):
-        raise WommError(f"the directory {t['cwd']} is no longer set up: cannot sync task {t['id']} back")
-
-    class _Share:  # what syncback.pull needs of a share
-        pass
-
-    share = _Share()
-    share.cluster, share.share_id = cluster, project["share_id"]
-    share.server = ShareServer(cluster).locate()
-    share.log = log or (lambda m: print(f"womm: {m}", file=sys.stderr))
-    report = syncback.pull(share, {"id": t["id"], "cwd": t["cwd"]})
-    syncback.print_report(report, share.log)
+    Its local record says the share; without it (another host's task) there is nothing to bring back here.
+    """
+    if t.get("cwd") and t.get("share"):
+        shares.for_task(t, cluster, log or say).bring_back(t)
 
 
 # ---------------------------------------------------------------- reap
@@ -318,7 +230,7 @@ def _reap(args, ttl):
     for context, namespace in sorted(places, key=lambda p: (p[0] or "", p[1] or "")):
         try:
             cluster = Cluster(args.context or context, args.namespace or namespace)
-            found = find_tasks(cluster)
+            found = taskobjects.find(cluster)
         except WommError as e:
             print(f"womm-reap: error: {e}", file=sys.stderr)
             errors += 1

@@ -6,8 +6,6 @@ import re
 from womm import cli, exitcodes
 from womm.errors import UsageError, run_main
 
-VERBS = ("parallel", "run", "shell", "logs", "leader")
-
 PARALLEL_USAGE = "womm parallel --kube-pods N [womm options] [GNU parallel options] -- command [args] [::: inputs]"
 
 
@@ -73,13 +71,9 @@ def build_parser():
         "the command and its inputs follow `--`."
     )
     for name in ("parallel", "run"):
-        p = verbs.add_parser(
-            name, usage=PARALLEL_USAGE, description=description,
-            help="GNU parallel with pods as job slots" if name == "parallel" else "same as parallel",
-        )
-        add_parallel_options(p)
-    shell = verbs.add_parser(
-        "shell", help="an interactive shell, or one command, in a pod",
+        add_parallel_options(cli.add_verb(verbs, name, usage=PARALLEL_USAGE, description=description))
+    shell = cli.add_verb(
+        verbs, "shell",
         usage="womm shell [options] [-- command [args]]",
         description=(
             "Open a shell in one pod with this directory's image and share, through a real "
@@ -92,8 +86,8 @@ def build_parser():
     add_pod_options(shell)
     cli.add_kube_options(shell)
     shell.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    logs = verbs.add_parser(
-        "logs", help="replay and follow the output of an --async task",
+    logs = cli.add_verb(
+        verbs, "logs",
         description="Print the output of an --async task so far, then follow it until the task ends.",
     )
     logs.add_argument("id", metavar="ID", help="task id, as `womm parallel --async` and `womm status` print it")
@@ -101,7 +95,7 @@ def build_parser():
     cli.add_kube_options(logs)
     # The in-cluster coordinator of --async tasks; not for humans.
     leader = cli.add_hidden_verb(verbs, "leader")
-    leader.add_argument("spec")
+    leader.add_argument("task", help="the task record, as JSON")
     return parser
 
 
@@ -173,12 +167,15 @@ def main(argv=None):
         import sys
 
         argv = list(sys.argv[1:] if argv is None else argv)
-        if not argv or argv[0] not in VERBS and argv[0] not in ("-h", "--help", "--version"):
-            argv.insert(0, "parallel")
         parser = build_parser()
+        if not argv or argv[0] not in cli.verb_parsers(parser) and argv[0] not in ("-h", "--help", "--version"):
+            argv.insert(0, "parallel")
         if argv[0] in ("parallel", "run"):
-            sub = parser._subparsers._group_actions[0].choices[argv[0]]  # noqa: SLF001
-            args = parse_parallel(sub, argv[1:])
+            args = parse_parallel(cli.verb_parsers(parser)[argv[0]], argv[1:])
+            if args.async_ and not args.citation:
+                from womm_run import leader
+
+                return leader.start(args)
             from womm_run import parallel
 
             return parallel.main(args)

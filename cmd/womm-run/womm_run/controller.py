@@ -68,7 +68,8 @@ class MarkerParser:
 
 
 class Worker:
-    """One job slot in a pod: an agent reached through a transport (see transport.py)."""
+    """One job slot in a pod: an agent reached through a transport, an object with send(bytes),
+    recv() -> (channel, bytes) or None at the end, and close(): womm.kube.ExecStream."""
 
     def __init__(self, name, transport, token, scheduler):
         self.name = name
@@ -87,7 +88,6 @@ class Worker:
         """Send a job to the agent (called with the scheduler's lock held)."""
         self.job = job
         self._status = {}
-        job.attempts += 1
         lines = "".join(f"|{line}\n" for line in job.command.split("\n"))
         message = f"j {job.seq} {job.slot}\n{lines}.\n".encode("utf-8", "surrogateescape")
         try:
@@ -142,7 +142,6 @@ class Scheduler:
         self.done = 0
         self.rerun = 0
         self.log = log or (lambda message: None)
-        self.changed = threading.Condition(self.lock)
 
     def add_worker(self, worker):
         with self.lock:
@@ -155,7 +154,6 @@ class Scheduler:
                 self.slots = live
                 self.rundir.set_jobs(self.rundir.local_slots + self.slots)
             self._give(worker)
-            self.changed.notify_all()
 
     def submit(self, job):
         with self.lock:
@@ -193,7 +191,6 @@ class Scheduler:
                     self.idle.popleft().run_job(job)
                 else:
                     self.queue.appendleft(job)
-            self.changed.notify_all()
 
     def cancel(self, job):
         """GNU parallel killed the job (--halt, --timeout, Ctrl-C): stop it in the pod too."""
@@ -216,11 +213,6 @@ class Scheduler:
             worker.run_job(self.queue.popleft())
         else:
             self.idle.append(worker)
-
-    def counts(self):
-        with self.lock:
-            busy = sum(1 for w in self.workers if w.job is not None)
-            return {"workers": len(self.workers), "busy": busy, "queued": len(self.queue), "done": self.done}
 
 
 def serve(rundir, scheduler, stop_fd, rewindable=True):
@@ -302,12 +294,3 @@ def stop_parallel(proc):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def run_parallel(argv, rundir, scheduler, env, local_shell):
-    """GNU parallel, started and served to its end; its exit status."""
-    proc = start_parallel(argv, rundir, scheduler, env, local_shell)
-    try:
-        return serve_parallel(proc, rundir, scheduler)
-    finally:
-        stop_parallel(proc)

@@ -3,15 +3,17 @@
 import sys
 import time
 
-from womm import manifests, records
+from womm import records, taskobjects
 from womm.errors import WommError
 from womm.kube import Cluster
+from womm.report import say
+
+CANNOT_START = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName")
 
 
 def leader_pod(cluster, task_id):
-    pods = cluster.core.list_namespaced_pod(
-        cluster.namespace, label_selector=manifests.selector(task=task_id, role="leader")
-    ).items
+    query = {"labelSelector": taskobjects.selector(task=task_id, role="leader")}
+    pods = cluster.request("GET", cluster.path("pods"), query)["items"]
     return pods[0] if pods else None
 
 
@@ -22,37 +24,32 @@ def main(args):
     if pod is None:
         raise WommError(f"task {args.id} has no leader in namespace {cluster.namespace}: "
                         "only --async tasks have logs (see `womm status`)")
-    name = pod.metadata.name
-    while pod.status.phase == "Pending":  # not started yet: say why if it cannot
-        for s in pod.status.container_statuses or []:
-            waiting = s.state and s.state.waiting
-            if waiting and waiting.reason in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName"):
-                raise WommError(f"the leader of task {args.id} cannot start: {waiting.reason}: {waiting.message}")
+    path = cluster.path("pods", pod["metadata"]["name"])
+    while pod["status"].get("phase") == "Pending":  # not started yet: say why if it cannot
+        for s in pod["status"].get("containerStatuses") or []:
+            waiting = (s.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in CANNOT_START:
+                raise WommError(f"the leader of task {args.id} cannot start: {waiting['reason']}: {waiting.get('message')}")
         time.sleep(0.5)
-        pod = cluster.core.read_namespaced_pod(name, cluster.namespace)
+        pod = cluster.request("GET", path)
     follow = not args.no_follow
-    response = cluster.core.read_namespaced_pod_log(
-        name, cluster.namespace, follow=follow, _preload_content=False
-    )
     out = sys.stdout.buffer
-    for chunk in response.stream(65536):
+    for chunk in cluster.stream(path + "/log", {"follow": "true" if follow else None}):
         out.write(chunk)
         out.flush()
     if not follow:
         return 0
-    pod = cluster.core.read_namespaced_pod(name, cluster.namespace)
-    code = _exit_code(pod)
+    code = _exit_code(cluster.request("GET", path))
     while code is None:  # the log ends a moment before the pod's status says so
         time.sleep(0.3)
-        pod = cluster.core.read_namespaced_pod(name, cluster.namespace)
-        code = _exit_code(pod)
-    print(f"womm: task {args.id} is COMPLETE (GNU parallel exited with {code}): "
-          f"`womm finish {args.id}` removes it", file=sys.stderr)
+        code = _exit_code(cluster.request("GET", path))
+    say(f"task {args.id} is COMPLETE (GNU parallel exited with {code}): `womm finish {args.id}` removes it")
     return code
 
 
 def _exit_code(pod):
-    for s in pod.status.container_statuses or []:
-        if s.state and s.state.terminated:
-            return s.state.terminated.exit_code
+    for s in pod["status"].get("containerStatuses") or []:
+        terminated = (s.get("state") or {}).get("terminated")
+        if terminated:
+            return terminated.get("exitCode")
     return None

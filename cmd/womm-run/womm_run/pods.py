@@ -1,18 +1,17 @@
-"""The task's worker pods: created, watched, and attached to the scheduler as each becomes ready.
+"""The task's pods: one ReplicaSet created, its pods watched, each handed on as it becomes ready,
+and every object of the task deleted at the end.
 
-API use is per pod, never per job: one ReplicaSet create, one watch, one exec
-stream per job slot, and four deletes at the end.
+API use is per pod, never per job: one ReplicaSet create, one watch, what each ready pod's
+handler does (womm_run.workers: one exec stream per job slot), and a delete per kind at the end.
 """
 
+import shutil
+import signal
 import threading
 import time
-from importlib import resources
 
-from womm import manifests
+from womm import home, manifests, records, taskobjects
 from womm.errors import WommError, describe
-from womm_run.controller import Worker
-
-AGENT = resources.files("womm_run").joinpath("agent.sh").read_text()
 
 WATCH_PATIENCE = 30  # seconds without the API before a run gives up
 
@@ -24,41 +23,38 @@ HOPELESS = {
 
 
 class TaskPods:
-    def __init__(self, cluster, task, share, scheduler, token, procs_per_pod, shell, log, on_fatal):
+    """The workers of one task; on_fatal(message) ends the run when nothing can work."""
+
+    def __init__(self, cluster, task, share, log, on_fatal):
         self.cluster = cluster
         self.task = task
         self.share = share
-        self.scheduler = scheduler
-        self.token = token
-        self.procs_per_pod = procs_per_pod
-        self.shell = shell
         self.log = log
         self.on_fatal = on_fatal
-        self.attached = set()
-        self.ready_pods = set()
-        self.warned = set()
+        self.on_ready = None
+        self.ready = set()  # names of the pods running and ready now
+        self.working = threading.Event()  # set once a pod's on_ready succeeded
         self.stopping = threading.Event()
-        self.first_ready = threading.Event()
-
-    @property
-    def namespace(self):
-        return self.cluster.namespace
+        self._handed = set()  # (pod, restarts) already given to on_ready
+        self._warned = set()
 
     def create(self):
         body = manifests.worker_replicaset(self.task, self.share.pod_parts(self.task))
         self.cluster.request("POST", self.cluster.path("replicasets"), body=body)
 
-    def start(self):
-        threading.Thread(target=self._watch_pods, name="pod watch", daemon=True).start()
+    def start(self, on_ready):
+        """Watch the pods; on_ready(pod) runs in a thread of its own for each pod that becomes
+        ready (again when its containers restart). Start before create(): the watch then
+        sees the pods from their creation on."""
+        self.on_ready = on_ready
+        threading.Thread(target=self._watch, name="pod watch", daemon=True).start()
 
-    def _watch_pods(self):
-        selector = manifests.selector(task=self.task["id"], role="worker")
+    def _watch(self):
+        selector = taskobjects.selector(task=self.task["id"], role="worker")
         failing_since = None
         while not self.stopping.is_set():
             try:
-                for kind, pod in self.cluster.watch(
-                    self.cluster.path("pods"), {"labelSelector": selector},
-                ):
+                for kind, pod in self.cluster.watch(self.cluster.path("pods"), {"labelSelector": selector}):
                     failing_since = None
                     if self.stopping.is_set():
                         return
@@ -79,83 +75,71 @@ class TaskPods:
         meta, status = pod["metadata"], pod.get("status") or {}
         name = meta["name"]
         if kind == "DELETED" or meta.get("deletionTimestamp"):
-            self.ready_pods.discard(name)
+            self.ready.discard(name)
             return  # its workers see their streams end and give their jobs back
         statuses = status.get("containerStatuses") or []
         if status.get("phase") == "Running" and statuses and all(s.get("ready") for s in statuses):
-            self.ready_pods.add(name)
-            # A container that restarted (OOM-killed, say) lost its agents: attach it again.
+            self.ready.add(name)
+            # A container that restarted (OOM-killed, say) lost its agents: hand the pod on again.
             incarnation = (name, sum(s.get("restartCount", 0) for s in statuses))
-            if incarnation not in self.attached:
-                self.attached.add(incarnation)
-                threading.Thread(target=self._attach, args=(name,), name=f"attach {name}", daemon=True).start()
+            if incarnation not in self._handed:
+                self._handed.add(incarnation)
+                threading.Thread(target=self._hand_on, args=(name,), name=f"ready {name}", daemon=True).start()
             return
-        self.ready_pods.discard(name)
+        self.ready.discard(name)
         for s in statuses + (status.get("initContainerStatuses") or []):
             waiting = (s.get("state") or {}).get("waiting") or {}
             if waiting.get("reason") in HOPELESS:
                 message = f"pod {name} cannot start: {waiting['reason']}: {waiting.get('message') or s.get('image')}"
-                if not self.first_ready.is_set():
+                if not self.working.is_set():
                     self.on_fatal(message)
-                elif (name, waiting["reason"]) not in self.warned:
-                    self.warned.add((name, waiting["reason"]))
+                elif (name, waiting["reason"]) not in self._warned:
+                    self._warned.add((name, waiting["reason"]))
                     self.log(message)
         for c in status.get("conditions") or []:
-            if c.get("type") == "PodScheduled" and c.get("status") == "False" and (name, c.get("reason")) not in self.warned:
-                self.warned.add((name, c.get("reason")))
+            if c.get("type") == "PodScheduled" and c.get("status") == "False" and (name, c.get("reason")) not in self._warned:
+                self._warned.add((name, c.get("reason")))
                 self.log(f"pod {name} is not scheduled yet: {c.get('message')}")
 
-    def _attach(self, pod):
-        """Give the scheduler this pod's job slots: one agent per slot, each on its own exec stream."""
+    def _hand_on(self, pod):
         try:
-            self.share.attach_pod(pod, self.task)
-            for slot in range(self.procs_per_pod):
-                stream = self._exec_agent(pod)
-                if self.stopping.is_set():
-                    stream.close()
-                    return
-                worker = Worker(f"{pod}/{slot}", stream, self.token, self.scheduler)
-                worker.start()
-                self.scheduler.add_worker(worker)
-            self.first_ready.set()
+            self.on_ready(pod)
+            self.working.set()
         except Exception as e:  # noqa: BLE001 - one pod failing does not end the task
             if self.stopping.is_set():
                 return
             if getattr(e, "status", None) in (401, 403):
                 # No other pod will do better: nothing can run.
                 self.on_fatal(f"not allowed to run jobs in pod {pod}: {describe(e)}")
-                return
-            if isinstance(e, WommError) and not self.first_ready.is_set():
+            elif isinstance(e, WommError) and not self.working.is_set():
                 self.on_fatal(str(e))  # the share failed where no pod works yet: it will fail again
-                return
-            self.log(f"pod {pod}: cannot start its job slots: {describe(e)}")
-
-    def _exec_agent(self, pod, tries=5):
-        command = ["sh", "-c", AGENT, "womm-agent", self.token, self.task["cwd"], self.shell]
-        for attempt in range(tries):
-            try:
-                return self.cluster.exec_stream(pod, command, container=manifests.JOB_CONTAINER)
-            except Exception:  # noqa: BLE001 - the container may be a moment from accepting execs
-                if attempt == tries - 1:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
+            else:
+                self.log(f"pod {pod}: cannot start its job slots: {describe(e)}")
 
     def delete(self, role=None):
         """Delete the task's objects (or those of one role); pods go at once."""
         # The watch thread (a daemon) sees `stopping` at its next event; closing its
         # response from here would block on the lock its reader holds.
         self.stopping.set()
-        delete_task_objects(self.cluster, self.task["id"], self.namespace, role)
+        taskobjects.delete(self.cluster, self.task["id"], role)
 
 
-def delete_task_objects(cluster, task_id, namespace, role=None):
-    """Delete all of a task's objects (of one role: the leader spares itself), by label.
+def end_task(task, pods, share, reporter):
+    """Whatever happened, the task's objects go, then its local files; a second Ctrl-C waits until they have.
 
-    ReplicaSets first, or they would replace the pods deleted after them; one
-    deletecollection request per kind.
+    An --async task's leader removes its workers only: it stays, COMPLETE, until `womm finish`.
     """
-    selector = manifests.selector(task=task_id, **({"role": role} if role else {}))
-    query = {"labelSelector": selector, "propagationPolicy": "Background", "gracePeriodSeconds": 1}
-    kinds = ["replicasets", "pods"] + (["configmaps"] if role is None else [])
-    for kind in kinds:
-        cluster.request("DELETE", cluster.path(kind, namespace=namespace), query)
+    blocked = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        share.close()
+        try:
+            pods.delete(role="worker" if task["mode"] == "async" else None)
+        except Exception as e:  # noqa: BLE001 - keep the record so that finish/reap can retry
+            reporter.log(f"could not delete the task's objects ({describe(e)}): run `womm finish {task['id']}`")
+            return
+        shutil.rmtree(home.run_dir(task["id"]), ignore_errors=True)
+        records.remove_task(task["id"])
+        reporter.progress(f"replicaset.apps \"womm-task-{task['id']}\" deleted")
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)

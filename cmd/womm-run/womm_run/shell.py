@@ -10,14 +10,11 @@ import shlex
 import sys
 import threading
 
-from womm import records, shares, tasks
-from womm.dispatch import find_program
+from womm import programs, records, shares, tasks
 from womm.errors import WommError
 from womm.kube import Cluster, relay_stdio
-from womm_run import controller
-from womm_run.parallel import Reporter, _cleanup
-from womm_run.pods import TaskPods
-from womm_run.slots import RunDir
+from womm.report import Reporter
+from womm_run.pods import TaskPods, end_task
 
 
 def main(args):
@@ -25,54 +22,43 @@ def main(args):
     if command[:1] == ["--"]:
         command = command[1:]
     cwd = os.getcwd()
-    project = records.load_project(cwd)
-    if project is None:
-        raise WommError(f"{cwd} is not set up for womm: run `womm setup` here first")
+    project = records.require_project(cwd)
     if args.local:
-        program, _ = find_program("womm-setup")
-        if program is None:
-            raise WommError("womm-setup not found beside womm nor on PATH: reinstall womm")
-        argv = [program, "setup", "--edit-image", "--local-shell"]
+        argv = ["womm-setup", "setup", "--edit-image", "--local-shell"]
         if command:
             argv += ["--run", shlex.join(command)]
-        os.execv(program, argv)
+        programs.exec_program(programs.require("womm-setup"), argv)
     cluster = Cluster(args.context or project.get("context"), args.namespace or project.get("namespace"))
-    task = tasks.create(
-        "shell", "sync", ["shell", *command], cwd, cluster, image=project["image"],
-        share=project.get("share", "none"), pods=1, cpu=args.kube_cpu, mem=args.kube_mem,
-        pull_secret=project.get("pull_secret") or None,
-    )
+    task = tasks.create("shell", "sync", project, cluster, cwd, ["shell", *command], pods=1,
+                        cpu=args.kube_cpu, mem=args.kube_mem)
     reporter = Reporter(task["id"])
-    share = shares.for_project(project, cluster, reporter.log)
-    rundir = RunDir(task["id"], max_slots=0, local_slots=0)
-    ready = threading.Event()
-    fatal = []
+    share = shares.for_task(task, cluster, reporter.log)
+    chosen, ready, fatal = [], threading.Event(), []
 
-    class OnePod(controller.Scheduler):
-        """The shell needs a pod, not job slots: note when it is ready."""
-
-        def add_worker(self, worker):
-            worker.transport.close()
+    def on_ready(pod):
+        share.attach_pod(pod, task)
+        chosen.append(pod)
+        ready.set()
 
     def on_fatal(message):
         fatal.append(message)
         ready.set()
 
-    pods = TaskPods(cluster, task, share, OnePod(rundir), controller.new_token(), 1, "sh", reporter.log, on_fatal)
+    pods = TaskPods(cluster, task, share, reporter.log, on_fatal)
     try:
-        share.before_run(task, on_fatal)
+        share.prepare(task, on_fatal)
+        pods.start(on_ready)
         pods.create()
         reporter.progress("waiting for the pod")
-        pods.start()
-        while not pods.first_ready.wait(0.2):
-            if fatal:
-                raise WommError(fatal[0])
-        pod = sorted(pods.ready_pods)[0]
-        status = run_in_pod(cluster, pod, task["cwd"], command)
-        share.after_run(task, pods)
+        ready.wait()
+        if fatal:
+            raise WommError(fatal[0])
+        status = run_in_pod(cluster, chosen[0], task["cwd"], command)
+        share.collect(task, chosen[:1])
+        share.bring_back(task)
         return status
     finally:
-        _cleanup(task, pods, rundir, share, reporter)
+        end_task(task, pods, share, reporter)
 
 
 def run_in_pod(cluster, pod, cwd, command):
@@ -98,4 +84,3 @@ def run_in_pod(cluster, pod, cwd, command):
         stream.close()
         return 255 if status is None else status
     return relay_stdio(stream)
-

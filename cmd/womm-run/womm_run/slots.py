@@ -112,7 +112,7 @@ def _mkfifo(path):
 class Job:
     """One job GNU parallel started on a pod slot, seen from the controller."""
 
-    __slots__ = ("pid", "slot", "seq", "command", "pidfd", "out", "err", "_rewind", "done", "cancelled", "attempts")
+    __slots__ = ("pid", "slot", "seq", "command", "pidfd", "out", "err", "_rewind", "done", "cancelled")
 
     def __init__(self, pid, slot, seq, command, pidfd, out, err, rewind):
         self.pid, self.slot, self.seq, self.command = pid, slot, seq, command
@@ -120,7 +120,6 @@ class Job:
         self._rewind = rewind
         self.done = False
         self.cancelled = False
-        self.attempts = 0
 
     @classmethod
     def attach(cls, pid, slot, seq, can_rewind=True):
@@ -192,11 +191,3 @@ class Job:
             except OSError:
                 pass
         self.out = self.err = -1
-
-
-def alive(pidfd):
-    """False once the process behind pidfd has exited."""
-    import select
-
-    r, _, _ = select.select([pidfd], [], [], 0)
-    return not r

@@ -4,9 +4,7 @@ import argparse
 
 from womm import cli
 from womm.errors import run_main
-from womm.records import SHARE_KINDS
-
-VERBS = ("setup", "clear-prefix")
+from womm.shares import KINDS as SHARE_KINDS
 
 
 def build_parser():
@@ -18,8 +16,8 @@ def build_parser():
         epilog="Called without a verb, womm-setup runs `setup`.",
     )
     verbs = cli.add_verbs(parser)
-    setup = verbs.add_parser(
-        "setup", help="set up (or change) this directory's share and image",
+    setup = cli.add_verb(
+        verbs, "setup",
         description=(
             "Asks how to share this directory, which base image to start from and (once) "
             "which registry prefix to push to, then opens a testbed shell: a container of the "
@@ -40,8 +38,8 @@ def build_parser():
     # `womm shell --local`: the testbed on the current image, saving changes only if asked.
     setup.add_argument("--local-shell", action="store_true", help=argparse.SUPPRESS)
     setup.add_argument("--run", metavar="COMMAND", help=argparse.SUPPRESS)
-    verbs.add_parser(
-        "clear-prefix", help="forget the registry prefix",
+    cli.add_verb(
+        verbs, "clear-prefix",
         description="Forget the registry prefix; the next `womm setup` asks again.",
     )
     return parser
@@ -49,7 +47,7 @@ def build_parser():
 
 def main(argv=None):
     def run(argv):
-        args = cli.parse(build_parser(), argv, VERBS, default_verb="setup")
+        args = cli.parse(build_parser(), argv, default_verb="setup")
         from womm_setup import setup
 
         if args.verb == "clear-prefix":

@@ -11,6 +11,7 @@ import time
 
 from womm import docker_engine, records, tasks
 from womm.errors import UsageError, WommError
+from womm.report import say as log
 from womm.settings import resolve
 from womm_setup.testbed import Caller, Testbed
 
@@ -62,10 +63,6 @@ class Asker:
                 return True
             if answer in ("n", "no"):
                 return False
-
-
-def log(message):
-    print(f"womm: {message}", file=sys.stderr, flush=True)
 
 
 def clear_prefix(args):

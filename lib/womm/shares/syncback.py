@@ -56,23 +56,17 @@ def load_snapshot(task_id):
         raise WommError(f"the snapshot of task {task_id}'s directory is missing: cannot sync back safely") from None
 
 
-def collect_from_pods(share, task, pods):
+def collect_from_pods(server, share_id, task, pods, log):
     """Each pod sends what its jobs changed to the share server (in parallel)."""
     errors = []
 
     def push(pod):
-        stream = share.cluster.exec_stream(
-            pod, ["womm-share-push", share.server.ip, share.share_id, task["cwd"]],
-            container=manifests.SHARE_CONTAINER,
+        stream = server.cluster.exec_stream(
+            pod, ["womm-share-push", server.ip, share_id, task["cwd"]], container=manifests.SHARE_CONTAINER,
         )
-        err = bytearray()
-        while (item := stream.recv()) is not None:
-            if item[0] == 2:
-                err.extend(item[1])
-        status = stream.exit_status()
-        stream.close()
+        status, _, err = stream.collect()
         if status != 0:
-            errors.append(f"{pod}: {bytes(err).decode(errors='replace').strip() or status}")
+            errors.append(f"{pod}: {err.decode(errors='replace').strip() or status}")
 
     threads = [threading.Thread(target=push, args=(pod,)) for pod in pods]
     for t in threads:
@@ -80,18 +74,18 @@ def collect_from_pods(share, task, pods):
     for t in threads:
         t.join()
     for e in errors:
-        share.log(f"syncback: could not collect the changes of pod {e}")
+        log(f"syncback: could not collect the changes of pod {e}")
 
 
-def pull(share, task):
+def pull(server, share_id, task):
     """Bring the share's changes into the local directory; the merge report."""
     directory = task["cwd"]
     staging = home.run_dir(task["id"]) / "syncback"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     proc = subprocess.run(
-        ["rsync", "-rlpt", "--compare-dest", os.path.abspath(directory), "-e", share.server.rsh(),
-         f"{share.server.pod}:/shares/{share.share_id}/tree/", str(staging) + "/"],
+        ["rsync", "-rlpt", "--compare-dest", os.path.abspath(directory), "-e", server.rsh(),
+         f"{server.pod}:/shares/{share_id}/tree/", str(staging) + "/"],
         capture_output=True, text=True,
     )
     if proc.returncode != 0:

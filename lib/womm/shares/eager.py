@@ -2,7 +2,7 @@
 
   local dir --rsync over the exec API--> share server /shares/<id>/tree  (only what changed)
   share server --rsync daemon, this share's key--> each pod's copy (an init container)
-  [syncback] each pod's changes --> share server --> local dir (womm.syncback's rules)
+  [syncback] each pod's changes --> share server --> local dir (shares.syncback's rules)
 
 The share server is the womm-fs Deployment and Service of `womm cluster-setup`.
 Each share is an rsync module guarded by its own key, a Secret mounted only
@@ -17,9 +17,9 @@ import subprocess
 import threading
 import time
 
-from womm import home, manifests
+from womm import home, manifests, taskobjects
 from womm.errors import WommError, describe
-from womm.shares import Share
+from womm.shares.base import Share
 
 MAX_CLOCK_SKEW = 2.0  # seconds; syncback compares modification times
 
@@ -43,27 +43,24 @@ class ShareServer:
                 raise WommError(hint) from None
             raise
         self.ip = service["spec"]["clusterIP"]
-        pods = c.request("GET", c.path("pods"), {"labelSelector": manifests.selector(role="share-server")})["items"]
+        pods = c.request("GET", c.path("pods"), {"labelSelector": taskobjects.selector(role="share-server")})["items"]
         running = [p for p in pods if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
         if not running:
             raise WommError(f"the share server in namespace {ns} has no running pod (yet?): "
-                            f"check `kubectl -n {ns} get pods -l {manifests.ROLE}=share-server`")
+                            f"check `kubectl -n {ns} get pods -l {taskobjects.ROLE}=share-server`")
         self.pod = running[0]["metadata"]["name"]
         self.image = running[0]["spec"]["containers"][0]["image"]
         return self
 
     def run(self, command, stdin=b""):
         """Run a command in the server; (status, stdout, stderr)."""
-        stream = self.cluster.exec_stream(self.pod, command, container="server")
-        if stdin:
-            stream.send(stdin)
-        out, err = bytearray(), bytearray()
-        while (item := stream.recv()) is not None:
-            channel, data = item
-            (out if channel == 1 else err if channel == 2 else bytearray()).extend(data)
-        status = stream.exit_status()
-        stream.close()
-        return status, bytes(out), bytes(err)
+        return self.cluster.exec_stream(self.pod, command, container="server").collect(stdin)
+
+    def mark(self, share_id, task_id):
+        """Tell the task's pods that its upload is complete: they may copy the share."""
+        status, _, err = self.run(["womm-share-mark", share_id, task_id])
+        if status != 0:
+            raise WommError(f"the share server: {err.decode(errors='replace').strip()}")
 
     def rsh(self, container="server"):
         """rsync's -e for this server's namespace: `womm-fs rsh` through the exec API."""
@@ -71,12 +68,9 @@ class ShareServer:
 
 
 def rsh_command(cluster, container):
-    from womm.dispatch import find_program
+    from womm.programs import require
 
-    program, _ = find_program("womm-fs")
-    if program is None:
-        raise WommError("womm-fs not found beside womm nor on PATH: reinstall womm")
-    words = [program, "rsh", "--namespace", cluster.namespace, "--container", container]
+    words = [require("womm-fs"), "rsh", "--namespace", cluster.namespace, "--container", container]
     if cluster.context:
         words += ["--context", cluster.context]
     return " ".join(_sh_quote(w) for w in words)
@@ -175,18 +169,23 @@ def _last_line(text):
 
 
 class EagerShare(Share):
-    def __init__(self, project, cluster, log, syncback=False, upload=True, pull=True):
-        """upload/pull: False in an --async leader (the client uploads; `womm finish` pulls)."""
-        super().__init__(project, cluster, log)
-        self.upload, self.pull = upload, pull
+    """The directory uploaded before the pods start; with syncback, their changes come back."""
+
+    def __init__(self, directory, share_id, cluster, log, syncback=False):
+        super().__init__(directory, share_id, cluster, log)
         self.kind = "eager-syncback" if syncback else "eager"
-        self.syncback = syncback
-        self.share_id = project["share_id"]
+        self.syncs_back = syncback
         self.server = ShareServer(cluster)
         self.uploaded = threading.Event()
         self.upload_error = None
 
+    def _server(self):
+        if self.server.pod is None:
+            self.server.locate()
+        return self.server
+
     def pod_parts(self, task):
+        server = self._server()
         volume, mount = self.directory_volume(task)
         secret = {"name": "womm-secret", "secret": {"secretName": f"womm-share-{self.share_id}", "defaultMode": 0o400}}
         helper_mounts = [mount, {"name": "womm-secret", "mountPath": "/womm/secret", "readOnly": True}]
@@ -194,68 +193,69 @@ class EagerShare(Share):
         small = {"requests": {"memory": "16Mi"}, "limits": {"memory": "256Mi"}}
         pull = {
             "name": "womm-share-pull",
-            "image": self.server.image,
-            "command": ["womm-share-pull", self.server.ip, self.share_id, task["id"], task["cwd"]],
+            "image": server.image,
+            "command": ["womm-share-pull", server.ip, self.share_id, task["id"], task["cwd"]],
             "volumeMounts": helper_mounts,
             "resources": small,
         }
         parts = {"volumes": [volume, secret], "mounts": [mount], "init_containers": [pull]}
-        if self.syncback:
+        if self.syncs_back:
             parts["containers"] = [{
                 "name": manifests.SHARE_CONTAINER,
-                "image": self.server.image,
+                "image": server.image,
                 "command": ["womm-idle"],
                 "volumeMounts": helper_mounts,
                 "resources": small,
             }]
         return parts
 
-    def before_run(self, task, on_fatal=None):
-        self.server.locate()
-        if not self.upload:
-            self.uploaded.set()
-            return
-        if self.syncback:
-            from womm import syncback
+    def prepare(self, task, on_fatal=None):
+        """Send the directory to the share server, in the background: the pods wait for it."""
+        server = self._server()
+        if self.syncs_back:
+            from womm.shares import syncback
 
             syncback.save_snapshot(task["id"], task["cwd"])
 
         def send():
             try:
-                stats = upload(self.server, self.share_id, task["cwd"], task["id"])
+                stats = upload(server, self.share_id, task["cwd"], task["id"])
                 skew = stats.get("clock_skew")
-                if self.syncback and skew is not None and abs(skew) > MAX_CLOCK_SKEW:
+                if self.syncs_back and skew is not None and abs(skew) > MAX_CLOCK_SKEW:
                     raise WommError(
                         f"this machine's clock and the share server's differ by {skew:+.1f} s (more than "
                         f"{MAX_CLOCK_SKEW:.0f} s): syncback compares times, so fix the clocks first"
                     )
-                status, _, err = self.server.run(["womm-share-mark", self.share_id, task["id"]])
-                if status != 0:
-                    raise WommError(f"the share server: {err.decode(errors='replace').strip()}")
-            except Exception as e:  # noqa: BLE001 - reported through on_fatal
+                server.mark(self.share_id, task["id"])
+            except Exception as e:  # noqa: BLE001 - reported through on_fatal or wait_prepared
                 self.upload_error = e
                 if on_fatal:
                     on_fatal(f"could not send {task['cwd']} to the share server: {describe(e)}")
             finally:
                 self.uploaded.set()
 
-        self.upload_thread = threading.Thread(target=send, name="share upload", daemon=True)
-        self.upload_thread.start()
+        threading.Thread(target=send, name="share upload", daemon=True).start()
 
-    def after_run(self, task, pods):
+    def wait_prepared(self):
         self.uploaded.wait()
-        if self.upload_error or not self.syncback:
+        if self.upload_error:
+            raise self.upload_error
+
+    def collect(self, task, pods):
+        if not self.syncs_back:
             return
-        from womm import syncback
+        self.uploaded.wait()
+        from womm.shares import syncback
 
-        syncback.collect_from_pods(self, task, sorted(pods.ready_pods))
-        if self.pull:
-            report = syncback.pull(self, task)
-            syncback.print_report(report, self.log)
+        syncback.collect_from_pods(self._server(), self.share_id, task, pods, self.log)
 
+    def bring_back(self, task):
+        if not self.syncs_back:
+            return
+        from womm.shares import syncback
 
-def sync_now(project, cluster):
-    """`womm share sync`: upload now, outside a run; rsync's figures."""
-    server = ShareServer(cluster).locate()
-    return upload(server, project["share_id"], project["path"], "share-sync")
+        report = syncback.pull(self._server(), self.share_id, task)
+        syncback.print_report(report, self.log)
 
+    def sync_now(self):
+        return upload(self._server(), self.share_id, self.directory, "share-sync")

@@ -19,8 +19,9 @@ import subprocess
 import threading
 
 from womm import manifests
-from womm.errors import WommError
-from womm.shares import Share, configured_image
+from womm.errors import UsageError, WommError
+from womm.settings import configured_image
+from womm.shares.base import Share
 
 SFTP_SERVERS = ("/usr/lib/openssh/sftp-server", "/usr/lib/sftp-server", "/usr/libexec/openssh/sftp-server",
                 "/usr/libexec/sftp-server", "/usr/lib/ssh/sftp-server")
@@ -220,10 +221,9 @@ class Mount:
 
 class LazyShare(Share):
     kind = "lazy"
-    privileged = True
 
-    def __init__(self, project, cluster, log):
-        super().__init__(project, cluster, log)
+    def __init__(self, directory, share_id, cluster, log):
+        super().__init__(directory, share_id, cluster, log)
         self.mounts = []
         self.lock = threading.Lock()
         self.image = None
@@ -244,7 +244,11 @@ class LazyShare(Share):
         }
         return {"volumes": [volume], "mounts": [job_mount], "containers": [sidecar]}
 
-    def before_run(self, task, on_fatal=None):
+    def check_async(self):
+        raise UsageError("--async does not work with a lazy share: the pods would lose it with this client "
+                         "(choose an eager share with `womm setup`)")
+
+    def prepare(self, task, on_fatal=None):
         sftp_server()  # fail now, not in every pod
 
     def attach_pod(self, pod, task):

@@ -1,0 +1,1 @@
+"""womm: the dispatcher (see cli.py)."""

@@ -1,0 +1,138 @@
+"""`womm <verb> ...` runs the program that owns the verb, the way git runs git-<name>.
+
+The verbs and the search for programs are womm.programs'; this program only routes,
+answers `womm help`, and says what went wrong when there is nothing to run. The program
+replaces this process, so exit codes and signals pass through untouched.
+
+Startup cost matters here: import nothing beyond the standard library.
+"""
+
+import argparse
+import difflib
+import os
+import sys
+
+from womm import __version__, home, programs
+
+
+def build_parser():
+    """The parser behind `womm --help` and womm(1); dispatch itself does not parse."""
+    parser = argparse.ArgumentParser(
+        prog="womm",
+        description=(
+            "Works On My Machine: run your scripts on a Kubernetes cluster the way GNU "
+            "parallel runs them locally. womm dispatches each verb to the program that "
+            "owns it (womm-setup, womm-run, womm-fs, womm-reap), as git runs git-<name>."
+        ),
+        epilog=(
+            "Any program named womm-<name> on PATH is a plugin: `womm <name> ARGS` runs it. "
+            "`womm help VERB` shows the verb's manual page; `womm VERB --help` its options."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"womm {__version__}")
+    parser.add_argument(
+        "--paths", action="store_true", help="print where womm keeps its files and exit"
+    )
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", title="verbs")
+    for verb, (program, summary) in programs.VERBS.items():
+        verbs.add_parser(verb, help=f"{summary} ({program})", add_help=False)
+    verbs.add_parser("help", help="show the manual page of a verb: womm help [VERB]", add_help=False)
+    return parser
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        _print_help(sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    verb, args = argv[0], argv[1:]
+    if verb == "--version":
+        print(f"womm {__version__}")
+        return 0
+    if verb == "--paths":
+        for name, path, source in home.describe():
+            print(f"{name:9} {path}  ({source})")
+        return 0
+    if verb == "help":
+        return _help(args[0] if args else None)
+    if verb.startswith("-"):
+        return _usage_error(f"unknown option '{verb}'")
+
+    if verb in programs.VERBS:
+        program = programs.VERBS[verb].program
+        args = [verb] + args
+    else:
+        program = f"womm-{verb}"
+    path, broken = programs.find(program)
+    if path is None:
+        if broken:
+            return _fail(f"'{broken}' exists but is not executable. Maybe {program} is broken?")
+        if verb in programs.VERBS:
+            return _fail(f"{program} not found beside {sys.argv[0]} nor on PATH: reinstall womm")
+        return _unknown_verb(verb)
+    try:
+        programs.exec_program(path, [program] + args)
+    except OSError as e:
+        return _fail(f"cannot run {path}: {e.strerror}. Maybe {program} is broken?")
+
+
+def _print_help(out):
+    build_parser().print_help(out)
+    extra = programs.plugins()
+    if extra:
+        print("\nplugins:", file=out)
+        for name, path in extra.items():
+            print(f"  {name:15} {path}", file=out)
+
+
+def _verb_list():
+    return "verbs: " + ", ".join(list(programs.VERBS) + ["help"] + sorted(programs.plugins()))
+
+
+def _unknown_verb(verb):
+    close = difflib.get_close_matches(verb, list(programs.VERBS) + list(programs.plugins()), n=3)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    print(f"womm: error: '{verb}' is not a womm command.{hint}", file=sys.stderr)
+    print(_verb_list(), file=sys.stderr)
+    return 2
+
+
+def _usage_error(message):
+    print(f"womm: error: {message}", file=sys.stderr)
+    print(_verb_list(), file=sys.stderr)
+    return 2
+
+
+def _fail(message):
+    print(f"womm: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _help(verb):
+    """`womm help [VERB]`: open the verb's manual page, as `git help` does."""
+    if verb is None:
+        page = "womm"
+    elif verb in programs.VERBS:
+        page = programs.VERBS[verb].program
+    elif verb in programs.plugins():
+        os.execv(programs.plugins()[verb], [f"womm-{verb}", "--help"])
+    else:
+        return _unknown_verb(verb)
+    dirs = programs.man_dirs()
+    has_page = any(
+        os.path.exists(os.path.join(d, "man1", f"{page}.1" + ext)) for d in dirs for ext in ("", ".gz")
+    )
+    man, _ = programs.find("man")
+    if has_page and man:
+        manpath = os.environ.get("MANPATH")
+        # A trailing ':' keeps man's default search path after ours.
+        os.environ["MANPATH"] = os.pathsep.join(dirs) + ":" + (manpath or "")
+        os.execv(man, ["man", page])
+    # No man page installed (or no man): the program's own help says the same.
+    if page == "womm":
+        _print_help(sys.stdout)
+        return 0
+    path, _ = programs.find(page)
+    if path is None:
+        return _fail(f"{page} not found: reinstall womm")
+    os.execv(path, [page, verb, "--help"])
