@@ -97,7 +97,7 @@ def describe(e):
     """A short, human description of an exception from a library (one line)."""
     import re
 
-    # kubernetes.client.ApiException and docker.errors.APIError carry a reason and a body:
+    # docker.errors.APIError (and the kubernetes library's ApiException) carry a reason and a body:
     # prefer the server's own message.
     body = getattr(e, "body", None)
     if body:

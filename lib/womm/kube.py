@@ -1,62 +1,78 @@
-"""Talking to the cluster: KUBECONFIG, the current context and namespace, exec streams.
+"""Talking to the cluster: requests, watches, followed logs and exec streams, as plain dicts and bytes.
 
-The kubernetes client is imported inside functions: it costs ~0.3 s, and the
-dispatcher and per-job paths must not pay it. Every request womm makes goes
-through request(), stream(), watch() and ExecStream, below the generated API
-classes: building CoreV1Api and AppsV1Api costs another 0.85 s here
-(kubernetes 37), before any request.
+womm.kubeconfig says where the API is and who we are (KUBECONFIG, the current context and
+its namespace, or the pod's ServiceAccount); this module talks to it with urllib3 and
+websocket-client, the kubernetes library's own transports, without the library's generated
+classes: importing and building those costs ~1.2 s here (kubernetes 37), which `womm status`
+and every run's first job would pay. Objects go and come as the API's JSON; errors are
+ApiError, with the server's status and message.
 """
 
 import json
-import os
+import threading
+from urllib.parse import quote, urlencode
 
 from womm.errors import WommError
 
-SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+# The API group of each kind womm uses, and its path's name.
+KINDS = {
+    "Pod": ("/api/v1", "pods"), "Service": ("/api/v1", "services"), "ConfigMap": ("/api/v1", "configmaps"),
+    "Secret": ("/api/v1", "secrets"), "ServiceAccount": ("/api/v1", "serviceaccounts"),
+    "Deployment": ("/apis/apps/v1", "deployments"), "ReplicaSet": ("/apis/apps/v1", "replicasets"),
+    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles"),
+    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
+    "CronJob": ("/apis/batch/v1", "cronjobs"), "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
+}
+GROUPS = {name: group for group, name in KINDS.values()}
+
+
+class ApiError(WommError):
+    """The API answered with an error: status (e.g. 404), reason, and the server's own message."""
+
+    def __init__(self, status, reason, body=b""):
+        self.status, self.reason, self.body = status, reason, body
+        try:
+            message = json.loads(body).get("message") if body else None
+        except (ValueError, AttributeError):
+            message = None
+        super().__init__(message or f"{status} {reason}".strip())
+
+
+class Unreachable(WommError):
+    """No answer from the API at all (refused, timed out, TLS failed)."""
 
 
 class Cluster:
-    """One cluster connection: the client configuration and the namespace to use."""
+    """One cluster connection: where the API is, who we are, and the namespace to use."""
 
     def __init__(self, context=None, namespace=None):
-        from kubernetes import client, config
-        from kubernetes.config.config_exception import ConfigException
+        from womm import kubeconfig
 
-        self.configuration = client.Configuration()
-        self.context = context
-        default_namespace = "default"
-        try:
-            contexts, active = config.list_kube_config_contexts()
-            if context:
-                found = [c for c in contexts if c["name"] == context]
-                if not found:
-                    names = ", ".join(c["name"] for c in contexts) or "none"
-                    raise WommError(f"no context '{context}' in the kubeconfig (contexts: {names})")
-                active = found[0]
-            config.load_kube_config(context=active["name"], client_configuration=self.configuration)
-            self.context = active["name"]
-            default_namespace = active.get("context", {}).get("namespace") or "default"
-        except (ConfigException, FileNotFoundError, TypeError) as e:
-            if os.path.exists(os.path.join(SERVICE_ACCOUNT_DIR, "token")) and not context:
-                config.load_incluster_config(client_configuration=self.configuration)
-                with open(os.path.join(SERVICE_ACCOUNT_DIR, "namespace")) as f:
-                    default_namespace = f.read().strip()
-            else:
-                where = os.environ.get("KUBECONFIG") or "~/.kube/config"
-                raise WommError(
-                    f"no usable Kubernetes configuration in {where} ({_first_line(e)}): "
-                    "set KUBECONFIG or run `kubectl config use-context`"
-                ) from None
-        self.namespace = namespace or default_namespace
-        self._api_client = client.ApiClient(self.configuration)
+        self.credentials = kubeconfig.load(context)
+        self.context = self.credentials.context
+        self.namespace = namespace or self.credentials.namespace
+        self._pools = None
+        self._lock = threading.Lock()
 
-    def exec_stream(self, pod, command, container=None, namespace=None, tty=False):
-        """An ExecStream running `command` (a list) in a container of a pod."""
-        return ExecStream(self, pod, command, container, namespace or self.namespace, tty)
+    @property
+    def server(self):
+        return self.credentials.server
+
+    def _pool(self):
+        with self._lock:
+            if self._pools is None:
+                import urllib3
+
+                kw = {"ssl_context": self.credentials.ssl_context, "maxsize": 8, "block": False, "retries": False}
+                if self.credentials.server_hostname:
+                    kw["server_hostname"] = self.credentials.server_hostname
+                self._pools = urllib3.PoolManager(**kw)
+            return self._pools
 
     def path(self, kind, name=None, namespace=None, subresource=None, all_namespaces=False):
         """The API path of a namespaced kind ("pods", "replicasets", ...), or of all its objects."""
-        group = "/apis/apps/v1" if kind in ("replicasets", "deployments") else "/api/v1"
+        group = GROUPS.get(kind, "/api/v1")
         if all_namespaces:
             return f"{group}/{kind}"
         path = f"{group}/namespaces/{namespace or self.namespace}/{kind}"
@@ -66,45 +82,50 @@ class Cluster:
             path += f"/{subresource}"
         return path
 
-    def _serialize(self, method, path, query, body):
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
+    def _url(self, path, query=None):
         params = [(k, v) for k, v in (query or {}).items() if v is not None]
-        return self._api_client.param_serialize(
-            method, path, query_params=params, header_params=headers, body=body, auth_settings=["BearerToken"]
-        )
+        return self.server + path + ("?" + urlencode(params) if params else "")
 
-    def request(self, method, path, query=None, body=None, timeout=60):
-        """One API request; the decoded JSON answer. Raises kubernetes' ApiException."""
-        from kubernetes.client.rest import ApiException
+    def _open(self, method, path, query=None, body=None, timeout=60, stream=False, content_type=None):
+        import urllib3
 
-        method, url, headers, body, post = self._serialize(method, path, query, body)
-        response = self._api_client.call_api(method, url, headers, body, post, _request_timeout=timeout)
-        response.read()
+        headers = {"Accept": "application/json", **self.credentials.headers()}
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type or "application/json"
+            data = json.dumps(body).encode()
+        try:
+            response = self._pool().request(
+                method, self._url(path, query), body=data, headers=headers, preload_content=not stream,
+                timeout=urllib3.Timeout(connect=10, read=timeout), redirect=False,
+            )
+        except urllib3.exceptions.HTTPError as e:
+            raise Unreachable(f"cannot reach the Kubernetes API at {self.server}: {_reason(e)}") from None
         if not 200 <= response.status <= 299:
-            raise ApiException(http_resp=response)
+            body = response.data if not stream else response.read()
+            response.release_conn()
+            raise ApiError(response.status, response.reason or "", body)
+        return response
+
+    def request(self, method, path, query=None, body=None, timeout=60, content_type=None):
+        """One API request; the decoded JSON answer."""
+        response = self._open(method, path, query, body, timeout, content_type=content_type)
         return json.loads(response.data) if response.data else None
 
     def stream(self, path, query=None):
         """The body of a long GET (a watch, a followed log) in chunks of bytes, as they come."""
-        from kubernetes.client.rest import ApiException
+        import urllib3
 
-        method, url, headers, body, post = self._serialize("GET", path, query, None)
-        response = self._api_client.call_api(method, url, headers, body, post, _request_timeout=(10, None))
-        if not 200 <= response.status <= 299:
-            response.read()
-            raise ApiException(http_resp=response)
-        raw = response.response
+        response = self._open("GET", path, query, timeout=None, stream=True)
         try:
-            yield from raw.stream(65536, decode_content=False)
+            yield from response.stream(65536, decode_content=False)
+        except urllib3.exceptions.HTTPError as e:
+            raise Unreachable(f"lost the Kubernetes API at {self.server}: {_reason(e)}") from None
         finally:
-            raw.release_conn()
+            response.release_conn()
 
     def watch(self, path, query=None, timeout_seconds=300):
         """(type, object) events of a watch, objects as dicts; ends when the server ends it."""
-        from kubernetes.client.rest import ApiException
-
         query = dict(query or {}, watch="true", timeoutSeconds=timeout_seconds)
         pending = b""
         for chunk in self.stream(path, query):
@@ -114,58 +135,116 @@ class Cluster:
                 if line.strip():
                     event = json.loads(line)
                     if event.get("type") == "ERROR":
-                        raise ApiException(status=(event.get("object") or {}).get("code"),
-                                           reason=(event.get("object") or {}).get("message"))
+                        status = event.get("object") or {}
+                        raise ApiError(status.get("code"), status.get("reason", ""), json.dumps(status).encode())
                     yield event["type"], event["object"]
+
+    def apply(self, obj):
+        """Create obj, or merge it into the existing one; "created" or "configured"."""
+        group, kind = KINDS[obj["kind"]]
+        namespace = obj["metadata"].get("namespace") or self.namespace
+        collection = f"{group}/namespaces/{namespace}/{kind}"
+        try:
+            self.request("POST", collection, body=obj)
+            return "created"
+        except ApiError as e:
+            if e.status != 409:
+                raise
+        self.request("PATCH", f"{collection}/{obj['metadata']['name']}", body=obj,
+                     content_type="application/merge-patch+json")
+        return "configured"
+
+    def exec_stream(self, pod, command, container=None, namespace=None, tty=False):
+        """An ExecStream running `command` (a list) in a container of a pod."""
+        return ExecStream(self, pod, command, container, namespace or self.namespace, tty)
+
+
+def _reason(e):
+    text = str(getattr(e, "reason", None) or e)
+    for marker in ("Connection refused", "timed out", "Name or service not known", "certificate verify failed",
+                   "No route to host", "Connection reset"):
+        if marker in text:
+            return marker
+    return text.splitlines()[0][:200] if text else type(e).__name__
 
 
 class ExecStream:
-    """A process in a pod, through the exec API: send() to its stdin, recv() its output.
+    """A process in a pod, through the exec API (WebSocket, the v5 channel protocol): send() to
+    its stdin, recv() its output.
 
     recv() returns (channel, bytes) with channel 1 for stdout, 2 for stderr,
     3 for the exec status; None when the stream has ended.
     """
 
+    PROTOCOLS = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
+
     def __init__(self, cluster, pod, command, container, namespace, tty=False):
-        from kubernetes.client.rest import ApiException
-        from kubernetes.stream.ws_client import WSClient, get_websocket_url
-        from websocket import WebSocketBadStatusException
+        import websocket
 
         query = {"stdin": "true", "stdout": "true", "stderr": "false" if tty else "true", "tty": str(tty).lower()}
         if container:
             query["container"] = container
-        _, url, headers, _, _ = cluster._serialize("GET", cluster.path("pods", pod, namespace, "exec"), query, None)
-        url += "".join(f"&command={quote(word)}" for word in command)
+        url = cluster._url(cluster.path("pods", pod, namespace, "exec"), query)
+        url += "".join(f"&command={quote(word, safe='')}" for word in command)
+        url = "wss://" + url[len("https://"):] if url.startswith("https://") else "ws://" + url[len("http://"):]
+        sslopt = {"context": cluster.credentials.ssl_context}
+        if cluster.credentials.server_hostname:
+            sslopt["server_hostname"] = cluster.credentials.server_hostname
+        # enable_multithread: the controller sends from several threads while one reads.
+        self.ws = websocket.WebSocket(sslopt=sslopt, skip_utf8_validation=True, enable_multithread=True)
+        headers = [f"{k}: {v}" for k, v in cluster.credentials.headers().items()]
         try:
-            self.ws = WSClient(cluster.configuration, get_websocket_url(url), headers, False, binary=True)
-        except WebSocketBadStatusException as e:
-            body = e.resp_body.decode(errors="replace") if isinstance(e.resp_body, bytes) else e.resp_body
-            raise ApiException(status=e.status_code, reason=str(e).split(" -+-+- ")[0], body=body) from None
+            self.ws.connect(url, header=headers, subprotocols=self.PROTOCOLS, timeout=30)
+        except websocket.WebSocketBadStatusException as e:
+            raise ApiError(e.status_code, str(e).split(" -+-+- ")[0], e.resp_body or b"") from None
+        except (websocket.WebSocketException, OSError) as e:
+            raise Unreachable(f"cannot reach the Kubernetes API at {cluster.server}: {_reason(e)}") from None
+        self.ws.settimeout(None)
+        self.v5 = self.ws.subprotocol == "v5.channel.k8s.io"
         self.status_text = b""
 
-    def send(self, data):
-        from websocket import WebSocketException
+    def _write(self, channel, data):
+        import websocket
 
         try:
-            self.ws.write_stdin(data)
-        except (WebSocketException, OSError) as e:
+            self.ws.send(bytes([channel]) + data, opcode=websocket.ABNF.OPCODE_BINARY)
+        except (websocket.WebSocketException, OSError) as e:
             raise OSError(str(e)) from None
+
+    def send(self, data):
+        self._write(0, data)
 
     def resize(self, columns, lines):
         try:
-            self.ws.write_channel(4, json.dumps({"Width": columns, "Height": lines}).encode())
-        except Exception:  # noqa: BLE001 - a resize is best effort
-            pass
+            self._write(4, json.dumps({"Width": columns, "Height": lines}).encode())
+        except OSError:
+            pass  # a resize is best effort
 
     def close_stdin(self):
-        self.ws.close_channel(0)
+        """The end of the remote stdin (v5 only: v4 streams cannot half-close)."""
+        if self.v5:
+            self._write(255, b"\0")
+
+    def ping(self):
+        try:
+            self.ws.ping()
+        except Exception as e:  # noqa: BLE001 - websocket-client raises several kinds
+            raise OSError(str(e)) from None
+
+    def fileno(self):
+        return self.ws.sock.fileno()
+
+    def pending(self):
+        """Bytes read from the socket but not yet returned (TLS buffers them)."""
+        sock = self.ws.sock
+        return sock.pending() if hasattr(sock, "pending") else 0
 
     def recv(self):
         from websocket import ABNF, WebSocketException
 
         while True:
             try:
-                opcode, frame = self.ws.sock.recv_data_frame(True)
+                opcode, frame = self.ws.recv_data_frame(True)
             except (WebSocketException, OSError, AttributeError):
                 return None
             if opcode == ABNF.OPCODE_CLOSE:
@@ -222,16 +301,10 @@ class ExecStream:
             pass
 
 
-def quote(word):
-    from urllib.parse import quote as url_quote
-
-    return url_quote(word, safe="")
-
-
 def relay_stdio(stream):
     """Join this process's stdin/stdout/stderr to an exec stream; the remote exit status."""
+    import os
     import sys
-    import threading
 
     def pump_stdin():
         while True:
@@ -242,7 +315,7 @@ def relay_stdio(stream):
             if not data:
                 try:
                     stream.close_stdin()
-                except Exception:  # noqa: BLE001 - v4 streams cannot half-close
+                except OSError:
                     pass
                 return
             try:
@@ -259,8 +332,3 @@ def relay_stdio(stream):
 
     status = stream.drain(write)
     return 255 if status is None else status
-
-
-def _first_line(e):
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__

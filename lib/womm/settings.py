@@ -25,16 +25,15 @@ def resolve(name, cli_value=None, default=None):
 def configured_image(cluster, name):
     """The share or leader image ("share-image", "leader-image"): this user's settings first,
     then the namespace's womm-config (written by `womm cluster-setup`)."""
-    from kubernetes.client.rest import ApiException
-
     from womm.errors import WommError
+    from womm.kube import ApiError
 
     image = resolve(name)
     if image:
         return image
     try:
         image = (cluster.request("GET", cluster.path("configmaps", "womm-config")).get("data") or {}).get(name)
-    except ApiException:
+    except ApiError:
         image = None
     if not image:
         raise WommError(f"no {name.replace('-', ' ')} known for namespace {cluster.namespace}: "

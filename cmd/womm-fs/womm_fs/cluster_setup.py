@@ -70,23 +70,6 @@ def _current_namespace(context):
 
 
 def apply(cluster, obj):
-    """Create the object, or replace it if it exists (so applying twice is no error)."""
-    from kubernetes import utils
-    from kubernetes.client.rest import ApiException
-    from kubernetes.dynamic import DynamicClient
-
-    kind, name = obj["kind"], obj["metadata"]["name"]
-    label = f"{kind.lower()}/{name}"
-    try:
-        utils.create_from_dict(cluster._api_client, obj, namespace=cluster.namespace)
-        return f"{label} created"
-    except utils.FailToCreateError as e:
-        if not all(getattr(x, "status", None) == 409 for x in e.api_exceptions):
-            raise WommError(f"cannot create {label}: {e.api_exceptions[0].reason}") from None
-    dyn = DynamicClient(cluster._api_client)
-    resource = dyn.resources.get(api_version=obj["apiVersion"], kind=kind)
-    try:
-        resource.patch(body=obj, name=name, namespace=cluster.namespace, content_type="application/merge-patch+json")
-    except ApiException as e:
-        raise WommError(f"cannot update {label}: {e.reason}") from None
-    return f"{label} configured"
+    """Create the object, or update it if it exists (so applying twice is no error)."""
+    label = f"{obj['kind'].lower()}/{obj['metadata']['name']}"
+    return f"{label} {cluster.apply(obj)}"

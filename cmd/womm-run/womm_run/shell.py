@@ -71,15 +71,13 @@ def run_in_pod(cluster, pod, cwd, command):
     if tty:
         from womm import terminal
 
-        sock = stream.ws.sock.sock
-
         def recv():
             item = stream.recv()
             if item is None:
                 return None
             return item[1] if item[0] in (1, 2) else b""
 
-        terminal.relay(stream.send, sock.fileno(), recv, stream.resize, pending=sock.pending)
+        terminal.relay(stream.send, stream.fileno(), recv, stream.resize, pending=stream.pending)
         status = stream.exit_status()
         stream.close()
         return 255 if status is None else status

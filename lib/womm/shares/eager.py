@@ -32,13 +32,13 @@ class ShareServer:
         self.ip = self.pod = self.image = None
 
     def locate(self):
-        from kubernetes.client.rest import ApiException
+        from womm.kube import ApiError
 
         c, ns = self.cluster, self.cluster.namespace
         hint = f"no share server in namespace {ns}: run `womm cluster-setup --apply --namespace {ns}`"
         try:
             service = c.request("GET", c.path("services", manifests.SHARE_SERVER))
-        except ApiException as e:
+        except ApiError as e:
             if e.status == 404:
                 raise WommError(hint) from None
             raise
@@ -101,13 +101,13 @@ def ensure_secret(cluster, share_id, password):
     """The share's Secret in the namespace, created or corrected (one or two API calls)."""
     import base64
 
-    from kubernetes.client.rest import ApiException
+    from womm.kube import ApiError
 
     body = manifests.share_secret(share_id, password)
     try:
         cluster.request("POST", cluster.path("secrets"), body=body)
         return
-    except ApiException as e:
+    except ApiError as e:
         if e.status != 409:
             raise
     path = cluster.path("secrets", body["metadata"]["name"])
