@@ -12,12 +12,17 @@ from womm.taskobjects import MANAGED_BY, ROLE, SHARE, TASK, annotations, labels
 SHARE_SERVER = "womm-fs"  # the share server's Deployment and Service
 LEADER_ACCOUNT = "womm-leader"  # ServiceAccount, Role and RoleBinding of --async leaders
 SHARE_CONTAINER = "womm-share"  # the share's container in a worker pod
+AGENT_CONTAINER = "womm"  # the agent's container in a worker pod: womm's image
 JOB_CONTAINER = "job"
 RSYNC_PORT = 873
+POD_RUN = "/.womm-pod"  # a worker's directory shared by its agent and job containers
+KILL_GRACE = 2  # seconds between TERM and KILL for a job being killed
 
-# PID 1 of a worker: idle, and gone at once on SIGTERM (a plain `sleep` as PID 1
-# would hold pod deletion for the whole grace period).
-IDLE = ["sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]
+# PID 1 of a worker's agent container: makes the directory the agent and the job runner
+# share, then idles (and is gone at once on SIGTERM: a plain `sleep` as PID 1 would hold
+# pod deletion for the whole grace period).
+AGENT_IDLE = ["sh", "-c", f"mkdir -p {POD_RUN}/jobs && chmod 0777 {POD_RUN} {POD_RUN}/jobs && "
+              f"{{ [ -p {POD_RUN}/ctl ] || mkfifo -m 0666 {POD_RUN}/ctl; }} && exec womm-idle"]
 
 
 def metadata(name, labels_, annotations_=None, namespace=None):
@@ -29,29 +34,43 @@ def metadata(name, labels_, annotations_=None, namespace=None):
     return meta
 
 
-def worker_replicaset(task, share_spec):
-    """The task's worker pods: `pods` replicas of the user's image, idle until jobs arrive.
+def worker_replicaset(task, share_spec, womm_image, runner):
+    """The task's worker pods: `pods` replicas of the user's image, whose runner waits for jobs,
+    and beside it womm's agent (womm_run.podagent), which the controller reaches.
 
     share_spec: what the share adds to the pod (womm.shares' pod_parts()):
-    {"volumes", "mounts", "containers", "init_containers", "privileged"}.
+    {"volumes", "mounts", "containers", "init_containers"}. runner: the job container's
+    PID 1, a POSIX sh script (womm_run's runner.sh).
     A ReplicaSet, so that a pod that dies (deleted, evicted) comes back; not a
     Deployment, whose extra controller only delays the first pod.
     """
     task_labels = labels(task)
     resources = {"cpu": str(task["cpu"]), "memory": str(task["mem"])}
+    run_mount = {"name": "womm-pod", "mountPath": POD_RUN}
     job = {
         "name": JOB_CONTAINER,
         "image": task["image"],
-        "command": IDLE,
+        "command": ["sh", "-c", runner, "womm-runner", POD_RUN, task["cwd"], task.get("shell") or "sh",
+                    str(KILL_GRACE)],
         "workingDir": task["cwd"],
         "resources": {"requests": resources, "limits": resources},
-        "volumeMounts": share_spec.get("mounts", []),
+        "volumeMounts": [*share_spec.get("mounts", []), run_mount],
+        "securityContext": {"allowPrivilegeEscalation": False},
+    }
+    agent = {
+        "name": AGENT_CONTAINER,
+        "image": womm_image,
+        "command": AGENT_IDLE,
+        "volumeMounts": [run_mount],
+        # No CPU request: the pod's request stays what the user asked for (--kube-cpu).
+        "resources": {"requests": {"memory": "32Mi"}, "limits": {"memory": "256Mi"}},
         "securityContext": {"allowPrivilegeEscalation": False},
     }
     pod_spec = {
-        "containers": [job, *share_spec.get("containers", [])],
+        # The agent first: it makes the shared directory the runner waits for.
+        "containers": [agent, job, *share_spec.get("containers", [])],
         "initContainers": share_spec.get("init_containers", []),
-        "volumes": share_spec.get("volumes", []),
+        "volumes": [*share_spec.get("volumes", []), {"name": "womm-pod", "emptyDir": {}}],
         # Jobs get no API credentials: only the leader of --async tasks has any.
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
@@ -67,7 +86,11 @@ def worker_replicaset(task, share_spec):
         "spec": {
             "replicas": task["pods"],
             "selector": {"matchLabels": {TASK: task["id"], ROLE: "worker"}},
-            "template": {"metadata": {"labels": task_labels}, "spec": pod_spec},
+            "template": {
+                "metadata": {"labels": task_labels,
+                             "annotations": {"kubectl.kubernetes.io/default-container": JOB_CONTAINER}},
+                "spec": pod_spec,
+            },
         },
     }
 
@@ -162,7 +185,7 @@ def leader_pod(task, image, with_input):
     container = {
         "name": "leader",
         "image": image,
-        "args": [json.dumps(task)],
+        "command": ["womm-run", "leader", json.dumps(task)],
         "env": [{"name": "WOMM_HOME", "value": "/tmp/womm"}, {"name": "HOME", "value": "/tmp"}],
         "workingDir": "/tmp",
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},

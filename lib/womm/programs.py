@@ -40,7 +40,7 @@ VERBS = {
     "shell": Verb("womm-run", "a shell (or one command) in a pod, or locally with --local"),
     "logs": Verb("womm-run", "replay and follow the output of an --async task"),
     "cluster-setup": Verb("womm-fs", "print (or --apply) what a namespace needs for womm"),
-    "build-images": Verb("womm-fs", "build and push the share server and leader images"),
+    "build-images": Verb("womm-fs", "build and push womm's helper image"),
     "share": Verb("womm-fs", "inspect or sync this directory's share"),
     "status": Verb("womm-reap", "list the tasks using the cluster"),
     "finish": Verb("womm-reap", "remove everything of finished or orphaned tasks"),

@@ -22,9 +22,9 @@ def resolve(name, cli_value=None, default=None):
     return default
 
 
-def configured_image(cluster, name):
-    """The share or leader image ("share-image", "leader-image"): this user's settings first,
-    then the namespace's womm-config (written by `womm cluster-setup`)."""
+def configured_image(cluster, name="helper-image"):
+    """womm's helper image (the share server, the pods' agents, --async leaders): this user's
+    settings first, then the namespace's womm-config (written by `womm cluster-setup`)."""
     from womm.errors import WommError
     from womm.kube import ApiError
 

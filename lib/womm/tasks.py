@@ -9,6 +9,8 @@ create() makes the record; everything that runs a task (the client, the leader o
   namespace, context                where it runs
   image, share, share_id, pull_secret   from the directory's project record
   pods, procs_per_pod, local_procs, cpu, mem   the job slots and the pods' size
+  shell, retries                    what runs jobs in the pods (sh if the image lacks it);
+                                    how often a job lost with its pod runs again
 """
 
 import os
@@ -33,7 +35,8 @@ def process_start(pid):
         return None
 
 
-def create(kind, mode, project, cluster, cwd, command, pods, cpu, mem, procs_per_pod=1, local_procs=0):
+def create(kind, mode, project, cluster, cwd, command, pods, cpu, mem, procs_per_pod=1, local_procs=0,
+           shell="sh", retries=3):
     """Record a new task controlled by this process, run with project's image and share; the record."""
     pid = os.getpid()
     task = {
@@ -57,6 +60,8 @@ def create(kind, mode, project, cluster, cwd, command, pods, cpu, mem, procs_per
         "local_procs": local_procs,
         "cpu": cpu,
         "mem": mem,
+        "shell": shell,
+        "retries": retries,
     }
     records.save_task(task)
     return task

@@ -131,15 +131,14 @@ def test_cluster_setup_through_kubectl_and_apply_twice(cluster, k8s, namespace, 
     from womm_fixtures import run_womm
 
     home = tmp_path / "home"
-    yaml = run_womm(["cluster-setup", "--namespace", namespace, "--share-image", womm_images[0],
-                     "--leader-image", womm_images[1]], home).stdout
+    yaml = run_womm(["cluster-setup", "--namespace", namespace, "--helper-image", womm_images], home).stdout
     created = subprocess.run(["kubectl", "create", "-f", "-"], input=yaml, capture_output=True, text=True)
     assert created.returncode == 0, created.stderr
     assert "deployment.apps/womm-fs created" in created.stdout
     assert "rolebinding.rbac.authorization.k8s.io/womm-leader created" in created.stdout
     for _ in range(2):
-        applied = run_womm(["cluster-setup", "--apply", "--namespace", namespace, "--share-image", womm_images[0],
-                            "--leader-image", womm_images[1]], home)
+        applied = run_womm(["cluster-setup", "--apply", "--namespace", namespace, "--helper-image", womm_images],
+                           home)
         assert "deployment/womm-fs configured" in applied.stdout
     svc = k8s.core.read_namespaced_service("womm-fs", namespace)
     assert svc.spec.type == "ClusterIP"

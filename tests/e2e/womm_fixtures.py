@@ -1,7 +1,6 @@
 """Fixtures for running the real `womm` programs against the local cluster.
 
-- `womm_images`: the share server and leader images, built and pushed once per session
-  by `womm build-images`.
+- `womm_images`: womm's helper image, built and pushed once per session by `womm build-images`.
 - `base_project_image`: a user image made once per session by a scripted `womm setup`.
 - `womm`: a Womm for one test: its own WOMM_HOME, the test's namespace prepared by
   `womm cluster-setup --apply`, and helpers to set up directories and run commands.
@@ -46,7 +45,7 @@ def womm_session_home(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def womm_images(cluster, womm_session_home):
-    """(share image, leader image) built from images/ and pushed to the local registry."""
+    """womm's helper image, built from images/ and pushed to the local registry."""
     prefix = f"{cluster.registry}/womm-e2e/"
     run_womm(["build-images", "--prefix", prefix, "--base-image", cluster.base_image],
              womm_session_home, timeout=1200)
@@ -57,7 +56,7 @@ def womm_images(cluster, womm_session_home):
         settings = records.load_settings()
     finally:
         del os.environ["WOMM_HOME"]
-    return settings["share-image"], settings["leader-image"]
+    return settings["helper-image"]
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +80,7 @@ class Womm:
     def __init__(self, home, namespace, images, image, registry, k8s):
         self.home = home
         self.namespace = namespace
-        self.share_image, self.leader_image = images
+        self.helper_image = images
         self.image = image
         self.registry = registry
         self.k8s = k8s
@@ -122,8 +121,7 @@ class Womm:
 def womm(cluster, k8s, namespace, womm_images, project_image, tmp_path):
     home = tmp_path / "womm-home"
     w = Womm(home, namespace, womm_images, project_image, cluster.registry, k8s)
-    w("cluster-setup", "--apply", "--namespace", namespace,
-      "--share-image", womm_images[0], "--leader-image", womm_images[1])
+    w("cluster-setup", "--apply", "--namespace", namespace, "--helper-image", womm_images)
     # The share server is ready before the first test uses it.
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -1,31 +1,78 @@
-"""Fake pods for unit tests: job agents (the real agent.sh) in local processes."""
+"""Pods on this machine, for unit tests: the real runner.sh and the real agent (womm_run.podagent)
+in local processes, a directory standing for the pod's emptyDir; the exec API is a pipe."""
 
 import os
 import selectors
+import signal
 import subprocess
+import sys
+import threading
 from importlib import resources
 
-
-def agent_script():
-    return resources.files("womm_run").joinpath("agent.sh").read_text()
+RUNNER = resources.files("womm_run").joinpath("runner.sh").read_text()
 
 
-class LocalTransport:
-    """The same send()/recv()/close() as womm.kube.ExecStream, over a local process."""
+def tree(pid):
+    out = [pid]
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                for kid in f.read().split():
+                    out += tree(int(kid))
+    except OSError:
+        pass
+    return out
 
-    def __init__(self, token, directory, shell="sh"):
-        self.proc = subprocess.Popen(
-            ["sh", "-c", agent_script(), "womm-agent", token, str(directory), shell],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )
+
+def kill_tree(pid):
+    for p in reversed(tree(pid)):
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+class LocalPod:
+    """runner.sh as the job container's PID 1, in `cwd`; RUN is its own directory."""
+
+    def __init__(self, root, name, cwd, shell="sh"):
+        self.name, self.cwd, self.shell = name, str(cwd), shell
+        self.run = os.path.join(str(root), name)
+        os.makedirs(os.path.join(self.run, "jobs"), exist_ok=True)
+        self.start_job_container()
+
+    def start_job_container(self):
+        self.runner = subprocess.Popen(["sh", "-c", RUNNER, "womm-runner", self.run, self.cwd, self.shell, "1"],
+                                       stdin=subprocess.DEVNULL)
+
+    def restart_job_container(self):
+        """Like a container that died (OOM-killed, say) and was started again: its jobs die with it."""
+        kill_tree(self.runner.pid)
+        self.runner.wait()
+        self.start_job_container()
+
+    def stop(self):
+        kill_tree(self.runner.pid)
+        self.runner.wait()
+
+
+class LocalStream:
+    """The same send()/recv()/close() as womm.kube.ExecStream, to an agent in a local process."""
+
+    def __init__(self, pod, command):
+        run, slots = pod.run, command[-1]  # the pod's own directory stands for RUN
+        self.proc = subprocess.Popen([sys.executable, "-m", "womm_run.podagent", run, slots],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.proc.stdout, selectors.EVENT_READ, 1)
         self.sel.register(self.proc.stderr, selectors.EVENT_READ, 2)
         self.open = 2
+        self.lock = threading.Lock()
 
     def send(self, data):
-        self.proc.stdin.write(data)
-        self.proc.stdin.flush()
+        with self.lock:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
 
     def recv(self):
         while self.open:
@@ -44,22 +91,34 @@ class LocalTransport:
             pass
 
     def kill(self):
-        """Like a pod dying: the agent and its jobs go away at once."""
-        import signal
-
-        for pid in _tree(self.proc.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        """The stream breaks (an API server killed): the agent sees its stdin end."""
+        self.close()
 
 
-def _tree(pid):
-    out = [pid]
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            for kid in f.read().split():
-                out += _tree(int(kid))
-    except OSError:
-        pass
-    return out
+class LocalCluster:
+    """What womm_run.podlink needs of womm.kube.Cluster: exec streams to the local pods' agents."""
+
+    def __init__(self):
+        self.pods = {}
+        self.streams = []
+
+    def exec_stream(self, pod, command, container=None):
+        if pod not in self.pods:
+            raise OSError(f"no pod {pod}")
+        stream = LocalStream(self.pods[pod], command)
+        self.streams.append((pod, stream))
+        return stream
+
+
+class LocalPods:
+    """What womm_run.podlink needs of womm_run.pods.TaskPods."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+        self.stopping = threading.Event()
+
+    def running(self, name):
+        return name in self.cluster.pods
+
+    def why(self, name):
+        return None if name in self.cluster.pods else f"pod {name} was deleted"

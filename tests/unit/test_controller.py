@@ -1,57 +1,73 @@
-"""The controller with real GNU parallel and real agents, in local processes instead of pods."""
+"""The controller with real GNU parallel, the real agent and runner.sh, in local processes instead of pods."""
 
 import os
-import shutil
 import subprocess
 import threading
 import time
 
-import pytest
-from localpods import LocalTransport
+from localpods import LocalCluster, LocalPod, LocalPods
 
-from womm_run import controller
+from womm.shares.base import NoShare
+from womm_run import controller, frames
+from womm_run.podlink import Attacher
 from womm_run.slots import RunDir
 
-pytestmark = pytest.mark.skipif(shutil.which("parallel") is None, reason="needs GNU parallel")
+
+class Harness:
+    def __init__(self, tmp_path, n_pods=1, procs=2, local=0, retries=3, env_script=b"", task="t1", shell="sh",
+                 max_pods=None):
+        self.tmp = tmp_path
+        self.shell = shell
+        self.rundir = RunDir(task, max_slots=local + (max_pods or n_pods) * procs, local_slots=local)
+        self.log = []
+        self.sched = controller.Scheduler(self.rundir, retries=retries, log=self.log.append)
+        self.cluster = LocalCluster()
+        self.pods = LocalPods(self.cluster)
+        self.task = {"id": task, "procs_per_pod": procs, "cwd": str(tmp_path)}
+        self.attacher = Attacher(self.cluster, self.task, NoShare(str(tmp_path), None, None, None), self.sched,
+                                 self.pods, env_script, log=self.log.append)
+        self.n = 0
+        for _ in range(n_pods):
+            self.add_pod()
+
+    def add_pod(self):
+        name = f"pod{self.n}"
+        self.n += 1
+        self.cluster.pods[name] = LocalPod(self.tmp / "pods", name, self.tmp, self.shell)
+        self.attacher.attach(name)
+        return name
+
+    def run(self, args, stdin=b"", env=None):
+        out_path, err_path = self.tmp / "out", self.tmp / "err"
+        argv = ["parallel", "-j", str(self.rundir.jobs_file), *args]
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            status = run_with_io(argv, self.rundir, self.sched, dict(env or os.environ), stdin, out, err)
+        return status, out_path.read_bytes(), err_path.read_bytes()
+
+    def close(self):
+        self.pods.stopping.set()
+        self.attacher.close()
+        for pod in self.cluster.pods.values():
+            pod.stop()
+        self.rundir.close()
 
 
-def start(n_workers, tmp_path, local=0, task="t1"):
-    rundir = RunDir(task, max_slots=local + n_workers, local_slots=local)
-    sched = controller.Scheduler(rundir)
-    token = controller.new_token()
-    workers = []
-    for i in range(n_workers):
-        w = controller.Worker(f"w{i}", LocalTransport(token, tmp_path), token, sched)
-        w.start()
-        sched.add_worker(w)
-        workers.append(w)
-    return rundir, sched, workers
-
-
-def run(args, tmp_path, n_workers=2, local=0, stdin=b"", capture=True):
-    rundir, sched, workers = start(n_workers, tmp_path, local)
-    out_path, err_path = tmp_path / "out", tmp_path / "err"
-    argv = ["parallel", "-j", str(rundir.jobs_file), *args]
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        env = dict(os.environ)
-        status = _run_with_io(argv, rundir, sched, env, stdin, out, err)
-    for w in workers:
-        w.transport.close()
-    rundir.close()
-    return status, out_path.read_bytes(), err_path.read_bytes(), sched
-
-
-def _run_with_io(argv, rundir, sched, env, stdin, out, err):
-    # run_parallel inherits our stdio; point it at files for the duration.
+def run_with_io(argv, rundir, sched, env, stdin, out, err):
+    # GNU parallel inherits our stdio; point it at files for the duration.
     saved = [os.dup(0), os.dup(1), os.dup(2)]
     r, w = os.pipe()
-    os.write(w, stdin)
-    os.close(w)
+    writer = threading.Thread(target=lambda: (os.write(w, stdin), os.close(w)), daemon=True)
+    writer.start()
     try:
         os.dup2(r, 0)
         os.dup2(out.fileno(), 1)
         os.dup2(err.fileno(), 2)
-        return run_parallel(argv, rundir, sched, env)
+        proc = controller.start_parallel(argv, rundir, sched, env, "/bin/sh")
+        try:
+            rewindable = not any(a in ("-u", "--ungroup", "--line-buffer") for a in argv)
+            return controller.serve_parallel(proc, rundir, sched, rewindable=rewindable)
+        finally:
+            controller.stop_parallel(proc)
     finally:
         for fd, orig in zip((0, 1, 2), saved, strict=True):
             os.dup2(orig, fd)
@@ -59,18 +75,17 @@ def _run_with_io(argv, rundir, sched, env, stdin, out, err):
         os.close(r)
 
 
-def run_parallel(argv, rundir, sched, env):
-    """GNU parallel, started and served to its end, as womm_run.parallel.run does; its exit status."""
-    proc = controller.start_parallel(argv, rundir, sched, env, "/bin/sh")
-    try:
-        return controller.serve_parallel(proc, rundir, sched)
-    finally:
-        controller.stop_parallel(proc)
-
-
 def local(args, stdin=b""):
     p = subprocess.run(["parallel", *args], input=stdin, capture_output=True)
     return p.returncode, p.stdout, p.stderr
+
+
+def run(args, tmp_path, stdin=b"", **kw):
+    h = Harness(tmp_path, **kw)
+    try:
+        return (*h.run(args, stdin), h)
+    finally:
+        h.close()
 
 
 def test_same_output_and_status_as_local_parallel(tmp_path):
@@ -89,15 +104,26 @@ def test_stdin_input_multiline_commands_and_odd_bytes(tmp_path):
 
 
 def test_output_without_trailing_newline_and_binary(tmp_path):
-    args = ["-k", "printf 'no newline {}'; head -c 3000 /dev/zero | tr '\\0' '\\n'", ":::", "a", "b"]
-    assert run(args, tmp_path)[:3] == local(args)
+    args = ["-k", "printf 'no newline {}'; head -c 300000 /dev/urandom | od -An | head -c 200000; "
+                  "printf '\\000\\377\\n'", ":::", "a", "b"]
+    status, out, err, _ = run(args, tmp_path)
+    lstatus, lout, lerr = local(args)
+    assert (status, err) == (lstatus, lerr) == (0, b"")
+    assert len(out) == len(lout) and out.count(b"\0\xff\n") == 2
+
+
+def test_job_stdin_reaches_the_pod_binary_safe_and_whole(tmp_path):
+    data = bytes(range(256)) * 40000 + b"tail\n"  # 10 MB: many windows of it
+    args = ["--pipe", "--block", "3M", "-k", "wc -c; cksum"]
+    status, out, err, _ = run(args, tmp_path, stdin=data)
+    assert (status, out, err) == local(args, data)
 
 
 def test_local_slots_run_locally(tmp_path):
     args = ["-k", "echo {} $PARALLEL_JOBSLOT", ":::", "1", "2", "3"]
-    status, out, _, sched = run(args, tmp_path, n_workers=0, local=1)
+    status, out, _, h = run(args, tmp_path, n_pods=0, local=1)
     assert status == 0 and out == b"1 1\n2 1\n3 1\n"
-    assert sched.done == 0
+    assert h.sched.done == 0
 
 
 def test_halt_kills_the_remote_job_and_its_children(tmp_path):
@@ -112,21 +138,63 @@ def test_halt_kills_the_remote_job_and_its_children(tmp_path):
     assert not marker.exists()
 
 
-def test_lost_worker_reruns_its_job_and_output_appears_once(tmp_path):
-    rundir, sched, workers = start(2, tmp_path)
-    victim = workers[0]
+def test_a_job_that_ignores_term_is_killed_and_its_slot_reused(tmp_path):
+    marker = tmp_path / "survived"
+    args = ["--timeout", "1", "-k",
+            f"if [ {{}} = 1 ]; then trap '' TERM; sh -c \"trap '' TERM; sleep 4; touch {marker}\" & sleep 5; fi; "
+            "echo {}", ":::", "1", "2", "3"]
+    t = time.monotonic()
+    status, out, _, _ = run(args, tmp_path, procs=1)
+    assert status == 1 and out == b"2\n3\n"
+    assert time.monotonic() - t < 4.5  # slot 1 served jobs 2 and 3 after the kill, well before 5 s
+    time.sleep(4.5 - (time.monotonic() - t) + 0.5)
+    assert not marker.exists()
 
-    def kill_soon():
-        time.sleep(0.6)
-        victim.transport.kill()
 
-    threading.Thread(target=kill_soon, daemon=True).start()
-    argv = ["parallel", "-j", str(rundir.jobs_file), "-k", "echo start {}; sleep 1; echo end {}", ":::", "1", "2", "3"]
-    with open(tmp_path / "o", "wb") as out, open(tmp_path / "e", "wb") as err:
-        status = _run_with_io(argv, rundir, sched, dict(os.environ), b"", out, err)
-    assert status == 0
-    assert (tmp_path / "o").read_bytes() == b"".join(b"start %d\nend %d\n" % (i, i) for i in (1, 2, 3))
-    assert sched.rerun >= 1
+def test_a_lost_stream_reruns_its_jobs_and_output_appears_once(tmp_path):
+    h = Harness(tmp_path, n_pods=2, procs=1)
+    try:
+        def break_soon():
+            time.sleep(0.6)
+            h.cluster.streams[0][1].kill()
+
+        threading.Thread(target=break_soon, daemon=True).start()
+        status, out, _ = h.run(["-k", "echo start {}; sleep 1; echo end {}", ":::", "1", "2", "3"])
+        assert status == 0
+        assert out == b"".join(b"start %d\nend %d\n" % (i, i) for i in (1, 2, 3))
+        assert h.sched.rerun >= 1
+        assert any("attached again" in m for m in h.log)  # the pod still runs: its stream came back
+    finally:
+        h.close()
+
+
+def test_a_restarted_job_container_reruns_its_jobs(tmp_path):
+    h = Harness(tmp_path, n_pods=1, procs=2)
+    try:
+        def restart_soon():
+            time.sleep(0.6)
+            h.cluster.pods["pod0"].restart_job_container()
+
+        threading.Thread(target=restart_soon, daemon=True).start()
+        status, out, _ = h.run(["-k", "sleep 1; echo {}", ":::", "1", "2", "3", "4"])
+        assert status == 0 and out == b"1\n2\n3\n4\n"
+        assert h.sched.rerun >= 1
+    finally:
+        h.close()
+
+
+def test_a_job_lost_every_time_fails_as_a_job_after_its_retries(tmp_path):
+    """A job that takes its job container down with it each time: bounded, and --joblog shows it."""
+    joblog = tmp_path / "joblog"
+    # It kills the wrapper that runner.sh started it in: to the agent the job vanished, as with its container.
+    args = ["--joblog", str(joblog), "if [ {} = bad ]; then kill -9 $PPID; sleep 1; fi; echo {}", ":::", "ok", "bad"]
+    t = time.monotonic()
+    status, out, _, h = run(args, tmp_path, n_pods=1, procs=1, retries=2)
+    assert status == 1 and out == b"ok\n"
+    assert time.monotonic() - t < 30
+    rows = [r.split("\t") for r in joblog.read_text().splitlines()[1:]]
+    assert sorted(r[6] for r in rows) == ["0", "255"]
+    assert any("failed: lost 3 times" in m for m in h.log), h.log
 
 
 def test_throughput_against_local_parallel(tmp_path):
@@ -136,9 +204,9 @@ def test_throughput_against_local_parallel(tmp_path):
     local(["-j4", "true", ":::", *map(str, range(n))])
     t_local = time.monotonic() - t
     t = time.monotonic()
-    status, _, _, sched = run(["true", ":::", *map(str, range(n))], tmp_path, n_workers=4)
+    status, _, _, h = run(["true", ":::", *map(str, range(n))], tmp_path, n_pods=2, procs=2)
     t_womm = time.monotonic() - t
-    assert status == 0 and sched.done == n
+    assert status == 0 and h.sched.done == n
     print(f"local {n / t_local:.0f} jobs/s, womm with local agents {n / t_womm:.0f} jobs/s")
     assert t_womm < 6 * t_local + 2
 
@@ -166,36 +234,38 @@ def test_joblog_records_remote_exit_status(tmp_path):
     assert sorted((r[-1], r[6]) for r in rows) == [("exit 0", "0"), ("exit 3", "3")]
 
 
+def test_exported_functions_and_env_variables_reach_the_jobs(tmp_path):
+    from womm_run import jobenv
+
+    env = dict(os.environb)
+    env[b"BASH_FUNC_myf%%"] = b"() {  echo \"myf $1 $WOMM_T_VAR\"\n}"
+    env[b"WOMM_T_VAR"] = b"it's $x \"q\"\nline2"
+    payload = jobenv.frame_payload(env, [b"WOMM_T_VAR"])
+    h = Harness(tmp_path, env_script=payload, shell="bash")
+    try:
+        status, out, err = h.run(["-k", "bash -c 'myf {}'", ":::", "a", "b"])
+    finally:
+        h.close()
+    assert (status, err) == (0, b"")
+    assert out == b"myf a it's $x \"q\"\nline2\nmyf b it's $x \"q\"\nline2\n"
+
+
 def test_slots_added_within_one_second_all_reach_gnu_parallel(tmp_path):
     """Pods often become ready together; GNU parallel sees -j file changes by whole-second mtimes."""
-    rundir = RunDir("t-slots", max_slots=4, local_slots=0)  # room for 4 pods' slots, 1 ready
-    sched = controller.Scheduler(rundir)
-    token = controller.new_token()
-    workers = []
-
-    def add_worker():
-        w = controller.Worker(f"w{len(workers)}", LocalTransport(token, tmp_path), token, sched)
-        w.start()
-        sched.add_worker(w)
-        workers.append(w)
+    h = Harness(tmp_path, n_pods=1, procs=1, max_pods=4)  # room for 4 pods' slots, 1 ready
 
     def add_three():
         time.sleep(0.7)  # GNU parallel has read the file (1 slot) and started jobs
         for _ in range(3):
-            add_worker()
-
-    add_worker()
+            h.add_pod()
 
     threading.Thread(target=add_three, daemon=True).start()
-    out_path, err_path = tmp_path / "out", tmp_path / "err"
-    argv = ["parallel", "-j", str(rundir.jobs_file), "sleep 0.2; echo {%}", ":::", *map(str, range(40))]
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        status = _run_with_io(argv, rundir, sched, dict(os.environ), b"", out, err)
-    for w in workers:
-        w.transport.close()
-    rundir.close()
-    assert status == 0, err_path.read_text()
-    assert set(out_path.read_text().split()) == {"1", "2", "3", "4"}
+    try:
+        status, out, err = h.run(["sleep 0.2; echo {%}", ":::", *map(str, range(40))])
+    finally:
+        h.close()
+    assert status == 0, err
+    assert set(out.decode().split()) == {"1", "2", "3", "4"}
 
 
 def test_each_jobs_file_version_has_a_later_whole_second(tmp_path, monkeypatch):
@@ -214,13 +284,24 @@ def test_a_replacement_pod_ready_before_its_predecessor_ends_adds_no_slot(tmp_pa
     monkeypatch.setenv("WOMM_HOME", str(tmp_path))
     rundir = RunDir("t-cap", max_slots=3, local_slots=1)
 
-    class Idle:
-        lost = False
-        job = None
+    class Link:
+        pod = "p"
 
     sched = controller.Scheduler(rundir)
-    for _ in range(4):  # 2 pods' slots, then the replacement's while the old ones still stream
-        sched.add_worker(Idle())
+    for _ in range(2):  # 2 pods' slots, then the replacement's while the old ones still stream
+        sched.add_slots([controller.Slot(Link(), 1)])
+    sched.add_slots([controller.Slot(Link(), 1), controller.Slot(Link(), 2)])
     rundir.close()
-    assert sched.slots == 2
+    assert sched.granted == 2
     assert rundir.jobs_file.read_text().strip() == "3"
+
+
+def test_frames_round_trip_in_any_pieces():
+    data = b"".join(frames.encode(k, s, j, p) for k, s, j, p in
+                    [(frames.OUT, 1, 7, b"x" * 70000), (frames.EXIT, 65535, 2**32 - 1, b"0"), (frames.PING, 0, 0, b"")])
+    d = frames.Decoder()
+    got = []
+    for i in range(0, len(data), 13):
+        got += d.feed(data[i:i + 13])
+    assert [(k, s, j, len(p)) for k, s, j, p in got] == [(frames.OUT, 1, 7, 70000), (frames.EXIT, 65535, 2**32 - 1, 1),
+                                                           (frames.PING, 0, 0, 0)]

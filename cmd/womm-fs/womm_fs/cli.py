@@ -25,8 +25,9 @@ def build_parser():
             "`kubectl create -f -`, or use --apply."
         ),
     )
-    setup.add_argument("--share-image", metavar="IMAGE", help="share server image (default: from `womm build-images`)")
-    setup.add_argument("--leader-image", metavar="IMAGE", help="leader image for --async tasks (default: from `womm build-images`)")
+    setup.add_argument("--helper-image", metavar="IMAGE",
+                       help="womm's helper image: the share server, the pods' agents, --async leaders "
+                            "(default: the one `womm build-images` made)")
     setup.add_argument("--apply", action="store_true", help="create or update the objects with the API instead of printing them")
     setup.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml", help="format of the printed objects")
     cli.add_kube_options(setup)
@@ -34,9 +35,9 @@ def build_parser():
     build = cli.add_verb(
         verbs, "build-images",
         description=(
-            "Build the share server and leader images from womm's images/ directory on top of "
-            "a Debian-based base image, push them under your registry prefix, remember them, "
-            "and print the cluster-setup objects that point at them."
+            "Build womm's helper image (the share server, each worker pod's agent, --async "
+            "leaders) from womm's images/ directory on top of a Debian-based base image, push it "
+            "under your registry prefix, remember it, and print the cluster-setup objects that use it."
         ),
     )
     build.add_argument("--prefix", help="registry prefix (default: the one `womm setup` saved)")

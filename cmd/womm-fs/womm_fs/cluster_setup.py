@@ -8,42 +8,37 @@ from womm.errors import WommError
 from womm.settings import resolve
 
 
-def objects(namespace, share_image, leader_image):
-    objs = manifests.share_server(share_image, namespace) + manifests.leader_rbac(namespace)
-    # The leader image is not used by an object of its own (each --async task
-    # creates its leader pod); record it where `womm parallel --async` looks.
+def objects(namespace, image):
+    objs = manifests.share_server(image, namespace) + manifests.leader_rbac(namespace)
+    # Worker pods and --async leaders use the image too: record it where they look.
     objs.append({
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": manifests.metadata("womm-config", {**manifests.MANAGED_BY}, namespace=namespace),
-        "data": {"leader-image": leader_image, "share-image": share_image},
+        "data": {"helper-image": image},
     })
     return objs
 
 
-def images(args):
-    share_image = resolve("share-image", args.share_image)
-    leader_image = resolve("leader-image", args.leader_image)
-    missing = [n for n, v in (("--share-image", share_image), ("--leader-image", leader_image)) if not v]
-    if missing:
-        raise WommError(
-            f"no {' or '.join(missing)}: build them with `womm build-images --prefix REGISTRY/PATH/` "
-            "(it remembers them), or name existing ones"
-        )
-    return share_image, leader_image
+def helper_image(args):
+    image = resolve("helper-image", args.helper_image)
+    if not image:
+        raise WommError("no --helper-image: build it with `womm build-images --prefix REGISTRY/PATH/` "
+                        "(it remembers it), or name an existing one")
+    return image
 
 
 def main(args):
-    share_image, leader_image = images(args)
+    image = helper_image(args)
     if args.apply:
         from womm.kube import Cluster
 
         cluster = Cluster(args.context, args.namespace)
-        for obj in objects(cluster.namespace, share_image, leader_image):
+        for obj in objects(cluster.namespace, image):
             print(apply(cluster, obj))
         return 0
     namespace = args.namespace or _current_namespace(args.context)
-    print_objects(objects(namespace, share_image, leader_image), args.output)
+    print_objects(objects(namespace, image), args.output)
     return 0
 
 

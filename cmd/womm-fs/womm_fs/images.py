@@ -1,8 +1,9 @@
-"""`womm build-images`: the share server and leader images, built from images/ and pushed.
+"""`womm build-images`: womm's helper image, built from images/womm and pushed.
 
-The leader image carries this very womm: its packages are packed into a wheel
-beside the wheels of its dependencies, so the image build needs nothing but
-Debian's packages.
+One image for everything womm runs in the cluster: the share server, each worker pod's
+agent and share helpers, the leader of --async tasks. It carries this very womm: its
+packages are packed into a wheel beside the wheels of its dependencies, so the image
+build needs nothing but Debian's packages.
 """
 
 import hashlib
@@ -30,7 +31,7 @@ def images_dir():
         Path(sys.prefix) / "share" / "womm" / "images",
     ]
     for d in candidates:
-        if (d / "fs" / "Dockerfile").exists():
+        if (d / "womm" / "Dockerfile").exists():
             return d
     raise WommError("womm's images/ directory is missing: reinstall womm")
 
@@ -42,27 +43,21 @@ def main(args):
     base = resolve("images-base", args.base_image, DEFAULT_BASE)
     c = docker_engine.client()
     log = say
-    built = {}
     with tempfile.TemporaryDirectory(prefix="womm-images-") as tmp:
-        for name in ("fs", "leader"):
-            ctx = Path(tmp) / name
-            shutil.copytree(images_dir() / name, ctx)
-            if name == "leader":
-                log("packing womm and its dependencies into wheels")
-                pack_wheels(ctx / "wheels")
-            tag = f"{prefix}womm-{name}:{womm.__version__}-{_context_hash(ctx, base)}"
-            log(f"building {tag} on {base}")
-            docker_engine.build(c, ctx, tag, {"BASE": base}, log=log)
-            if not args.no_push:
-                docker_engine.push(c, tag)
-            built[name] = tag
-    records.set_setting("share-image", built["fs"])
-    records.set_setting("leader-image", built["leader"])
-    log(f"share server image: {built['fs']}")
-    log(f"leader image: {built['leader']}")
+        ctx = Path(tmp) / "womm"
+        shutil.copytree(images_dir() / "womm", ctx)
+        log("packing womm and its dependencies into wheels")
+        pack_wheels(ctx / "wheels")
+        tag = f"{prefix}womm:{womm.__version__}-{_context_hash(ctx, base)}"
+        log(f"building {tag} on {base}")
+        docker_engine.build(c, ctx, tag, {"BASE": base}, log=log)
+        if not args.no_push:
+            docker_engine.push(c, tag)
+    records.set_setting("helper-image", tag)
+    log(f"helper image: {tag}")
     from womm_fs import cluster_setup
 
-    args.share_image, args.leader_image, args.apply, args.output = built["fs"], built["leader"], False, "yaml"
+    args.helper_image, args.apply, args.output = tag, False, "yaml"
     return cluster_setup.main(args)
 
 

@@ -45,6 +45,11 @@ def add_parallel_options(parser):
     group.add_argument("--local-procs", metavar="N", type=_natural, default=0, help="in addition, run N job slots locally, in this directory")
     group.add_argument("--procs-per-pod", metavar="N", type=_positive, default=1, help="job slots per pod (default 1)")
     group.add_argument(
+        "--kube-retries", metavar="N", type=_natural, default=3,
+        help="run a job lost with its pod or stream (deleted, evicted, OOM-killed) again up to N times, "
+             "then fail it as a job (default 3)",
+    )
+    group.add_argument(
         "--async", dest="async_", action="store_true",
         help="run the coordinator in the cluster: the task survives this client; follow it with `womm logs`",
     )
@@ -96,6 +101,10 @@ def build_parser():
     # The in-cluster coordinator of --async tasks; not for humans.
     leader = cli.add_hidden_verb(verbs, "leader")
     leader.add_argument("task", help="the task record, as JSON")
+    # A worker pod's agent, run by the controller in the pod's womm container; not for humans.
+    agent = cli.add_hidden_verb(verbs, "pod-agent")
+    agent.add_argument("run", help="the directory the agent shares with the job container")
+    agent.add_argument("slots", type=_positive)
     return parser
 
 
@@ -190,6 +199,10 @@ def main(argv=None):
             from womm_run import logs
 
             return logs.main(args)
+        if args.verb == "pod-agent":
+            from womm_run import podagent
+
+            return podagent.main(args)
         from womm_run import leader
 
         return leader.main(args)

@@ -1,196 +1,114 @@
-"""The controller: hands GNU parallel's jobs to the agents in the pods.
+"""The controller: hands GNU parallel's jobs to the pods' agents, and their output back.
 
-One Worker per job slot in a pod: a long-lived agent (agent.sh) reached through
-one exec stream, opened once per slot when its pod is ready. A job costs a few
-lines on that stream and no API request. The Scheduler gives each submitted job
-to an idle worker, queues it when none is idle, runs again the jobs of a worker
-whose pod died, and kills the remote job when GNU parallel kills the local one.
+Jobs come from job.sh (womm_run.slots); each pod is a PodLink (womm_run.podlink) with its
+job slots. The Scheduler gives each job to an idle slot, or queues it; an attempt lost with
+its pod or stream is rewound and run again first, up to the task's retries, after which the
+job fails as a job (GNU parallel's exit status and --joblog show it); when GNU parallel
+kills a job, the remote job is killed too. serve() is the loop that watches the job.sh
+processes and feeds each running attempt its stdin, a window at a time.
 """
 
 import collections
+import itertools
 import os
-import secrets
 import select
 import threading
 
 from womm_run.slots import Job
 
-
-def new_token():
-    return secrets.token_hex(16)
-
-
-class MarkerParser:
-    """Splits one output channel of an agent into job output and "\\nTOKEN STATUS\\n" ends."""
-
-    def __init__(self, token):
-        self.marker = b"\n" + token.encode() + b" "
-        self.pending = b""
-
-    def feed(self, data):
-        """[("data", bytes) | ("status", int)] for the bytes received so far."""
-        buf = self.pending + data if self.pending else data
-        out = []
-        m = self.marker
-        while True:
-            i = buf.find(m)
-            if i < 0:
-                break
-            j = buf.find(b"\n", i + len(m))
-            if j < 0:
-                break
-            if i:
-                out.append(("data", buf[:i]))
-            try:
-                status = int(buf[i + len(m):j])
-            except ValueError:
-                status = 255
-            out.append(("status", status))
-            buf = buf[j + 1:]
-        keep = self._unfinished_marker(buf)
-        if keep < len(buf):
-            out.append(("data", buf[: len(buf) - keep]))
-        self.pending = buf[len(buf) - keep:] if keep else b""
-        return out
-
-    def _unfinished_marker(self, buf):
-        """Length of the tail of buf that may be the start of a marker."""
-        m = self.marker
-        start = buf.rfind(m)
-        if start >= 0:  # a whole marker whose status line has not ended yet
-            return len(buf) - start
-        pos = buf.find(b"\n", max(0, len(buf) - len(m)))
-        while pos >= 0:
-            if m.startswith(buf[pos:]):
-                return len(buf) - pos
-            pos = buf.find(b"\n", pos + 1)
-        return 0
+STDIN_WINDOW = 1 << 20  # stdin bytes of one attempt in flight, not yet taken by the job
+STDIN_CHUNK = 256 << 10
 
 
-class Worker:
-    """One job slot in a pod: an agent reached through a transport, an object with send(bytes),
-    recv() -> (channel, bytes) or None at the end, and close(): womm.kube.ExecStream."""
+class Slot:
+    """One job slot of one pod."""
 
-    def __init__(self, name, transport, token, scheduler):
-        self.name = name
-        self.transport = transport
-        self.token = token
-        self.scheduler = scheduler
-        self.job = None
-        self.lost = False
-        self._status = {}
-        self.thread = threading.Thread(target=self._read_loop, name=f"worker {name}", daemon=True)
+    __slots__ = ("link", "index", "job")
 
-    def start(self):
-        self.thread.start()
+    def __init__(self, link, index):
+        self.link, self.index, self.job = link, index, None
 
-    def run_job(self, job):
-        """Send a job to the agent (called with the scheduler's lock held)."""
-        self.job = job
-        self._status = {}
-        lines = "".join(f"|{line}\n" for line in job.command.split("\n"))
-        message = f"j {job.seq} {job.slot}\n{lines}.\n".encode("utf-8", "surrogateescape")
-        try:
-            self.transport.send(message)
-        except OSError:
-            pass  # the read loop sees the stream end and reports the worker lost
-
-    def kill_job(self):
-        try:
-            self.transport.send(b"k\n")
-        except OSError:
-            pass
-
-    def _read_loop(self):
-        parsers = {1: MarkerParser(self.token), 2: MarkerParser(self.token)}
-        try:
-            while True:
-                item = self.transport.recv()
-                if item is None:
-                    break
-                channel, data = item
-                parser = parsers.get(channel)
-                if parser is None:
-                    continue
-                for kind, value in parser.feed(data):
-                    if kind == "data":
-                        job = self.job
-                        if job is not None and not job.cancelled:
-                            job.write(channel, value)
-                    else:
-                        self._status[channel] = value
-                        if len(self._status) == 2:
-                            self.scheduler.job_done(self, self._status[1])
-        except Exception:  # noqa: BLE001, S110 - a broken stream is a lost worker, reported below
-            pass
-        finally:
-            self.lost = True
-            self.transport.close()
-            self.scheduler.worker_lost(self)
+    def __repr__(self):
+        return f"{self.link.pod}/{self.index}"
 
 
 class Scheduler:
-    """Jobs in, workers out; one lock over both."""
+    """Jobs in, slots out; one lock over both."""
 
-    def __init__(self, rundir, log=None):
+    def __init__(self, rundir, retries=3, log=None):
         self.rundir = rundir
+        self.retries = retries
+        self.log = log or (lambda message: None)
         self.lock = threading.Lock()
         self.idle = collections.deque()
         self.queue = collections.deque()
-        self.workers = set()
-        self.slots = 0  # job slots GNU parallel was told about, beyond the local ones
+        self.live = set()  # every slot of a connected pod
+        self.granted = 0  # job slots GNU parallel was told about, beyond the local ones
         self.done = 0
         self.rerun = 0
-        self.log = log or (lambda message: None)
+        self._numbers = itertools.count(1)
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._woken = collections.deque()
 
-    def add_worker(self, worker):
+    # ---------------------------------------------------------------- slots come and go
+
+    def add_slots(self, slots):
         with self.lock:
-            self.workers.add(worker)
+            self.live.update(slots)
             # A replacement pod may be ready before its predecessor's streams end: never
-            # more slots than the task has fifos for.
-            live = min(len(self.workers), self.rundir.max_slots - self.rundir.local_slots)
-            if live > self.slots:
-                # Only grow: while a pod is replaced its jobs wait in the queue.
-                self.slots = live
-                self.rundir.set_jobs(self.rundir.local_slots + self.slots)
-            self._give(worker)
+            # more slots than the task has fifos for. Only grow: a lost pod's jobs wait.
+            live = min(len(self.live), self.rundir.max_slots - self.rundir.local_slots)
+            if live > self.granted:
+                self.granted = live
+                self.rundir.set_jobs(self.rundir.local_slots + self.granted)
+            for slot in slots:
+                self._give(slot)
+
+    def remove_slots(self, slots, reason):
+        """A pod's stream ended: its slots go, and their jobs are lost with them."""
+        with self.lock:
+            for slot in slots:
+                self.live.discard(slot)
+                try:
+                    self.idle.remove(slot)
+                except ValueError:
+                    pass
+                if slot.job is not None:
+                    self._lose(slot, slot.job, reason)
+
+    # ---------------------------------------------------------------- jobs come and go
 
     def submit(self, job):
         with self.lock:
             if self.idle:
-                self.idle.popleft().run_job(job)
+                self._run(self.idle.popleft(), job)
             else:
                 self.queue.append(job)
 
-    def job_done(self, worker, status):
+    def finished(self, slot, number, status):
+        """An attempt ended with an exit status (the agent's EXIT)."""
         with self.lock:
-            job, worker.job = worker.job, None
-            if job is not None:
-                job.done = True
-                if not job.cancelled:
-                    self.rundir.answer(job.slot, job.pid, status)
-                    self.done += 1
-                job.close_outputs()
-            if not worker.lost:
-                self._give(worker)
+            job = slot.job
+            if job is None or job.attempt != number:
+                return
+            slot.job, job.attempt, job.where = None, None, None
+            job.done = True
+            if not job.cancelled:
+                self.rundir.answer(job.slot, job.pid, status)
+                self.done += 1
+            self._wake(job)  # the serve loop closes what it holds of the job
+            if slot in self.live:
+                self._give(slot)
 
-    def worker_lost(self, worker):
+    def lost(self, slot, number, reason):
+        """An attempt vanished (the agent's LOST: its job container stopped)."""
         with self.lock:
-            self.workers.discard(worker)
-            try:
-                self.idle.remove(worker)
-            except ValueError:
-                pass
-            job, worker.job = worker.job, None
-            if job is not None and not job.done and not job.cancelled:
-                # Its pod died under it: run it again first, on the next free worker.
-                job.rewind()
-                self.rerun += 1
-                self.log(f"job {job.seq} lost with {worker.name}; running it again")
-                if self.idle:
-                    self.idle.popleft().run_job(job)
-                else:
-                    self.queue.appendleft(job)
+            job = slot.job
+            if job is None or job.attempt != number:
+                return
+            self._lose(slot, job, reason)
+            if slot in self.live:
+                self._give(slot)
 
     def cancel(self, job):
         """GNU parallel killed the job (--halt, --timeout, Ctrl-C): stop it in the pod too."""
@@ -200,19 +118,74 @@ class Scheduler:
             job.cancelled = True
             try:
                 self.queue.remove(job)
-                job.close_outputs()
+                job.done = True
+                self._wake(job)
                 return
             except ValueError:
                 pass
-            for worker in self.workers:
-                if worker.job is job:
-                    worker.kill_job()
+            if job.where is not None:
+                job.where.link.kill(job.where.index, job.attempt)
 
-    def _give(self, worker):
-        if self.queue:
-            worker.run_job(self.queue.popleft())
+    def _lose(self, slot, job, reason):
+        slot.job, job.attempt, job.where = None, None, None
+        if job.cancelled:
+            job.done = True
+            self._wake(job)
+            return
+        job.losses.append(reason)
+        job.rewind()
+        if len(job.losses) > self.retries:
+            job.done = True
+            self.rundir.answer(job.slot, job.pid, 255)
+            self.log(f"job {job.seq} failed: lost {len(job.losses)} times ({'; '.join(dict.fromkeys(job.losses))}): "
+                     f"{job.command[:200].decode(errors='replace')}")
+            self._wake(job)
+            return
+        self.rerun += 1
+        self.log(f"job {job.seq} lost with {slot}: {reason}; running it again")
+        if self.idle:
+            self._run(self.idle.popleft(), job)
         else:
-            self.idle.append(worker)
+            self.queue.appendleft(job)  # it runs again first
+
+    def _give(self, slot):
+        if self.queue:
+            self._run(slot, self.queue.popleft())
+        else:
+            self.idle.append(slot)
+
+    def _run(self, slot, job):
+        slot.job = job
+        job.new_attempt(next(self._numbers), slot)
+        slot.link.start(slot.index, job)
+        self._wake(job)  # the serve loop gives the attempt its stdin
+
+    # ---------------------------------------------------------------- the serve loop's side
+
+    def _wake(self, job):
+        self._woken.append(job)
+        try:
+            os.write(self.wake_w, b"!")
+        except BlockingIOError:
+            pass  # the pipe is full: the loop is awake already
+
+    def take_woken(self):
+        try:
+            while os.read(self.wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        out = []
+        while self._woken:
+            out.append(self._woken.popleft())
+        return out
+
+    def acked(self, slot, number, count):
+        """The attempt took `count` more bytes of its stdin: the window moves on."""
+        job = slot.job
+        if job is not None and job.attempt == number:
+            job.acked += count
+            self._wake(job)
 
 
 def serve(rundir, scheduler, stop_fd, rewindable=True):
@@ -222,9 +195,40 @@ def serve(rundir, scheduler, stop_fd, rewindable=True):
     so a job run again after its pod died can start its output afresh.
     """
     poller = select.epoll()
-    poller.register(rundir.submit_fd, select.EPOLLIN)
-    poller.register(stop_fd, select.EPOLLIN)
-    jobs = {}  # pidfd -> Job
+    for fd in (rundir.submit_fd, stop_fd, scheduler.wake_r):
+        poller.register(fd, select.EPOLLIN)
+    by_pidfd = {}  # job.sh's pidfd -> Job
+    by_stdin = {}  # job.sh's stdin, while the loop waits for more of it -> Job
+
+    def pump(job):
+        """Give the job's running attempt its stdin while the window has room; close a finished job."""
+        fd = job.stdin.fd
+        if job.done:
+            if fd in by_stdin:
+                poller.unregister(fd)
+                del by_stdin[fd]
+            job.close()
+            return
+        with scheduler.lock:
+            attempt, where = job.attempt, job.where
+        if attempt is None or where is None or fd in by_stdin:
+            return
+        while job.sent - job.acked < STDIN_WINDOW:
+            if job.sent < job.stdin.size:
+                data = job.stdin.chunk(job.sent, min(STDIN_CHUNK, STDIN_WINDOW - (job.sent - job.acked)))
+                where.link.send_in(where.index, attempt, data)
+                job.sent += len(data)
+            elif not job.stdin.eof:
+                if not job.stdin.read_more():
+                    poller.register(fd, select.EPOLLIN)
+                    by_stdin[fd] = job
+                    return
+            else:
+                if not job.eof_sent:
+                    job.eof_sent = True
+                    where.link.send_in(where.index, attempt, b"")
+                return
+
     stopping = False
     while not stopping:
         for fd, _ in poller.poll():
@@ -233,50 +237,58 @@ def serve(rundir, scheduler, stop_fd, rewindable=True):
             elif fd == rundir.submit_fd:
                 for pid, slot, seq in rundir.read_submissions():
                     try:
-                        job = Job.attach(pid, slot, seq, can_rewind=rewindable)
+                        job = Job.attach(pid, slot, seq, rundir.path, can_rewind=rewindable)
                     except OSError as e:
-                        scheduler.log(f"job {seq}: cannot write its output ({e.strerror}); failing it")
+                        scheduler.log(f"job {seq}: cannot take over its output ({e.strerror}); failing it")
                         rundir.answer(slot, pid, 255)
                         continue
                     if job is None:
                         continue  # job.sh is gone already
-                    jobs[job.pidfd] = job
+                    by_pidfd[job.pidfd] = job
                     poller.register(job.pidfd, select.EPOLLIN)
                     scheduler.submit(job)
-            else:
-                # job.sh exited: answered, or killed by GNU parallel.
-                job = jobs.pop(fd)
+            elif fd == scheduler.wake_r:
+                for job in scheduler.take_woken():
+                    pump(job)
+            elif fd in by_stdin:
+                job = by_stdin.pop(fd)
                 poller.unregister(fd)
+                job.stdin.read_more()
+                pump(job)
+            elif fd in by_pidfd:
+                # job.sh exited: answered, or killed by GNU parallel.
+                job = by_pidfd.pop(fd)
+                poller.unregister(fd)
+                os.close(fd)
                 if not job.done:
                     scheduler.cancel(job)
-                os.close(fd)
     poller.close()
-    for job in jobs.values():
+    for job in by_pidfd.values():
         if not job.done:
             scheduler.cancel(job)
 
 
-def start_parallel(argv, rundir, scheduler, env, local_shell):
+def start_parallel(argv, rundir, scheduler, env, local_shell, pass_fds=()):
     """Start GNU parallel (argv) with its pod slots to be served by `scheduler`."""
     import shutil
     import subprocess
 
     environ = dict(env)
     environ.update(rundir.environment(local_shell))
-    rundir.set_jobs(rundir.local_slots + scheduler.slots)
+    rundir.set_jobs(rundir.local_slots + scheduler.granted)
     # If this controller is killed (even by SIGKILL), GNU parallel must not go on
     # starting jobs nobody serves: it gets SIGTERM, and stops.
     setpriv = shutil.which("setpriv")
     if setpriv:
         argv = [setpriv, "--pdeathsig", "TERM", "--", *argv]
-    return subprocess.Popen(argv, env=environ)
+    return subprocess.Popen(argv, env=environ, pass_fds=pass_fds)
 
 
-def serve_parallel(proc, rundir, scheduler):
+def serve_parallel(proc, rundir, scheduler, rewindable=True):
     """Serve GNU parallel's jobs until it exits; its exit status."""
     stop = os.pidfd_open(proc.pid)
     try:
-        serve(rundir, scheduler, stop, rewindable="-u" not in proc.args and "--ungroup" not in proc.args)
+        serve(rundir, scheduler, stop, rewindable=rewindable)
     finally:
         os.close(stop)
     return proc.wait()

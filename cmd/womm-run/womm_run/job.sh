@@ -4,18 +4,23 @@
 # Python: local slots run the command here; the other slots hand the job to the
 # controller and wait for its exit status.
 #
-# The controller reads the command from /proc/$$/cmdline (it can be long), writes the job's output
-# straight into this process's stdout and stderr (/proc/$$/fd/8 and 9: fds 1 and 2, whatever
-# GNU parallel made them), and answers "PID STATUS" on this slot's fifo. If GNU
-# parallel kills this process, the controller sees it go and kills the remote job.
+# The controller reads the command from /proc/$$/cmdline (it can be long) and the job's
+# stdin from /proc/$$/fd/6, writes the job's output straight into this process's stdout
+# and stderr (/proc/$$/fd/8 and 9), and answers "PID STATUS" on this slot's fifo. If GNU parallel kills this process, the
+# controller sees it go and kills the remote job.
 if [ "${PARALLEL_JOBSLOT:-0}" -le "${WOMM_LOCAL_SLOTS:-0}" ]; then
     exec "${WOMM_LOCAL_SHELL:-/bin/sh}" "$@"
 fi
-# The redirection below moves fd 1 for a moment: keep the job's own stdout and
-# stderr on fds 8 and 9, where the controller opens them.
-exec 8>&1 9>&2
+# GNU parallel's own wrappers (--pipe runs the command only when there is input; --env sets
+# variables) run this script again for the command itself: they run here, and that inner
+# call goes to a pod.
+case $2 in *"$WOMM_RUN_DIR/job.sh"*) exec /bin/sh -c "$2" ;; esac
+# fds 6, 8 and 9: the job's own stdin, stdout and stderr, where the controller opens them
+# (the redirections below move fds 0 and 1 for a moment). fd 7: the slot's fifo, opened
+# read-write so that the open never waits and the controller's answer never finds it unopened.
+exec 6<&0 8>&1 9>&2 7<> "$WOMM_RUN_DIR/slot.$PARALLEL_JOBSLOT"
 echo "$$ $PARALLEL_JOBSLOT $PARALLEL_SEQ" > "$WOMM_RUN_DIR/submit"
-while read -r pid status; do
+while read -r pid status <&7; do
     if [ "$pid" = $$ ]; then exit "$status"; fi
-done < "$WOMM_RUN_DIR/slot.$PARALLEL_JOBSLOT"
+done
 exit 255

@@ -38,7 +38,7 @@ def start(args):
     if args.local_procs:
         raise UsageError("--async cannot use --local-procs: the task must not need this machine")
     cluster = Cluster(args.context or project.get("context"), args.namespace or project.get("namespace"))
-    image = configured_image(cluster, "leader-image")
+    image = configured_image(cluster)
     data = b""
     if reads_stdin(args):
         data = sys.stdin.buffer.read(MAX_INPUT + 1)

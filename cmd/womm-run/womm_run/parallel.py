@@ -16,10 +16,10 @@ from womm import records, shares, tasks
 from womm.errors import UsageError, WommError
 from womm.kube import Cluster
 from womm.report import Reporter
-from womm_run import controller
+from womm_run import controller, jobenv
+from womm_run.podlink import Attacher
 from womm_run.pods import TaskPods, end_task
 from womm_run.slots import RunDir
-from womm_run.workers import SlotAttacher
 
 # GNU parallel options womm decides itself, or cannot honour.
 REFUSED = {
@@ -65,7 +65,7 @@ def new_task(args, project, cluster, mode):
     return tasks.create(
         "parallel", mode, project, cluster, os.getcwd(), ["parallel", *args.parallel_options, "--", *args.command],
         pods=args.kube_pods, procs_per_pod=args.procs_per_pod, local_procs=args.local_procs,
-        cpu=args.kube_cpu, mem=args.kube_mem,
+        cpu=args.kube_cpu, mem=args.kube_mem, shell=os.path.basename(local_shell()), retries=args.kube_retries,
     )
 
 
@@ -75,7 +75,7 @@ def run(task, cluster, reporter):
     in_cluster = task["mode"] == "async"  # the leader: its client prepared the share, `womm finish` brings it back
     share = shares.for_task(task, cluster, reporter.log)
     rundir = RunDir(task["id"], max_slots=task["local_procs"] + tasks.pod_slots(task), local_slots=task["local_procs"])
-    scheduler = controller.Scheduler(rundir, log=reporter.log)
+    scheduler = controller.Scheduler(rundir, retries=task.get("retries", 3), log=reporter.log)
     fatal = []
     proc_holder = {}
 
@@ -87,8 +87,7 @@ def run(task, cluster, reporter):
                 proc.send_signal(signal.SIGINT)
 
     pods = TaskPods(cluster, task, share, reporter.log, on_fatal)
-    attacher = SlotAttacher(cluster, task, share, scheduler, controller.new_token(),
-                            os.path.basename(local_shell()), pods.stopping)
+    attacher = Attacher(cluster, task, share, scheduler, pods, jobenv.frame_payload(os.environb), reporter.log)
     proc = None
     try:
         # GNU parallel starts while the pods do: its jobs wait for their slots.
@@ -101,7 +100,8 @@ def run(task, cluster, reporter):
         pods.create()
         reporter.progress(f"replicaset.apps/womm-task-{task['id']} created ({task['pods']} pods in {cluster.namespace})")
         threading.Thread(target=_record_progress, args=(task, scheduler, pods.stopping), daemon=True).start()
-        status = controller.serve_parallel(proc, rundir, scheduler)
+        ungrouped = any(w in ("-u", "--ungroup", "--line-buffer", "--lb") for w in command)
+        status = controller.serve_parallel(proc, rundir, scheduler, rewindable=not ungrouped)
         if fatal:
             raise WommError(fatal[0] + "; nothing ran")
         share.collect(task, sorted(pods.ready))
@@ -111,7 +111,8 @@ def run(task, cluster, reporter):
     finally:
         if proc is not None:
             controller.stop_parallel(proc)
-        rundir.close()  # releases any job.sh still waiting
+        attacher.close()
+        rundir.close()
         end_task(task, pods, share, reporter)
 
 

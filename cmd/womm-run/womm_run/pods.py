@@ -2,16 +2,20 @@
 and every object of the task deleted at the end.
 
 API use is per pod, never per job: one ReplicaSet create, one watch, what each ready pod's
-handler does (womm_run.workers: one exec stream per job slot), and a delete per kind at the end.
+handler does (womm_run.podlink: one exec stream per pod), and a delete per kind at the end.
 """
 
 import shutil
 import signal
 import threading
 import time
+from importlib import resources
 
 from womm import home, manifests, records, taskobjects
 from womm.errors import WommError, describe
+from womm.settings import configured_image
+
+RUNNER = resources.files("womm_run").joinpath("runner.sh").read_text()
 
 WATCH_PATIENCE = 30  # seconds without the API before a run gives up
 
@@ -33,13 +37,15 @@ class TaskPods:
         self.on_fatal = on_fatal
         self.on_ready = None
         self.ready = set()  # names of the pods running and ready now
+        self.latest = {}  # name -> the pod as the watch saw it last (None once deleted)
         self.working = threading.Event()  # set once a pod's on_ready succeeded
         self.stopping = threading.Event()
         self._handed = set()  # (pod, restarts) already given to on_ready
         self._warned = set()
 
     def create(self):
-        body = manifests.worker_replicaset(self.task, self.share.pod_parts(self.task))
+        image = configured_image(self.cluster)
+        body = manifests.worker_replicaset(self.task, self.share.pod_parts(self.task), image, RUNNER)
         self.cluster.request("POST", self.cluster.path("replicasets"), body=body)
 
     def start(self, on_ready):
@@ -53,6 +59,9 @@ class TaskPods:
         selector = taskobjects.selector(task=self.task["id"], role="worker")
         failing_since = None
         while not self.stopping.is_set():
+            # A new watch lists every pod again: each ready one is handed on again (a pod whose
+            # link still works keeps it), so that nothing that happened while the API was away is missed.
+            self._handed.clear()
             try:
                 for kind, pod in self.cluster.watch(self.cluster.path("pods"), {"labelSelector": selector}):
                     failing_since = None
@@ -74,6 +83,7 @@ class TaskPods:
         """A pod (a dict, as the API sends it) was added, changed or deleted."""
         meta, status = pod["metadata"], pod.get("status") or {}
         name = meta["name"]
+        self.latest[name] = None if kind == "DELETED" else pod
         if kind == "DELETED" or meta.get("deletionTimestamp"):
             self.ready.discard(name)
             return  # its workers see their streams end and give their jobs back
@@ -100,6 +110,28 @@ class TaskPods:
             if c.get("type") == "PodScheduled" and c.get("status") == "False" and (name, c.get("reason")) not in self._warned:
                 self._warned.add((name, c.get("reason")))
                 self.log(f"pod {name} is not scheduled yet: {c.get('message')}")
+
+    def running(self, name):
+        """Whether the pod is there and not being deleted (its containers may be restarting)."""
+        pod = self.latest.get(name)
+        return bool(pod) and not pod["metadata"].get("deletionTimestamp") and \
+            (pod.get("status") or {}).get("phase") in ("Pending", "Running")
+
+    def why(self, name):
+        """What the watch last saw happen to the pod: evicted, deleted, a container OOM-killed; or None."""
+        pod = self.latest.get(name, {})
+        if pod is None:
+            return f"pod {name} was deleted"
+        status = pod.get("status") or {}
+        if status.get("reason") == "Evicted":
+            return f"pod {name} was evicted: {status.get('message', '')}".strip()
+        if pod.get("metadata", {}).get("deletionTimestamp"):
+            return f"pod {name} is being deleted"
+        for s in status.get("containerStatuses") or []:
+            ended = (s.get("lastState") or {}).get("terminated") or (s.get("state") or {}).get("terminated")
+            if ended and ended.get("reason") not in (None, "Completed"):
+                return f"its {s.get('name')} container ended: {ended['reason']}"
+        return None
 
     def _hand_on(self, pod):
         try:

@@ -30,7 +30,7 @@ def main(args):
         programs.exec_program(programs.require("womm-setup"), argv)
     cluster = Cluster(args.context or project.get("context"), args.namespace or project.get("namespace"))
     task = tasks.create("shell", "sync", project, cluster, cwd, ["shell", *command], pods=1,
-                        cpu=args.kube_cpu, mem=args.kube_mem)
+                        cpu=args.kube_cpu, mem=args.kube_mem, retries=0)
     reporter = Reporter(task["id"])
     share = shares.for_task(task, cluster, reporter.log)
     chosen, ready, fatal = [], threading.Event(), []

@@ -3,12 +3,14 @@
 GNU parallel runs each job as `job.sh -c COMMAND` (womm sets PARALLEL_SHELL).
 job.sh writes "PID SLOT SEQ" into the run directory's `submit` fifo and waits
 on its slot's fifo for "PID STATUS". The controller reads the command from
-/proc/PID/cmdline and writes the job's output straight into the job's own
+/proc/PID/cmdline and the job's stdin from /proc/PID/fd/6 (what --pipe gives it,
+else an empty pipe), and writes the job's output straight into the job's own
 stdout and stderr (job.sh keeps them on fds 8 and 9), so GNU parallel sees exactly what a
 local job would have printed: its --group, -k, --tag, --results and --joblog
 work unchanged. A pidfd tells the controller when GNU parallel killed a job.
 
-Nothing here starts a process per job, and nothing here talks to Kubernetes.
+Nothing here starts a process per job, nothing here talks to Kubernetes, and the
+controller holds no file per slot: only the few of each running job.
 """
 
 import errno
@@ -39,11 +41,8 @@ class RunDir:
         _mkfifo(self.submit_path)
         # O_RDWR: opening never blocks, and the fifo never reports EOF.
         self.submit_fd = os.open(self.submit_path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
-        self.slot_fds = {}
         for slot in range(local_slots + 1, max_slots + 1):
-            path = self.path / f"slot.{slot}"
-            _mkfifo(path)
-            self.slot_fds[slot] = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+            _mkfifo(self.path / f"slot.{slot}")
         self._submit_buf = b""
 
     def set_jobs(self, n):
@@ -85,20 +84,22 @@ class RunDir:
 
     def answer(self, slot, pid, status):
         """Release job.sh of `pid` waiting on `slot` with the job's exit status."""
-        fd = self.slot_fds.get(slot)
-        if fd is None:
-            return
+        try:
+            fd = os.open(self.path / f"slot.{slot}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return  # nobody waits there (ENXIO): that job.sh is gone already
         try:
             os.write(fd, f"{pid} {status}\n".encode())
         except OSError:
             pass
+        finally:
+            os.close(fd)
 
     def close(self):
-        for fd in [self.submit_fd, *self.slot_fds.values()]:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        try:
+            os.close(self.submit_fd)
+        except OSError:
+            pass
 
 
 def _mkfifo(path):
@@ -109,20 +110,89 @@ def _mkfifo(path):
             raise
 
 
+class Stdin:
+    """A job's stdin as read from job.sh's fd 0, kept so that an attempt lost with its pod can be
+    given it again from the start: in memory, then (past SPILL bytes) in an unnamed file."""
+
+    SPILL = 8 << 20
+
+    def __init__(self, fd, directory):
+        self.fd = fd
+        self.directory = directory
+        self.eof = False
+        self.size = 0
+        self._mem = bytearray()
+        self._file = None
+
+    def read_more(self):
+        """Read what job.sh's stdin has now; False when nothing was there yet."""
+        try:
+            data = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        if not data:
+            self.eof = True
+            self.close_source()
+            return True
+        if self._file is None and self.size + len(data) > self.SPILL:
+            self._file = os.open(self.directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+            os.write(self._file, self._mem)
+            self._mem = bytearray()
+        if self._file is None:
+            self._mem += data
+        else:
+            os.pwrite(self._file, data, self.size)
+        self.size += len(data)
+        return True
+
+    def chunk(self, offset, limit):
+        n = min(limit, self.size - offset)
+        if n <= 0:
+            return b""
+        if self._file is None:
+            return bytes(self._mem[offset:offset + n])
+        return os.pread(self._file, n, offset)
+
+    def close_source(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def close(self):
+        self.close_source()
+        if self._file is not None:
+            os.close(self._file)
+            self._file = None
+        self._mem = bytearray()
+
+
 class Job:
-    """One job GNU parallel started on a pod slot, seen from the controller."""
+    """One job GNU parallel started on a pod slot, seen from the controller.
 
-    __slots__ = ("pid", "slot", "seq", "command", "pidfd", "out", "err", "_rewind", "done", "cancelled")
+    An attempt is one run of it in a pod; an attempt lost with its pod or stream is
+    followed by another, up to the task's retries, its output rewound and its stdin replayed.
+    """
 
-    def __init__(self, pid, slot, seq, command, pidfd, out, err, rewind):
+    __slots__ = ("pid", "slot", "seq", "command", "pidfd", "out", "err", "_rewind", "stdin", "done", "cancelled",
+                 "losses", "attempt", "where", "sent", "acked", "eof_sent")
+
+    def __init__(self, pid, slot, seq, command, pidfd, out, err, rewind, stdin):
         self.pid, self.slot, self.seq, self.command = pid, slot, seq, command
         self.pidfd, self.out, self.err = pidfd, out, err
         self._rewind = rewind
+        self.stdin = stdin
         self.done = False
         self.cancelled = False
+        self.losses = []  # why each lost attempt was lost
+        self.attempt = None  # the number of the attempt running now (womm_run.frames' job)
+        self.where = None  # the controller.Slot it runs on
+        self.sent = self.acked = 0  # stdin bytes given to the attempt, and taken by it
+        self.eof_sent = False
 
     @classmethod
-    def attach(cls, pid, slot, seq, can_rewind=True):
+    def attach(cls, pid, slot, seq, run_dir, can_rewind=True):
         """Take over the job of job.sh process `pid`; None if it is already gone.
 
         Raises OSError if its stdout or stderr cannot be opened (a socket, say).
@@ -138,6 +208,7 @@ class Job:
             command = argv[argv.index(b"-c") + 1]
             for n in (8, 9):  # job.sh's copies of its stdout and stderr
                 fds.append(os.open(f"/proc/{pid}/fd/{n}", os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK | os.O_CLOEXEC))
+            fds.append(os.open(f"/proc/{pid}/fd/6", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))  # its stdin
         except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
             for fd in [pidfd, *fds]:
                 os.close(fd)
@@ -146,14 +217,19 @@ class Job:
             for fd in [pidfd, *fds]:
                 os.close(fd)
             raise
-        out, err = fds
+        out, err, inp = fds
         rewind = {}
         if can_rewind:
             for fd in (out, err):
                 st = os.fstat(fd)
                 if stat.S_ISREG(st.st_mode):
                     rewind[fd] = st.st_size
-        return cls(pid, slot, seq, command.decode("utf-8", "surrogateescape"), pidfd, out, err, rewind)
+        return cls(pid, slot, seq, command, pidfd, out, err, rewind, Stdin(inp, run_dir))
+
+    def new_attempt(self, number, where):
+        self.attempt, self.where = number, where
+        self.sent = self.acked = 0
+        self.eof_sent = False
 
     def write(self, channel, data):
         """Write job output (channel 1 stdout, 2 stderr) into the job's own file descriptors."""
@@ -183,11 +259,12 @@ class Job:
             except OSError:
                 pass
 
-    def close_outputs(self):
-        """Done with the job's output (its pidfd belongs to the controller's loop)."""
+    def close(self):
+        """Done with the job's output and stdin (its pidfd belongs to the controller's loop)."""
         for fd in (self.out, self.err):
             try:
                 os.close(fd)
             except OSError:
                 pass
         self.out = self.err = -1
+        self.stdin.close()

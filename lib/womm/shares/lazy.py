@@ -229,7 +229,7 @@ class LazyShare(Share):
         self.image = None
 
     def pod_parts(self, task):
-        self.image = configured_image(self.cluster, "share-image")
+        self.image = configured_image(self.cluster)
         volume, mount = self.directory_volume(task)
         job_mount = dict(mount, mountPropagation="HostToContainer")
         share_mount = dict(mount, mountPropagation="Bidirectional")

@@ -1,0 +1,421 @@
+"""A pod's agent: womm's end of the pod's one exec stream, in its womm container.
+
+    controller ==frames (womm_run.frames)==> agent --RUN/ctl, RUN/jobs/*/ fifos--> runner.sh
+                 one exec stream per pod                              (PID 1 of the job container)
+
+The controller runs `womm-run pod-agent RUN SLOTS` in the pod's womm container through the
+exec API; RUN is an emptyDir both containers mount. The agent turns JOB frames into job
+directories and `run` lines for the runner, and each job's fifos back into OUT, ERR and EXIT
+frames, binary-safe, reading every job a slice at a time so that no slot starves another. A
+job's stdin comes in IN frames and is acknowledged as the job takes it (ACK): the controller
+never has more than a window of a job's stdin in flight.
+
+When the stream ends (the controller went away, or its connection broke), or when a new
+agent takes over the pod, every job of this agent is killed: a job never outlives the stream
+that runs it. The controller runs it again elsewhere, as for a pod that died.
+
+Standard library only, and nothing heavy: it starts once per pod.
+"""
+
+import errno
+import fcntl
+import json
+import os
+import selectors
+import signal
+import sys
+import time
+
+from womm_run import frames
+
+CHUNK = 65536
+OUTPUT_HIGH = 1 << 20  # bytes queued for the controller above which no job is read
+SILENCE_LIMIT = 300  # seconds without a frame (the controller pings every 30 s): it is gone
+
+
+def sh_quote(data):
+    return b"'" + data.replace(b"'", b"'\\''") + b"'"
+
+
+class Job:
+    def __init__(self, agent, slot, number, seq, jobslot, command):
+        self.slot, self.number = slot, number
+        self.name = f"{slot}-{number}"
+        self.dir = os.path.join(agent.run, "jobs", self.name)
+        self.pid = None
+        self.cancelled = False
+        self.pending_in = bytearray()
+        self.in_eof = False
+        self.status_buf = b""
+        os.mkdir(self.dir, 0o777)
+        for name in ("in", "out", "err", "status"):
+            os.mkfifo(os.path.join(self.dir, name), 0o666)
+        with open(os.path.join(self.dir, "job"), "wb") as f:
+            f.write(b"cmd=%s\nPARALLEL_SEQ=%d PARALLEL_JOBSLOT=%d\nexport PARALLEL_SEQ PARALLEL_JOBSLOT\n"
+                    % (sh_quote(command), seq, jobslot))
+        # O_RDWR: the opens never block, and reads see no end while the runner has not opened
+        # its side yet. The status fifo is opened again read-only once the job has started.
+        flags = os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC
+        self.fds = {name: os.open(os.path.join(self.dir, name), flags) for name in ("in", "out", "err", "status")}
+
+    def close(self):
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds = {}
+        for name in ("in", "out", "err", "status", "job", "pid"):
+            try:
+                os.unlink(os.path.join(self.dir, name))
+            except FileNotFoundError:
+                pass
+        try:
+            os.rmdir(self.dir)
+        except OSError:
+            pass
+
+
+class Agent:
+    def __init__(self, run, slots, stdin=0, stdout=1):
+        self.run = run
+        self.slots = slots
+        self.stdin, self.stdout = stdin, stdout
+        self.sel = selectors.DefaultSelector()
+        self.jobs = {}  # slot -> Job
+        self.out = bytearray()  # frames waiting for the stream
+        self.decoder = frames.Decoder()
+        self.last_heard = time.monotonic()
+        self.reading_jobs = True
+        self.ended = False
+
+    # ---------------------------------------------------------------- start and end
+
+    def take_over(self):
+        """Become the pod's only agent: a previous one (its stream broken) is stopped first."""
+        self.lock = os.open(os.path.join(self.run, "agent.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                old = _read_int(os.path.join(self.run, "agent.pid"))
+                if old:
+                    try:
+                        os.kill(old, signal.SIGKILL if time.monotonic() > deadline else signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+                time.sleep(0.1)
+        with open(os.path.join(self.run, "agent.pid"), "w") as f:
+            f.write(f"{os.getpid()}\n")
+        os.makedirs(os.path.join(self.run, "jobs"), exist_ok=True)
+        ctl = os.path.join(self.run, "ctl")
+        if not os.path.exists(ctl):
+            os.mkfifo(ctl, 0o666)
+        self.ctl = os.open(ctl, os.O_RDWR | os.O_CLOEXEC)
+
+    def runner_info(self, wait=30):
+        """What runner.sh found in the job container (its shell, bash, setsid)."""
+        path = os.path.join(self.run, "runner")
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                with open(path) as f:
+                    lines = f.read().splitlines()
+                if "end" in lines:
+                    return dict(line.split("=", 1) for line in lines if "=" in line)
+            except FileNotFoundError:
+                pass
+            if time.monotonic() > deadline:
+                return {}
+            time.sleep(0.05)
+
+    def serve(self):
+        self.take_over()
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+        os.set_blocking(self.stdout, False)
+        hello = {"slots": self.slots, **self.runner_info(), "pid": os.getpid()}
+        self.runner = self._runner_generation()
+        self.send(frames.HELLO, payload=json.dumps(hello).encode())
+        self._watch(self.stdin, selectors.EVENT_READ, ("stdin", None))
+        try:
+            while not self.ended:
+                self._flush()
+                events = self.sel.select(1.0)
+                if time.monotonic() - self.last_heard >= SILENCE_LIMIT:
+                    break  # the controller has not pinged for minutes: its stream is dead
+                if not events:
+                    self._check_runner()
+                for key, mask in events:
+                    what, job = key.data
+                    if job is not None and job.fds.get(what) != key.fd:
+                        continue  # an earlier event of this batch ended the job (or moved the fd)
+                    if what == "stdin":
+                        self._from_controller()
+                    elif what == "stdout":
+                        self._flush()
+                    else:
+                        self._job_event(what, job, mask)
+        finally:
+            self.stop_all()
+
+    def _runner_generation(self):
+        try:
+            st = os.stat(os.path.join(self.run, "runner"))
+            return st.st_ino, st.st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    def _check_runner(self):
+        """A job container that restarted lost the jobs it had not started yet: they run again."""
+        now = self._runner_generation()
+        if now == self.runner:
+            return
+        self.runner = now
+        for job in list(self.jobs.values()):
+            if job.pid is None:
+                self._end(job, frames.LOST, b"its job container restarted")
+
+    def _on_signal(self, signum, frame):
+        self.ended = True
+
+    def stop_all(self):
+        """Kill every job of this agent (the stream that runs them is gone)."""
+        for job in list(self.jobs.values()):
+            if job.pid:
+                self._ctl(f"kill {job.pid}")
+            job.close()
+        self.jobs.clear()
+
+    # ---------------------------------------------------------------- the controller's frames
+
+    def _from_controller(self):
+        try:
+            data = os.read(self.stdin, CHUNK)
+        except OSError:
+            data = b""
+        if not data:
+            self.ended = True
+            return
+        self.last_heard = time.monotonic()
+        for kind, slot, number, payload in self.decoder.feed(data):
+            if kind == frames.JOB:
+                self._start(slot, number, *frames.decode_job(payload))
+            elif kind == frames.IN:
+                job = self._job(slot, number)
+                if job:
+                    if payload:
+                        job.pending_in += payload
+                    else:
+                        job.in_eof = True
+                    self._want_write(job)
+            elif kind == frames.KILL:
+                job = self._job(slot, number)
+                if job:
+                    job.cancelled = True
+                    if job.pid:
+                        self._ctl(f"kill {job.pid}")
+            elif kind == frames.ENV:
+                self._write_env(payload)
+            elif kind == frames.PING:
+                self.send(frames.PONG)
+
+    def _write_env(self, payload):
+        """The scripts of womm_run.jobenv: `env` for runner.sh to source, and the bash functions."""
+        scripts = json.loads(payload)
+        sh = scripts.get("sh", "").encode("latin-1")
+        bash = scripts.get("bash", "").encode("latin-1")
+        if bash:
+            functions = os.path.join(self.run, "functions.bash")
+            _write(functions, bash)
+            sh += b"BASH_ENV=%s; export BASH_ENV\n" % functions.encode()
+        _write(os.path.join(self.run, "env"), sh)
+
+    def _job(self, slot, number):
+        job = self.jobs.get(slot)
+        return job if job is not None and job.number == number else None
+
+    def _start(self, slot, number, seq, jobslot, command):
+        old = self.jobs.pop(slot, None)
+        if old is not None:  # the controller gave up on it: it must not write into its successor
+            if old.pid:
+                self._ctl(f"kill {old.pid}")
+            self._unregister(old)
+            old.close()
+        try:
+            job = Job(self, slot, number, seq, jobslot, command)
+        except OSError as e:
+            self.send(frames.LOST, slot, number, f"cannot prepare the job: {e.strerror}".encode())
+            return
+        self.jobs[slot] = job
+        self._watch(job.fds["status"], selectors.EVENT_READ, ("status", job))
+        for name in ("out", "err"):
+            self._watch(job.fds[name], selectors.EVENT_READ if self.reading_jobs else 0, (name, job))
+        self._ctl(f"run {job.name}")
+
+    def _ctl(self, line):
+        os.write(self.ctl, line.encode() + b"\n")
+
+    # ---------------------------------------------------------------- the jobs' fifos
+
+    def _job_event(self, what, job, mask):
+        if what == "in":
+            self._write_in(job)
+        elif what == "status":
+            self._status(job)
+        else:
+            self._read_output(job, what)
+
+    def _read_output(self, job, what):
+        try:
+            data = os.read(job.fds[what], CHUNK)
+        except BlockingIOError:
+            return
+        if data:
+            self.send(frames.OUT if what == "out" else frames.ERR, job.slot, job.number, data)
+
+    def _status(self, job):
+        try:
+            data = os.read(job.fds["status"], 256)
+        except BlockingIOError:
+            return
+        if not data:
+            # The wrapper died before it said how the job ended: its container went away.
+            self._end(job, frames.LOST, b"its job container stopped (restarted, or out of memory)")
+            return
+        job.status_buf += data
+        while b"\n" in job.status_buf:
+            line, job.status_buf = job.status_buf.split(b"\n", 1)
+            word, _, value = line.partition(b" ")
+            if word == b"started" and value.isdigit():
+                job.pid = int(value)
+                # From now on the fifo's end means the wrapper is gone: hold it read-only.
+                ro = os.open(os.path.join(job.dir, "status"), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                self._watch(job.fds["status"], 0)
+                os.close(job.fds["status"])
+                job.fds["status"] = ro
+                self._watch(ro, selectors.EVENT_READ, ("status", job))
+                if job.cancelled:
+                    self._ctl(f"kill {job.pid}")
+                self._want_write(job)
+            elif word == b"exit":
+                self._drain(job)
+                self._end(job, frames.EXIT, value)
+                return
+
+    def _drain(self, job):
+        """What the job wrote before it ended is in its fifos: all of it goes before EXIT."""
+        for what in ("out", "err"):
+            while True:
+                try:
+                    data = os.read(job.fds[what], CHUNK)
+                except BlockingIOError:
+                    break
+                if not data:
+                    break
+                self.send(frames.OUT if what == "out" else frames.ERR, job.slot, job.number, data)
+
+    def _end(self, job, kind, payload):
+        self._unregister(job)
+        job.close()
+        if self.jobs.get(job.slot) is job:
+            del self.jobs[job.slot]
+        self.send(kind, job.slot, job.number, payload)
+
+    def _unregister(self, job):
+        for fd in job.fds.values():
+            self._watch(fd, 0)
+
+    def _watch(self, fd, events, data=None):
+        """Select fd for events (0: not at all)."""
+        try:
+            self.sel.get_key(fd)
+            registered = True
+        except KeyError:
+            registered = False
+        if events and not registered:
+            self.sel.register(fd, events, data)
+        elif not events and registered:
+            self.sel.unregister(fd)
+
+    def _want_write(self, job):
+        """Watch the job's stdin fifo for room while there is input to give it (once it started)."""
+        fd = job.fds.get("in")
+        if fd is not None and job.pid is not None:
+            wants = bool(job.pending_in) or job.in_eof
+            self._watch(fd, selectors.EVENT_WRITE if wants else 0, ("in", job))
+
+    def _write_in(self, job):
+        fd = job.fds["in"]
+        written = 0
+        while job.pending_in:
+            try:
+                n = os.write(fd, job.pending_in[:CHUNK])
+            except BlockingIOError:
+                break
+            except OSError as e:
+                if e.errno != errno.EPIPE:
+                    raise
+                job.pending_in.clear()
+                break
+            written += n
+            del job.pending_in[:n]
+        if written:
+            self.send(frames.ACK, job.slot, job.number, written.to_bytes(4, "big"))
+        if not job.pending_in and job.in_eof:
+            # The end of its stdin: the job reads EOF once this, its only writer, is closed.
+            self._watch(fd, 0)
+            os.close(fd)
+            del job.fds["in"]
+            return
+        self._want_write(job)
+
+    # ---------------------------------------------------------------- the stream to the controller
+
+    def send(self, kind, slot=0, number=0, payload=b""):
+        self.out += frames.encode(kind, slot, number, payload)
+        self._flush()
+
+    def _flush(self):
+        while self.out:
+            try:
+                n = os.write(self.stdout, self.out[:CHUNK])
+            except BlockingIOError:
+                break
+            except OSError:
+                self.ended = True  # the stream is gone
+                self.out.clear()
+                return
+            del self.out[:n]
+        self._watch(self.stdout, selectors.EVENT_WRITE if self.out else 0, ("stdout", None))
+        # Back-pressure: while the stream is slow, the jobs wait on their fifos.
+        reading = len(self.out) < OUTPUT_HIGH
+        if reading != self.reading_jobs:
+            self.reading_jobs = reading
+            for job in self.jobs.values():
+                for name in ("out", "err"):
+                    self._watch(job.fds[name], selectors.EVENT_READ if reading else 0, (name, job))
+
+
+def _write(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def _read_int(path):
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def main(args):
+    Agent(args.run, args.slots).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(Agent(sys.argv[1], int(sys.argv[2])).serve())

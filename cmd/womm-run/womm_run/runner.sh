@@ -1,0 +1,97 @@
+# womm's job runner: PID 1 of a worker pod's job container, started as
+#   sh -c RUNNER womm-runner RUN DIR SHELL GRACE
+# RUN is a directory shared with the pod's womm container (an emptyDir), whose agent
+# (podagent.py) gives it jobs; DIR is where jobs run; SHELL runs them (sh when the image
+# has no SHELL); GRACE is the seconds between TERM and KILL. POSIX sh builtins only, and
+# setsid where the image has it: the user's image needs nothing else.
+#
+# The agent writes one request per line into the fifo RUN/ctl:
+#   run JOB      start the job of RUN/jobs/JOB/: `job` (sh assignments: the command and its
+#                PARALLEL_* variables) and the fifos in, out, err and status
+#   kill PID     TERM to the job's process group (its tree without setsid), KILL after GRACE
+# A job's wrapper writes "started PID", then "exit STATUS" when the job has ended, into its
+# status fifo, which it holds for its whole life: if the wrapper dies, the agent sees it close.
+# When the agent goes away (ctl reaches its end), every job still running is killed: the
+# remote watchdog GNU parallel's ssh wrapper has.
+run=$1 dir=$2 shell=${3:-sh} grace=${4:-2}
+trap 'exit 0' TERM INT
+command -v "$shell" >/dev/null 2>&1 || shell=sh
+setsid=
+command -v setsid >/dev/null 2>&1 && setsid=setsid
+cd "$dir" 2>/dev/null || echo "womm: $dir is not in this pod; jobs run in $PWD" >&2
+printf 'shell=%s\nbash=%s\nsetsid=%s\nend\n' "$(command -v "$shell")" "$(command -v bash)" "$setsid" > "$run/runner"
+
+descendants() {
+    # The processes below $1, through every thread of it (a thread's children are its own).
+    # sh has no local variables: each list is expanded before the recursion reuses the names.
+    for t in /proc/"$1"/task/*; do
+        kids=
+        read -r kids 2>/dev/null < "$t/children"
+        for kid in $kids; do
+            echo "$kid"
+            descendants "$kid"
+        done
+    done
+}
+
+signal_job() {
+    # $1 the job's pid, $2 the signal. Stop the tree first so that nothing forks past us,
+    # then signal it and wake it.
+    tree="$1 $(descendants "$1")"
+    if [ -n "$setsid" ]; then
+        kill -STOP "-$1" 2>/dev/null
+        kill -"$2" "-$1" 2>/dev/null
+    fi
+    # shellcheck disable=SC2086
+    kill -STOP $tree 2>/dev/null
+    # shellcheck disable=SC2086
+    kill -"$2" $tree 2>/dev/null
+    [ -n "$setsid" ] && kill -CONT "-$1" 2>/dev/null
+    # shellcheck disable=SC2086
+    kill -CONT $tree 2>/dev/null
+}
+
+kill_job() {
+    case $1 in ''|*[!0-9]*) return ;; esac
+    signal_job "$1" TERM
+    (sleep "$grace"; signal_job "$1" KILL) &
+}
+
+start_job() {
+    j=$run/jobs/$1
+    (
+        exec 3> "$j/status" || exit
+        . "$j/job"
+        if [ -r "$run/env" ]; then . "$run/env"; fi
+        # The wrapper opens the job's fifos before it says "started": from then on the agent
+        # may close its end of `in` (the job then reads its end) without the job's open hanging.
+        exec 4< "$j/in" 5> "$j/out" 6> "$j/err"
+        # shellcheck disable=SC2154 # cmd comes from $j/job
+        $setsid "$shell" -c "$cmd" <&4 >&5 2>&6 3>&- 4<&- 5>&- 6>&- &
+        pid=$!
+        exec 4<&- 5>&- 6>&-
+        echo "$pid" > "$j/pid"
+        echo "started $pid" >&3
+        wait "$pid"
+        echo "exit $?" >&3
+    ) &
+}
+
+kill_all() {
+    for p in "$run"/jobs/*/pid; do
+        pid=
+        [ -e "$p" ] && read -r pid < "$p"
+        kill_job "$pid"
+    done
+}
+
+while :; do
+    until [ -p "$run/ctl" ]; do sleep 0.05 2>/dev/null || sleep 1; done
+    while IFS=' ' read -r verb arg; do
+        case $verb in
+            run) start_job "$arg" ;;
+            kill) kill_job "$arg" ;;
+        esac
+    done < "$run/ctl"
+    kill_all
+done
