@@ -8,6 +8,7 @@ create() makes the record; everything that runs a task (the client, the leader o
   host, pid, pid_start              the controller (a reused pid does not hide an orphan)
   namespace, context                where it runs
   image, share, share_id, pull_secret   from the directory's project record
+  helper_image                      womm's own image: the pods' agents, the share's helpers
   pods, procs_per_pod, local_procs, cpu, mem   the job slots and the pods' size
   shell, retries                    what runs jobs in the pods (sh if the image lacks it);
                                     how often a job lost with its pod runs again
@@ -37,6 +38,8 @@ def process_start(pid):
 
 def create(kind, mode, project, cluster, cwd, command, pods, cpu, mem, procs_per_pod=1, local_procs=0,
            shell="sh", retries=3):
+    from womm.settings import configured_image
+
     """Record a new task controlled by this process, run with project's image and share; the record."""
     pid = os.getpid()
     task = {
@@ -55,6 +58,7 @@ def create(kind, mode, project, cluster, cwd, command, pods, cpu, mem, procs_per
         "share": project.get("share", "none"),
         "share_id": project.get("share_id"),
         "pull_secret": project.get("pull_secret") or None,
+        "helper_image": configured_image(cluster),
         "pods": pods,
         "procs_per_pod": procs_per_pod,
         "local_procs": local_procs,

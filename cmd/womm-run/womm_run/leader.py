@@ -15,7 +15,6 @@ from womm import manifests, records, shares, taskobjects
 from womm.errors import UsageError, WommError
 from womm.kube import Cluster
 from womm.report import Reporter, say
-from womm.settings import configured_image
 from womm_run import parallel
 
 MAX_INPUT = 900 * 1024  # a ConfigMap holds about 1 MiB
@@ -38,7 +37,6 @@ def start(args):
     if args.local_procs:
         raise UsageError("--async cannot use --local-procs: the task must not need this machine")
     cluster = Cluster(args.context or project.get("context"), args.namespace or project.get("namespace"))
-    image = configured_image(cluster)
     data = b""
     if reads_stdin(args):
         data = sys.stdin.buffer.read(MAX_INPUT + 1)
@@ -52,7 +50,7 @@ def start(args):
         share.wait_prepared()
         if data:
             cluster.request("POST", cluster.path("configmaps"), body=manifests.leader_input(task, data))
-        cluster.request("POST", cluster.path("pods"), body=manifests.leader_pod(task, image, bool(data)))
+        cluster.request("POST", cluster.path("pods"), body=manifests.leader_pod(task, task["helper_image"], bool(data)))
     except BaseException:
         taskobjects.delete(cluster, task["id"])
         records.remove_task(task["id"])

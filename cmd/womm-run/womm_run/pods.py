@@ -13,7 +13,6 @@ from importlib import resources
 
 from womm import home, manifests, records, taskobjects
 from womm.errors import WommError, describe
-from womm.settings import configured_image
 
 RUNNER = resources.files("womm_run").joinpath("runner.sh").read_text()
 
@@ -44,8 +43,7 @@ class TaskPods:
         self._warned = set()
 
     def create(self):
-        image = configured_image(self.cluster)
-        body = manifests.worker_replicaset(self.task, self.share.pod_parts(self.task), image, RUNNER)
+        body = manifests.worker_replicaset(self.task, self.share.pod_parts(self.task), self.task["helper_image"], RUNNER)
         self.cluster.request("POST", self.cluster.path("replicasets"), body=body)
 
     def start(self, on_ready):

@@ -20,7 +20,6 @@ import threading
 
 from womm import manifests
 from womm.errors import UsageError, WommError
-from womm.settings import configured_image
 from womm.shares.base import Share
 
 SFTP_SERVERS = ("/usr/lib/openssh/sftp-server", "/usr/lib/sftp-server", "/usr/libexec/openssh/sftp-server",
@@ -229,7 +228,7 @@ class LazyShare(Share):
         self.image = None
 
     def pod_parts(self, task):
-        self.image = configured_image(self.cluster)
+        self.image = task["helper_image"]
         volume, mount = self.directory_volume(task)
         job_mount = dict(mount, mountPropagation="HostToContainer")
         share_mount = dict(mount, mountPropagation="Bidirectional")
