@@ -18,7 +18,7 @@ trap 'exit 0' TERM INT
 command -v "$shell" >/dev/null 2>&1 || shell=sh
 setsid=
 command -v setsid >/dev/null 2>&1 && setsid=setsid
-cd "$dir" 2>/dev/null || echo "womm: $dir is not in this pod; jobs run in $PWD" >&2
+[ -d "$dir" ] || echo "womm: $dir is not in this pod; jobs run in $PWD" >&2
 printf 'shell=%s\nbash=%s\nsetsid=%s\nend\n' "$(command -v "$shell")" "$(command -v bash)" "$setsid" > "$run/runner"
 
 descendants() {
@@ -61,6 +61,8 @@ start_job() {
     j=$run/jobs/$1
     (
         exec 3> "$j/status" || exit
+        # Each job enters the directory anew: a lazy share is mounted over it after this runner started.
+        cd "$dir" 2>/dev/null
         . "$j/job"
         if [ -r "$run/env" ]; then . "$run/env"; fi
         # The wrapper opens the job's fifos before it says "started": from then on the agent
