@@ -66,3 +66,15 @@ def add_hidden_verb(verbs, name):
     # argparse prints help=SUPPRESS subcommands as "==SUPPRESS==": drop its listing instead.
     verbs._choices_actions = [a for a in verbs._choices_actions if a.dest != name]  # noqa: SLF001
     return parser
+
+
+def duration(text):
+    """Seconds of a duration as people write it: 90, 90s, 20m, 24h, 7d (an argparse type)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        value = float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
+    except (ValueError, IndexError):
+        value = -1
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90s, 20m, 24h, 7d)")
+    return value

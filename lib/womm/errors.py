@@ -39,6 +39,41 @@ def _interrupted(signum, frame):
     raise Interrupted(signum)
 
 
+class deferred_signals:  # noqa: N801 - used as a statement: `with deferred_signals(log):`
+    """While cleaning up, Ctrl-C, SIGTERM and SIGHUP are noted, not raised: the cleanup ends first.
+
+    Blocking the signals would not do: Python runs its handlers in the main thread whichever
+    thread the kernel gave the signal to. Main thread only (where handlers can be set).
+    """
+
+    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __init__(self, log=None):
+        self.log = log
+        self.saved = {}
+
+    def _noted(self, signum, frame):
+        if self.log:
+            self.log("still removing the task's objects: a moment")
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                signum = getattr(signal, name)
+                self.saved[signum] = signal.signal(signum, self._noted)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        for signum, handler in self.saved.items():
+            signal.signal(signum, handler)
+        return False
+
+
 def debugging():
     return os.environ.get("WOMM_DEBUG", "") not in ("", "0")
 

@@ -54,6 +54,7 @@ class Cluster:
         self.namespace = namespace or self.credentials.namespace
         self._pools = None
         self._lock = threading.Lock()
+        self.last_date = None
 
     @property
     def server(self):
@@ -95,12 +96,14 @@ class Cluster:
             headers["Content-Type"] = content_type or "application/json"
             data = json.dumps(body).encode()
         try:
+            query = dict(query or {}, fieldManager="womm") if method in ("POST", "PATCH", "PUT") else query
             response = self._pool().request(
                 method, self._url(path, query), body=data, headers=headers, preload_content=not stream,
                 timeout=urllib3.Timeout(connect=10, read=timeout), redirect=False,
             )
         except urllib3.exceptions.HTTPError as e:
             raise Unreachable(f"cannot reach the Kubernetes API at {self.server}: {_reason(e)}") from None
+        self.last_date = response.headers.get("Date")  # the server's clock (womm.taskobjects' heartbeats)
         if not 200 <= response.status <= 299:
             body = response.data if not stream else response.read()
             response.release_conn()

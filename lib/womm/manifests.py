@@ -1,8 +1,8 @@
 """Every Kubernetes object womm creates, built here and nowhere else.
 
 Objects are plain dicts: the API accepts them, and cluster-setup prints them.
-Everything carries womm's labels (womm.taskobjects owns them, and finds and
-deletes a task's objects by them).
+Everything carries womm's labels (womm.taskobjects owns them, and a task's Lease,
+and finds and deletes a task's objects by them).
 """
 
 import json
@@ -25,12 +25,14 @@ AGENT_IDLE = ["sh", "-c", f"mkdir -p {POD_RUN}/jobs && chmod 0777 {POD_RUN} {POD
               f"{{ [ -p {POD_RUN}/ctl ] || mkfifo -m 0666 {POD_RUN}/ctl; }} && exec womm-idle"]
 
 
-def metadata(name, labels_, annotations_=None, namespace=None):
+def metadata(name, labels_, annotations_=None, namespace=None, owner=None):
     meta = {"name": name, "labels": labels_}
     if annotations_:
         meta["annotations"] = annotations_
     if namespace:
         meta["namespace"] = namespace
+    if owner:  # the task's Lease: deleting it deletes this (the garbage collector)
+        meta["ownerReferences"] = [owner]
     return meta
 
 
@@ -82,7 +84,7 @@ def worker_replicaset(task, share_spec, womm_image, runner):
     return {
         "apiVersion": "apps/v1",
         "kind": "ReplicaSet",
-        "metadata": metadata(f"womm-task-{task['id']}", task_labels, annotations(task)),
+        "metadata": metadata(f"womm-task-{task['id']}", task_labels, annotations(task), owner=task.get("owner")),
         "spec": {
             "replicas": task["pods"],
             "selector": {"matchLabels": {TASK: task["id"], ROLE: "worker"}},
@@ -163,7 +165,8 @@ def leader_rbac(namespace):
         {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]},
         # the share server's address, for the workers
         {"apiGroups": [""], "resources": ["services"], "verbs": ["get"]},
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["deletecollection"]},
+        # the task's heartbeat (womm.taskobjects)
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "patch"]},
     ]
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(LEADER_ACCOUNT, rbac_labels, namespace=namespace)},
@@ -180,41 +183,48 @@ def leader_rbac(namespace):
     ]
 
 
-def leader_pod(task, image, with_input):
-    """The in-cluster coordinator of an --async task: GNU parallel and the controller, run from the task record."""
+def leader_pod(task, image):
+    """The in-cluster coordinator of an --async task: GNU parallel and the controller, run from the
+    task record (and GNU parallel's stdin) in the task's ConfigMap, at womm_run.leader.TASK_DIR."""
     container = {
         "name": "leader",
         "image": image,
-        "command": ["womm-run", "leader", json.dumps(task)],
+        "command": ["womm-run", "leader", "/womm/task/task.json"],
         "env": [{"name": "WOMM_HOME", "value": "/tmp/womm"}, {"name": "HOME", "value": "/tmp"}],
         "workingDir": "/tmp",
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
+        "volumeMounts": [{"name": "task", "mountPath": "/womm/task", "readOnly": True}],
     }
     pod_spec = {
         "containers": [container],
+        "volumes": [{"name": "task", "configMap": {"name": f"womm-task-{task['id']}"}}],
         "serviceAccountName": LEADER_ACCOUNT,
         "restartPolicy": "Never",
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 5,
     }
-    if with_input:  # GNU parallel's stdin, at womm_run.leader.INPUT
-        container["volumeMounts"] = [{"name": "input", "mountPath": "/womm/input", "readOnly": True}]
-        pod_spec["volumes"] = [{"name": "input", "configMap": {"name": f"womm-input-{task['id']}"}}]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": metadata(f"womm-leader-{task['id']}", labels(task, role="leader"), annotations(task)),
+        "metadata": metadata(f"womm-leader-{task['id']}", labels(task, role="leader"), annotations(task),
+                             owner=task.get("owner")),
         "spec": pod_spec,
     }
 
 
-def leader_input(task, data):
-    """The jobs' input of an --async task (GNU parallel's stdin), for its leader."""
+def leader_task(task, stdin):
+    """An --async task's record, and its jobs' input (GNU parallel's stdin), for its leader.
+
+    A ConfigMap, not the pod's arguments: a command of 100,000 arguments fits (up to ~1 MiB in all).
+    """
     import base64
 
+    data = {"task.json": base64.b64encode(json.dumps(task).encode()).decode()}
+    if stdin:
+        data["input"] = base64.b64encode(stdin).decode()
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": metadata(f"womm-input-{task['id']}", labels(task, role="input")),
-        "binaryData": {"input": base64.b64encode(data).decode()},
+        "metadata": metadata(f"womm-task-{task['id']}", labels(task, role="input"), owner=task.get("owner")),
+        "binaryData": data,
     }

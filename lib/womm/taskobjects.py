@@ -1,14 +1,22 @@
-"""A task's Kubernetes objects: their labels and annotations, finding tasks by them, deleting them.
+"""A task's Kubernetes objects: their labels and annotations, its heartbeat, finding tasks by
+them, deleting them.
 
-Every object womm creates carries MANAGED_BY; a task's objects (its workers' ReplicaSet
-and pods, an --async task's leader pod and input) also carry its id and their role, and
-annotations that say who started the task. `womm status`, `womm finish` and the reaper
-find tasks here, from the objects alone; cleanup selects by label, never by name pattern.
-Objects are plain dicts, as the API sends them (womm.kube's raw requests).
+Every object womm creates carries MANAGED_BY; a task's objects also carry its id and their
+role, and annotations that say who started the task. Each task has one Lease, created first:
+its controller (the client, or an --async task's leader) renews it every RENEW_EVERY seconds,
+and every other object of the task names it as its owner, so that deleting it deletes them
+all. A task whose Lease the API server has not seen renewed for LEASE_SECONDS is ORPHANED,
+wherever its controller was: the age is the server's own clock against the server's own
+record of the last renewal (managedFields), so no client's clock is ever compared.
+`womm status`, `womm finish` and the reaper find tasks here, from the objects alone; cleanup
+selects by label, never by name pattern. Objects are plain dicts, as the API sends them.
 """
 
 import json
 import re
+import threading
+import time
+from email.utils import parsedate_to_datetime
 
 from womm import records, tasks
 
@@ -18,12 +26,17 @@ ROLE = "womm.dev/role"
 HOST = "womm.dev/host"
 SHARE = "womm.dev/share"
 
+LEASE_SECONDS = 90
+RENEW_EVERY = 30
+COMMAND_CHARS = 1000  # of the command, in annotations: its ::: inputs (and what they expand) stay home
+
 # Annotations: who controls the task (womm status, the reaper) and what it runs.
 ANNOTATIONS = {  # task field: annotation
-    "host": "womm.dev/host", "cwd": "womm.dev/cwd", "pid": "womm.dev/pid", "pid_start": "womm.dev/pid-start",
-    "command": "womm.dev/command", "mode": "womm.dev/mode", "created": "womm.dev/created",
-    "cpu": "womm.dev/cpu", "mem": "womm.dev/mem", "pods": "womm.dev/pods",
+    "host": "womm.dev/host", "machine": "womm.dev/machine", "cwd": "womm.dev/cwd", "pid": "womm.dev/pid",
+    "pid_start": "womm.dev/pid-start", "command": "womm.dev/command", "mode": "womm.dev/mode",
+    "created": "womm.dev/created", "cpu": "womm.dev/cpu", "mem": "womm.dev/mem", "pods": "womm.dev/pods",
 }
+INPUT_SEPARATORS = (":::", "::::", ":::+", "::::+")
 
 
 def label_value(text):
@@ -44,12 +57,24 @@ def labels(task, role="worker"):
     return {**MANAGED_BY, TASK: task["id"], ROLE: role, HOST: label_value(task["host"])}
 
 
+def shown_command(command):
+    """The command as annotations show it: its words up to the first input separator, shortened."""
+    words = []
+    for word in command:
+        if word in INPUT_SEPARATORS:
+            words.append(word + " ...")
+            break
+        words.append(word)
+    text = json.dumps(words)
+    return text if len(text) <= COMMAND_CHARS else json.dumps([json.dumps(words)[:COMMAND_CHARS] + "..."])
+
+
 def annotations(task):
     def text(field):
         value = task.get(field)
         if field == "command":
-            return json.dumps(value)
-        if field in ("pid_start", "created"):
+            return shown_command(value or [])
+        if field == "created":
             return repr(value)
         return "" if value is None else str(value)
 
@@ -70,9 +95,10 @@ def from_annotations(ann):
         command = []
     return {
         "host": ann.get(ANNOTATIONS["host"]),
+        "machine": ann.get(ANNOTATIONS["machine"]),
         "cwd": ann.get(ANNOTATIONS["cwd"]),
         "pid": num("pid", int),
-        "pid_start": num("pid_start"),
+        "pid_start": ann.get(ANNOTATIONS["pid_start"]) or None,
         "command": command,
         "mode": ann.get(ANNOTATIONS["mode"], "sync"),
         "created": num("created"),
@@ -82,14 +108,82 @@ def from_annotations(ann):
     }
 
 
+# ---------------------------------------------------------------- the heartbeat and owner
+
+def lease(task):
+    """The task's heartbeat, renewed by its controller, and the owner of all its other objects."""
+    now = _micro_time()
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": f"womm-task-{task['id']}", "labels": labels(task, role="owner"),
+                     "annotations": annotations(task)},
+        "spec": {"holderIdentity": f"{task['machine']}/{task['pid']}/{task['pid_start']}",
+                 "leaseDurationSeconds": LEASE_SECONDS, "acquireTime": now, "renewTime": now},
+    }
+
+
+def create_owner(cluster, task):
+    """Create the task's Lease; the owner reference its other objects carry (also kept in the task)."""
+    made = cluster.request("POST", cluster.path("leases"), body=lease(task))
+    task["owner"] = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "name": made["metadata"]["name"],
+                     "uid": made["metadata"]["uid"]}
+    return task["owner"]
+
+
+def renew(cluster, task):
+    cluster.request("PATCH", cluster.path("leases", f"womm-task-{task['id']}"),
+                    body={"spec": {"renewTime": _micro_time()}}, content_type="application/merge-patch+json",
+                    timeout=10)
+
+
+def keep_alive(cluster, task, stopping, log=None):
+    """Renew the task's Lease every RENEW_EVERY seconds until stopping is set (a daemon thread)."""
+    def loop():
+        while not stopping.wait(RENEW_EVERY):
+            try:
+                renew(cluster, task)
+            except Exception as e:  # noqa: BLE001 - the next renewal may reach the API again
+                if log:
+                    from womm.errors import describe
+
+                    log(f"could not renew the task's heartbeat: {describe(e)}")
+
+    threading.Thread(target=loop, name="heartbeat", daemon=True).start()
+
+
+def _micro_time():
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d}Z"
+
+
+def heartbeat_age(lease, server_date):
+    """Seconds since the API server last saw the Lease written, by the server's own clock; None if unknown."""
+    from datetime import datetime
+
+    if not server_date:
+        return None
+    times = [m.get("time") for m in (lease["metadata"].get("managedFields") or []) if m.get("time")]
+    if not times:
+        return None
+    last = max(datetime.fromisoformat(t.replace("Z", "+00:00")) for t in times)
+    return (parsedate_to_datetime(server_date) - last).total_seconds()
+
+
+# ---------------------------------------------------------------- finding and deleting
+
 def find(cluster, all_namespaces=False, task_id=None):
     """{id: task} of the tasks in the cluster, built from their objects, each with its status."""
     query = {"labelSelector": selector(**({"task": task_id} if task_id else {}))}
     ns = None if all_namespaces else cluster.namespace
-    sets = cluster.request("GET", cluster.path("replicasets", namespace=ns, all_namespaces=all_namespaces), query)
-    pods = cluster.request("GET", cluster.path("pods", namespace=ns, all_namespaces=all_namespaces), query)
+
+    def listing(kind):
+        return cluster.request("GET", cluster.path(kind, namespace=ns, all_namespaces=all_namespaces), query)["items"]
+
     found = {}
-    for kind, items in (("ReplicaSet", sets["items"]), ("Pod", pods["items"])):
+    for kind in ("leases", "replicasets", "pods"):
+        items = listing(kind)
+        now = cluster.last_date  # the server's clock, as it answered this listing
         for obj in items:
             meta = obj["metadata"]
             labels_ = meta.get("labels") or {}
@@ -101,7 +195,9 @@ def find(cluster, all_namespaces=False, task_id=None):
             if ANNOTATIONS["host"] in ann:
                 t.update(from_annotations(ann))
             status = obj.get("status") or {}
-            if kind == "ReplicaSet":
+            if kind == "leases":
+                t["heartbeat_age"] = heartbeat_age(obj, now)
+            elif kind == "replicasets":
                 t["pods_ready"] = status.get("readyReplicas") or 0
                 t["pods"] = obj["spec"].get("replicas")
             elif labels_.get(ROLE) == "leader":
@@ -120,25 +216,33 @@ def find(cluster, all_namespaces=False, task_id=None):
 
 
 def status_of(t):
-    """RUNNING, COMPLETE (an async task whose leader ended), ORPHANED, or UNKNOWN (another host's)."""
+    """RUNNING, COMPLETE (an async task whose leader ended), ORPHANED, or UNKNOWN.
+
+    This machine's sync tasks: whether their controller process lives (the fast path).
+    Others: whether their heartbeat is fresh; UNKNOWN without one.
+    """
     if t.get("mode") == "async":
         if t.get("leader") in ("Succeeded", "Failed"):
             return "COMPLETE"
         return "RUNNING" if t.get("leader") else "ORPHANED"
-    alive = tasks.controller_alive(t.get("pid"), t.get("pid_start"), t.get("host"))
-    if alive is None:
+    alive = tasks.controller_alive(t.get("pid"), t.get("pid_start"), t.get("machine"))
+    if alive is not None:
+        return "RUNNING" if alive else "ORPHANED"
+    age = t.get("heartbeat_age")
+    if age is None:
         return "UNKNOWN"
-    return "RUNNING" if alive else "ORPHANED"
+    return "RUNNING" if age < LEASE_SECONDS else "ORPHANED"
 
 
-def delete(cluster, task_id, role=None, namespace=None):
-    """Delete all of a task's objects (of one role: the leader spares itself), by label.
+def delete(cluster, task_id, role=None, namespace=None, timeout=10):
+    """Delete all of a task's objects (of one role: the leader spares itself and the Lease), by label.
 
     ReplicaSets first, or they would replace the pods deleted after them; one
-    deletecollection request per kind.
+    deletecollection request per kind; the Lease last (what its deletion leaves, the
+    garbage collector removes).
     """
     query = {"labelSelector": selector(task=task_id, **({"role": role} if role else {})),
              "propagationPolicy": "Background", "gracePeriodSeconds": 1}
-    kinds = ["replicasets", "pods"] + (["configmaps"] if role is None else [])
+    kinds = ["replicasets", "pods"] + (["configmaps", "leases"] if role is None else [])
     for kind in kinds:
-        cluster.request("DELETE", cluster.path(kind, namespace=namespace), query)
+        cluster.request("DELETE", cluster.path(kind, namespace=namespace), query, timeout=timeout)

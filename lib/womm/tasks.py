@@ -5,13 +5,17 @@ create() makes the record; everything that runs a task (the client, the leader o
 `womm finish` and the reaper read it back. Fields:
 
   id, kind (parallel | shell), mode (sync | async), command, cwd, created
-  host, pid, pid_start              the controller (a reused pid does not hide an orphan)
+  host, machine, pid, pid_start     the controller: its host's name (for people), its machine
+                                    (/etc/machine-id: two hosts may share a name), its pid
+                                    and that process's start ("BOOT_ID:TICKS", immune to clock
+                                    steps; a reused pid does not hide an orphan)
   namespace, context                where it runs
   image, share, share_id, pull_secret   from the directory's project record
   helper_image                      womm's own image: the pods' agents, the share's helpers
   pods, procs_per_pod, local_procs, cpu, mem   the job slots and the pods' size
-  shell, retries                    what runs jobs in the pods (sh if the image lacks it);
-                                    how often a job lost with its pod runs again
+  shell, retries, pending_timeout   what runs jobs in the pods (sh if the image lacks it);
+                                    how often a job lost with its pod runs again; how long
+                                    (seconds) the first pod may take to start
 """
 
 import os
@@ -26,18 +30,38 @@ def new_id():
     return "".join(secrets.choice(string.ascii_lowercase) for _ in range(8))
 
 
-def process_start(pid):
-    """The start time of process pid (seconds since the epoch, psutil's create_time), or None."""
-    import psutil
+def machine_id():
+    """This machine, as systemd names it (WOMM_MACHINE_ID overrides, for tests)."""
+    if os.environ.get("WOMM_MACHINE_ID"):
+        return os.environ["WOMM_MACHINE_ID"]
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            with open(path) as f:
+                value = f.read().strip()
+            if value:
+                return value
+        except OSError:
+            pass
+    return "host-" + home.hostname()
 
+
+def process_start(pid):
+    """When process pid started, as "BOOT_ID:TICKS" (clock ticks since boot): a wall-clock step
+    changes nothing, a reboot or a reused pid changes it. None if there is no such process."""
     try:
-        return psutil.Process(pid).create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+    except OSError:
         return None
+    # The command name (field 2) may hold spaces and parentheses: count fields after its last ')'.
+    ticks = stat[stat.rindex(b")") + 2:].split()[19]
+    return f"{boot}:{int(ticks)}"
 
 
 def create(kind, mode, project, cluster, cwd, command, pods, cpu, mem, procs_per_pod=1, local_procs=0,
-           shell="sh", retries=3):
+           shell="sh", retries=3, pending_timeout=None):
     from womm.settings import configured_image
 
     """Record a new task controlled by this process, run with project's image and share; the record."""
@@ -50,6 +74,7 @@ def create(kind, mode, project, cluster, cwd, command, pods, cpu, mem, procs_per
         "cwd": os.path.realpath(cwd),
         "created": time.time(),
         "host": home.hostname(),
+        "machine": machine_id(),
         "pid": pid,
         "pid_start": process_start(pid),
         "namespace": cluster.namespace,
@@ -66,6 +91,7 @@ def create(kind, mode, project, cluster, cwd, command, pods, cpu, mem, procs_per
         "mem": mem,
         "shell": shell,
         "retries": retries,
+        "pending_timeout": pending_timeout,
     }
     records.save_task(task)
     return task
@@ -76,14 +102,13 @@ def pod_slots(task):
     return task["pods"] * task["procs_per_pod"]
 
 
-def controller_alive(pid, pid_start, host):
-    """True if the controller process of a task on this host still runs (and is that process)."""
-    if host != home.hostname():
-        return None  # unknowable from here
+def controller_alive(pid, pid_start, machine):
+    """True if the controller process of a task of this machine still runs (and is that process);
+    None for another machine's task: unknowable from here (its heartbeat says)."""
+    if machine != machine_id():
+        return None
     try:
         pid = int(pid)
-        pid_start = float(pid_start)
     except (TypeError, ValueError):
         return False
-    start = process_start(pid)
-    return start is not None and abs(start - pid_start) < 1.0
+    return pid_start is not None and process_start(pid) == str(pid_start)

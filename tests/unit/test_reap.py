@@ -14,7 +14,8 @@ from womm_reap import commands
 
 
 def me(**extra):
-    return {"host": home.hostname(), "pid": os.getpid(), "pid_start": tasks.process_start(os.getpid()), **extra}
+    return {"host": home.hostname(), "machine": tasks.machine_id(), "pid": os.getpid(),
+            "pid_start": tasks.process_start(os.getpid()), **extra}
 
 
 def test_status_from_the_controller_and_the_leader():
@@ -23,8 +24,11 @@ def test_status_from_the_controller_and_the_leader():
     dead.wait()
     assert taskobjects.status_of(me(mode="sync", pid=dead.pid)) == "ORPHANED"
     # a reused pid: same number, another start time
-    assert taskobjects.status_of(me(mode="sync", pid_start=time.time() - 86400 * 365)) == "ORPHANED"
-    assert taskobjects.status_of(me(mode="sync", host="elsewhere")) == "UNKNOWN"
+    assert taskobjects.status_of(me(mode="sync", pid_start="another-boot:1")) == "ORPHANED"
+    assert taskobjects.status_of(me(mode="sync", machine="elsewhere")) == "UNKNOWN"
+    # Another machine's task (or one with this host's name): its heartbeat decides.
+    assert taskobjects.status_of(me(mode="sync", machine="elsewhere", heartbeat_age=20)) == "RUNNING"
+    assert taskobjects.status_of(me(mode="sync", machine="elsewhere", heartbeat_age=200)) == "ORPHANED"
     assert taskobjects.status_of(me(mode="async", leader="Running")) == "RUNNING"
     assert taskobjects.status_of(me(mode="async", leader="Succeeded")) == "COMPLETE"
     assert taskobjects.status_of(me(mode="async", leader=None)) == "ORPHANED"

@@ -15,10 +15,11 @@ def build_parser():
     status = cli.add_verb(
         verbs, "status",
         description=(
-            "List the tasks on the cluster started from this host. STATUS is RUNNING, "
+            "List the tasks on the cluster started from this machine. STATUS is RUNNING, "
             "COMPLETE (an async task that finished and waits for `womm finish`), ORPHANED "
-            "(its controller is gone: finish it), or UNKNOWN (another host's synchronous "
-            "task). HEALTH is ready pods over requested pods, then jobs done where known."
+            "(its controller is gone, or has not renewed its heartbeat for 90 s: finish it), or "
+            "UNKNOWN (a task with no heartbeat). HEALTH is ready pods over requested pods, then "
+            "jobs done where known."
         ),
     )
     status.add_argument("-A", "--all-hosts", action="store_true", help="show every host's tasks, with a HOST column")
@@ -40,7 +41,7 @@ def build_parser():
     reap = cli.add_verb(
         verbs, "reap",
         description=(
-            "Finish this host's ORPHANED tasks and its COMPLETE async tasks older than the TTL, "
+            "Finish this machine's ORPHANED tasks and its COMPLETE async tasks older than the TTL, "
             "and remove local leftovers (testbed containers, temporary images, stale records). "
             "Prints nothing when there is nothing to do, one line per action otherwise, and "
             "appends the same to ~/.womm/logs/reap.log. Never touches a task whose controller is alive."
@@ -49,6 +50,8 @@ def build_parser():
     reap.add_argument("--ttl", default="24h", help="age after which COMPLETE async tasks are finished (e.g. 90m, 24h, 7d; default 24h)")
     reap.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     reap.add_argument("--print-cron", action="store_true", help="print a crontab line that runs this reaper, and exit")
+    reap.add_argument("--all-hosts", action="store_true",
+                      help="also finish other machines' ORPHANED tasks (their heartbeat stopped) and expired ones")
     cli.add_kube_options(reap)
     return parser
 

@@ -6,6 +6,7 @@ time). Local records under ~/.womm/tasks fill in what only this host knows, and
 let the reaper find tasks whose objects are gone.
 """
 
+import argparse
 import fcntl
 import json
 import os
@@ -14,7 +15,7 @@ import shutil
 import sys
 import time
 
-from womm import home, records, shares, taskobjects, tasks
+from womm import cli, home, records, shares, taskobjects, tasks
 from womm.errors import UsageError, WommError
 from womm.kube import Cluster
 from womm.report import say
@@ -33,8 +34,8 @@ def _here_cluster(args):
 def status(args):
     cluster = _here_cluster(args)
     found = taskobjects.find(cluster, args.all_namespaces)
-    me = home.hostname()
-    rows = [t for t in found.values() if args.all_hosts or t.get("host") == me]
+    me = tasks.machine_id()
+    rows = [t for t in found.values() if args.all_hosts or t.get("machine") == me]
     rows.sort(key=lambda t: t.get("created") or 0)
     if args.output == "json":
         print(json.dumps([_json_row(t) for t in rows], indent=1))
@@ -118,7 +119,7 @@ def _print_table(table):
 
 def finish(args):
     here = os.path.realpath(os.getcwd())
-    me = home.hostname()
+    me = tasks.machine_id()
     failed = 0
     for task_id in args.ids:
         try:
@@ -144,8 +145,9 @@ def finish_one(task_id, args, here, me, reason=None, log=None):
     t = {**record, **(found or {})}
     force = getattr(args, "force", False)
     if not force:
-        if t.get("host") and t["host"] != me:
-            raise UsageError(f"task {task_id} was started on {t['host']}: finish it there, or use --force")
+        if t.get("machine") and t["machine"] != me:
+            raise UsageError(f"task {task_id} was started on {t.get('host') or 'another machine'}: "
+                             "finish it there, or use --force")
         if t.get("cwd") and os.path.realpath(t["cwd"]) != here and reason is None:
             raise UsageError(f"task {task_id} belongs to {t['cwd']}: finish it there, or use --force")
         if found and found["status"] == "RUNNING":
@@ -170,13 +172,10 @@ def _bring_back(cluster, t, log):
 # ---------------------------------------------------------------- reap
 
 def parse_ttl(text):
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     try:
-        if text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
-    except (ValueError, IndexError):
-        raise UsageError(f"--ttl: not a duration: {text!r} (e.g. 90m, 24h, 7d)") from None
+        return cli.duration(text)
+    except argparse.ArgumentTypeError as e:
+        raise UsageError(f"--ttl: {e}") from None
 
 
 def print_cron(args):
@@ -214,7 +213,7 @@ def reap(args):
 
 
 def _reap(args, ttl):
-    me = home.hostname()
+    me = tasks.machine_id()
     errors = 0
 
     def act(line):
@@ -223,7 +222,7 @@ def _reap(args, ttl):
             f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
 
     # Where to look: the namespaces of this host's records, and the current one.
-    local = {t["id"]: t for t in records.list_tasks() if t.get("host", me) == me}
+    local = {t["id"]: t for t in records.list_tasks() if t.get("machine", me) == me}
     places = {(t.get("context"), t.get("namespace")) for t in local.values()}
     places.add((args.context, args.namespace))
     seen, handled = set(), set()
@@ -237,7 +236,7 @@ def _reap(args, ttl):
             continue
         for tid, t in sorted(found.items()):
             seen.add(tid)
-            if t.get("host") != me or tid in handled:
+            if (t.get("machine") != me and not args.all_hosts) or tid in handled:
                 continue
             why = None
             if t["status"] == "ORPHANED":
@@ -257,7 +256,7 @@ def _reap(args, ttl):
                 errors += 1
     # Records whose objects are gone and whose controller is dead.
     for tid, t in local.items():
-        if tid in seen or tasks.controller_alive(t.get("pid"), t.get("pid_start"), t.get("host")):
+        if tid in seen or tasks.controller_alive(t.get("pid"), t.get("pid_start"), t.get("machine")):
             continue
         if args.dry_run:
             act(f"would forget {tid} (its objects are gone)")
@@ -288,7 +287,7 @@ def _reap_testbeds(dry_run, act):
     errors = 0
     for c in containers:
         labels = c.labels or {}
-        if tasks.controller_alive(labels.get("womm.dev/pid"), labels.get("womm.dev/pid-start"), home.hostname()):
+        if tasks.controller_alive(labels.get("womm.dev/pid"), labels.get("womm.dev/pid-start"), tasks.machine_id()):
             continue
         if dry_run:
             act(f"would remove testbed container {c.name}")

@@ -20,6 +20,11 @@ def add_pod_options(parser):
     group = parser.add_argument_group("pods (defaults from WOMM_KUBE_CPU, WOMM_KUBE_MEM or ~/.womm/settings.json)")
     group.add_argument("--kube-cpu", metavar="N", help="CPUs reserved (and the limit) per pod (default 1)")
     group.add_argument("--kube-mem", metavar="M", help="memory reserved (and the limit) per pod (default 512Mi)")
+    group.add_argument(
+        "--kube-pending-timeout", metavar="DURATION", type=cli.duration, default=300,
+        help="give up, with the scheduler's or kubelet's reason, when no pod has started within DURATION "
+             "(e.g. 90s, 10m; default 5m); once some have, go on with those",
+    )
     return group
 
 
@@ -100,7 +105,7 @@ def build_parser():
     cli.add_kube_options(logs)
     # The in-cluster coordinator of --async tasks; not for humans.
     leader = cli.add_hidden_verb(verbs, "leader")
-    leader.add_argument("task", help="the task record, as JSON")
+    leader.add_argument("task", help="the file of the task record, as JSON")
     # A worker pod's agent, run by the controller in the pod's womm container; not for humans.
     agent = cli.add_hidden_verb(verbs, "pod-agent")
     agent.add_argument("run", help="the directory the agent shares with the job container")

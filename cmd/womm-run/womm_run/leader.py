@@ -17,8 +17,8 @@ from womm.kube import Cluster
 from womm.report import Reporter, say
 from womm_run import parallel
 
-MAX_INPUT = 900 * 1024  # a ConfigMap holds about 1 MiB
-INPUT = "/womm/input/input"  # where the leader finds GNU parallel's stdin (manifests.leader_pod)
+MAX_INPUT = 900 * 1024  # a ConfigMap holds about 1 MiB, the task record included
+INPUT = "/womm/task/input"  # where the leader finds GNU parallel's stdin (manifests.leader_pod)
 
 
 def reads_stdin(args):
@@ -45,12 +45,17 @@ def start(args):
                             "of the share and give it to GNU parallel with :::: FILE")
     task = parallel.new_task(args, project, cluster, "async")
     try:
+        taskobjects.create_owner(cluster, task)  # the leader renews it
+        records.save_task(task)
         share = shares.for_task(task, cluster, Reporter(task["id"]).log)
         share.prepare(task)
         share.wait_prepared()
-        if data:
-            cluster.request("POST", cluster.path("configmaps"), body=manifests.leader_input(task, data))
-        cluster.request("POST", cluster.path("pods"), body=manifests.leader_pod(task, task["helper_image"], bool(data)))
+        body = manifests.leader_task(task, data)
+        if len(json.dumps(body)) > MAX_INPUT + 100 * 1024:
+            raise WommError("the task is too large for --async (its command and input are over 1 MiB): put the "
+                            "inputs in a file of the share and give it to GNU parallel with :::: FILE")
+        cluster.request("POST", cluster.path("configmaps"), body=body)
+        cluster.request("POST", cluster.path("pods"), body=manifests.leader_pod(task, task["helper_image"]))
     except BaseException:
         taskobjects.delete(cluster, task["id"])
         records.remove_task(task["id"])
@@ -63,7 +68,8 @@ def start(args):
 
 def main(args):
     """In the leader pod: run the task its record describes."""
-    task = json.loads(args.task)
+    with open(args.task) as f:
+        task = json.load(f)
     fd = os.open(INPUT if os.path.exists(INPUT) else os.devnull, os.O_RDONLY)
     os.dup2(fd, 0)
     os.close(fd)

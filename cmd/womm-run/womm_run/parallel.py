@@ -12,8 +12,8 @@ import shutil
 import signal
 import threading
 
-from womm import records, shares, tasks
-from womm.errors import UsageError, WommError
+from womm import records, shares, taskobjects, tasks
+from womm.errors import UsageError, WommError, deferred_signals
 from womm.kube import Cluster
 from womm.report import Reporter
 from womm_run import controller, jobenv
@@ -66,6 +66,7 @@ def new_task(args, project, cluster, mode):
         "parallel", mode, project, cluster, os.getcwd(), ["parallel", *args.parallel_options, "--", *args.command],
         pods=args.kube_pods, procs_per_pod=args.procs_per_pod, local_procs=args.local_procs,
         cpu=args.kube_cpu, mem=args.kube_mem, shell=os.path.basename(local_shell()), retries=args.kube_retries,
+        pending_timeout=args.kube_pending_timeout,
     )
 
 
@@ -90,6 +91,10 @@ def run(task, cluster, reporter):
     attacher = Attacher(cluster, task, share, scheduler, pods, jobenv.frame_payload(os.environb), reporter.log)
     proc = None
     try:
+        if not in_cluster:  # a leader's client made the Lease
+            taskobjects.create_owner(cluster, task)
+            records.save_task(task)
+        taskobjects.keep_alive(cluster, task, pods.stopping, reporter.log)
         # GNU parallel starts while the pods do: its jobs wait for their slots.
         proc = proc_holder["proc"] = controller.start_parallel(
             [command[0], "-j", str(rundir.jobs_file), *command[1:]], rundir, scheduler, os.environ, local_shell(),
@@ -103,17 +108,19 @@ def run(task, cluster, reporter):
         ungrouped = any(w in ("-u", "--ungroup", "--line-buffer", "--lb") for w in command)
         status = controller.serve_parallel(proc, rundir, scheduler, rewindable=not ungrouped)
         if fatal:
-            raise WommError(fatal[0] + "; nothing ran")
+            done = f" ({scheduler.done} jobs had finished)" if scheduler.done else "; nothing ran"
+            raise WommError(fatal[0] + done)
         share.collect(task, sorted(pods.ready))
         if not in_cluster:
             share.bring_back(task)
         return status
     finally:
-        if proc is not None:
-            controller.stop_parallel(proc)
-        attacher.close()
-        rundir.close()
-        end_task(task, pods, share, reporter)
+        with deferred_signals(reporter.log):  # a second Ctrl-C or SIGTERM waits for the cleanup
+            if proc is not None:
+                controller.stop_parallel(proc)
+            attacher.close()
+            rundir.close()
+            end_task(task, pods, share, reporter)
 
 
 def _record_progress(task, scheduler, stopping, every=2.0):

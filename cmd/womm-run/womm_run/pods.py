@@ -6,7 +6,6 @@ handler does (womm_run.podlink: one exec stream per pod), and a delete per kind 
 """
 
 import shutil
-import signal
 import threading
 import time
 from importlib import resources
@@ -16,13 +15,21 @@ from womm.errors import WommError, describe
 
 RUNNER = resources.files("womm_run").joinpath("runner.sh").read_text()
 
-WATCH_PATIENCE = 30  # seconds without the API before a run gives up
+WATCH_PATIENCE = 60  # seconds without the API before a run gives up
+PENDING_TIMEOUT = 300  # default seconds for the first pod to start (clusters that autoscale take minutes)
 
-# Waiting reasons after which a pod will not start without someone changing something.
-HOPELESS = {
-    "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
-    "CreateContainerConfigError", "CreateContainerError", "CrashLoopBackOff", "RunContainerError",
-}
+# Waiting reasons after which a pod will not start without someone changing something. A pull
+# that failed is retried by the kubelet (throttled, a registry hiccup), unless the registry
+# said the image is not there, or not ours to pull.
+HOPELESS = {"InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError", "CreateContainerError",
+            "CrashLoopBackOff", "RunContainerError"}
+PULL = {"ErrImagePull", "ImagePullBackOff"}
+PULL_HOPELESS = ("not found", "manifest unknown", "unauthorized", "denied", "no such host", "invalid reference",
+                 "repository does not exist")
+
+
+def hopeless(reason, message):
+    return reason in HOPELESS or (reason in PULL and any(p in (message or "").lower() for p in PULL_HOPELESS))
 
 
 class TaskPods:
@@ -40,11 +47,26 @@ class TaskPods:
         self.working = threading.Event()  # set once a pod's on_ready succeeded
         self.stopping = threading.Event()
         self._handed = set()  # (pod, restarts) already given to on_ready
-        self._warned = set()
+        self._said = set()  # the reasons pods wait for, each said once
+        self.waiting = {}  # name -> why that pod does not run yet
 
     def create(self):
         body = manifests.worker_replicaset(self.task, self.share.pod_parts(self.task), self.task["helper_image"], RUNNER)
         self.cluster.request("POST", self.cluster.path("replicasets"), body=body)
+        timeout = self.task.get("pending_timeout") or PENDING_TIMEOUT
+        threading.Thread(target=self._pending_watchdog, args=(timeout,), name="pending", daemon=True).start()
+
+    def _pending_watchdog(self, timeout):
+        """No pod working within the pending timeout ends the run with the reason; some working goes on."""
+        if self.stopping.wait(timeout):
+            return
+        waiting = sorted(set(self.waiting.values()))
+        why = "; ".join(waiting) or "they are still being created"
+        if not self.working.is_set():
+            self.on_fatal(f"no pod started within {timeout:g} s: {why}")
+        elif self.waiting:
+            self.log(f"{len(self.waiting)} of {self.task['pods']} pods did not start within {timeout:g} s ({why}); "
+                     f"going on with the others")
 
     def start(self, on_ready):
         """Watch the pods; on_ready(pod) runs in a thread of its own for each pod that becomes
@@ -84,10 +106,12 @@ class TaskPods:
         self.latest[name] = None if kind == "DELETED" else pod
         if kind == "DELETED" or meta.get("deletionTimestamp"):
             self.ready.discard(name)
+            self.waiting.pop(name, None)
             return  # its workers see their streams end and give their jobs back
         statuses = status.get("containerStatuses") or []
         if status.get("phase") == "Running" and statuses and all(s.get("ready") for s in statuses):
             self.ready.add(name)
+            self.waiting.pop(name, None)
             # A container that restarted (OOM-killed, say) lost its agents: hand the pod on again.
             incarnation = (name, sum(s.get("restartCount", 0) for s in statuses))
             if incarnation not in self._handed:
@@ -95,19 +119,28 @@ class TaskPods:
                 threading.Thread(target=self._hand_on, args=(name,), name=f"ready {name}", daemon=True).start()
             return
         self.ready.discard(name)
+        why = None
         for s in statuses + (status.get("initContainerStatuses") or []):
             waiting = (s.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") in HOPELESS:
-                message = f"pod {name} cannot start: {waiting['reason']}: {waiting.get('message') or s.get('image')}"
+            reason, message = waiting.get("reason"), waiting.get("message") or s.get("image")
+            if hopeless(reason, message):
+                text = f"pod {name} cannot start: {reason}: {message}"
                 if not self.working.is_set():
-                    self.on_fatal(message)
-                elif (name, waiting["reason"]) not in self._warned:
-                    self._warned.add((name, waiting["reason"]))
-                    self.log(message)
+                    self.on_fatal(text)
+                    return
+            if reason in PULL or hopeless(reason, message):
+                why = f"{reason}: {message}"
         for c in status.get("conditions") or []:
-            if c.get("type") == "PodScheduled" and c.get("status") == "False" and (name, c.get("reason")) not in self._warned:
-                self._warned.add((name, c.get("reason")))
-                self.log(f"pod {name} is not scheduled yet: {c.get('message')}")
+            if c.get("type") == "PodScheduled" and c.get("status") == "False":
+                why = f"not scheduled: {c.get('message') or c.get('reason')}"
+        if why:
+            self.waiting[name] = why
+            if why not in self._said:  # once per reason, not once per pod and second
+                self._said.add(why)
+                count = sum(1 for w in self.waiting.values() if w == why)
+                self.log(f"{count} of {self.task['pods']} pods wait: {why}")
+        else:
+            self.waiting.pop(name, None)
 
     def running(self, name):
         """Whether the pod is there and not being deleted (its containers may be restarting)."""
@@ -154,22 +187,25 @@ class TaskPods:
         taskobjects.delete(self.cluster, self.task["id"], role)
 
 
-def end_task(task, pods, share, reporter):
-    """Whatever happened, the task's objects go, then its local files; a second Ctrl-C waits until they have.
+def end_task(task, pods, share, reporter, patience=25):
+    """Whatever happened, the task's objects go, then its local files (within `patience` seconds).
 
     An --async task's leader removes its workers only: it stays, COMPLETE, until `womm finish`.
+    If the API cannot be reached, the task's record stays for `womm finish` and the run fails:
+    a run never ends well while its objects may still be there.
     """
-    blocked = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
-    try:
-        share.close()
+    share.close()
+    pods.stopping.set()
+    deadline = time.monotonic() + patience
+    while True:
         try:
             pods.delete(role="worker" if task["mode"] == "async" else None)
-        except Exception as e:  # noqa: BLE001 - keep the record so that finish/reap can retry
-            reporter.log(f"could not delete the task's objects ({describe(e)}): run `womm finish {task['id']}`")
-            return
-        shutil.rmtree(home.run_dir(task["id"]), ignore_errors=True)
-        records.remove_task(task["id"])
-        reporter.progress(f"replicaset.apps \"womm-task-{task['id']}\" deleted")
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+            break
+        except Exception as e:  # noqa: BLE001 - retried while there is time, then reported
+            if time.monotonic() + 2 > deadline:
+                raise WommError(f"could not delete the task's objects ({describe(e)}): "
+                                f"run `womm finish {task['id']}`") from None
+            time.sleep(2)
+    shutil.rmtree(home.run_dir(task["id"]), ignore_errors=True)
+    records.remove_task(task["id"])
+    reporter.progress(f"replicaset.apps \"womm-task-{task['id']}\" deleted")

@@ -10,8 +10,8 @@ import shlex
 import sys
 import threading
 
-from womm import programs, records, shares, tasks
-from womm.errors import WommError
+from womm import programs, records, shares, taskobjects, tasks
+from womm.errors import WommError, deferred_signals
 from womm.kube import Cluster, relay_stdio
 from womm.report import Reporter
 from womm_run.pods import TaskPods, end_task
@@ -30,7 +30,7 @@ def main(args):
         programs.exec_program(programs.require("womm-setup"), argv)
     cluster = Cluster(args.context or project.get("context"), args.namespace or project.get("namespace"))
     task = tasks.create("shell", "sync", project, cluster, cwd, ["shell", *command], pods=1,
-                        cpu=args.kube_cpu, mem=args.kube_mem, retries=0)
+                        cpu=args.kube_cpu, mem=args.kube_mem, retries=0, pending_timeout=args.kube_pending_timeout)
     reporter = Reporter(task["id"])
     share = shares.for_task(task, cluster, reporter.log)
     chosen, ready, fatal = [], threading.Event(), []
@@ -46,6 +46,9 @@ def main(args):
 
     pods = TaskPods(cluster, task, share, reporter.log, on_fatal)
     try:
+        taskobjects.create_owner(cluster, task)
+        records.save_task(task)
+        taskobjects.keep_alive(cluster, task, pods.stopping, reporter.log)
         share.prepare(task, on_fatal)
         pods.start(on_ready)
         pods.create()
@@ -58,7 +61,8 @@ def main(args):
         share.bring_back(task)
         return status
     finally:
-        end_task(task, pods, share, reporter)
+        with deferred_signals(reporter.log):
+            end_task(task, pods, share, reporter)
 
 
 def run_in_pod(cluster, pod, cwd, command):

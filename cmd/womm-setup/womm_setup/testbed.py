@@ -106,7 +106,7 @@ class Testbed:
                 detach=True, user="0", working_dir="/", volumes=volumes,
                 # The reaper removes a testbed whose womm setup is gone (pid and its start time).
                 labels={LABEL: "1", "womm.dev/pid": str(os.getpid()),
-                        "womm.dev/pid-start": repr(tasks.process_start(os.getpid()))},
+                        "womm.dev/pid-start": str(tasks.process_start(os.getpid()))},
                 name=f"womm-testbed-{os.getpid()}-{int(time.time())}", hostname="testbed",
             )
         except ImageNotFound:
