@@ -11,6 +11,7 @@ from womm.taskobjects import MANAGED_BY, ROLE, SHARE, TASK, annotations, labels
 
 SHARE_SERVER = "womm-fs"  # the share server's Deployment and Service
 LEADER_ACCOUNT = "womm-leader"  # ServiceAccount, Role and RoleBinding of --async leaders
+REAPER = "womm-reaper"  # the optional in-cluster reaper's CronJob, and its account
 SHARE_CONTAINER = "womm-share"  # the share's container in a worker pod
 AGENT_CONTAINER = "womm"  # the agent's container in a worker pod: womm's image
 JOB_CONTAINER = "job"
@@ -153,9 +154,62 @@ def share_server(image, namespace=None):
     return [deployment, service]
 
 
+def account(name, rules, namespace, role):
+    """A ServiceAccount with a Role of exactly `rules`, bound to it."""
+    account_labels = {**MANAGED_BY, ROLE: role}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(name, account_labels, namespace=namespace)},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": metadata(name, account_labels, namespace=namespace), "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": metadata(name, account_labels, namespace=namespace),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+    ]
+
+
+def reaper(image, namespace, schedule="*/15 * * * *"):
+    """The optional in-cluster reaper (`womm cluster-setup --reaper`), for teams whose laptops go away:
+    every 15 minutes it finishes the tasks whose heartbeat stopped, and COMPLETE ones past a day."""
+    rules = [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["list", "deletecollection"]},
+        {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list", "deletecollection"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "deletecollection"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["deletecollection"]},
+    ]
+    job = {
+        "backoffLimit": 0,
+        "ttlSecondsAfterFinished": 3600,
+        "template": {
+            "metadata": {"labels": {**MANAGED_BY, ROLE: "reaper"}},
+            "spec": {
+                "serviceAccountName": REAPER,
+                "restartPolicy": "Never",
+                "enableServiceLinks": False,
+                "containers": [{
+                    "name": "reaper", "image": image,
+                    "command": ["womm-reap", "reap", "--all-hosts", "--ttl", "24h"],
+                    "env": [{"name": "WOMM_HOME", "value": "/tmp/womm"}, {"name": "HOME", "value": "/tmp"}],
+                    "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+                }],
+            },
+        },
+    }
+    cron = {
+        "apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": metadata(REAPER, {**MANAGED_BY, ROLE: "reaper"}, namespace=namespace),
+        "spec": {"schedule": schedule, "concurrencyPolicy": "Forbid", "successfulJobsHistoryLimit": 1,
+                 "failedJobsHistoryLimit": 1, "jobTemplate": {"spec": job}},
+    }
+    return account(REAPER, rules, namespace, "reaper") + [cron]
+
+
 def leader_rbac(namespace):
     """What the in-cluster leader of an --async task may do, and nothing more."""
-    rbac_labels = {**MANAGED_BY, ROLE: "leader"}
     rules = [
         # its workers: create the ReplicaSet, watch the pods, remove them all at the end
         {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["create", "list", "deletecollection"]},
@@ -168,19 +222,7 @@ def leader_rbac(namespace):
         # the task's heartbeat (womm.taskobjects)
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "patch"]},
     ]
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(LEADER_ACCOUNT, rbac_labels, namespace=namespace)},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": metadata(LEADER_ACCOUNT, rbac_labels, namespace=namespace), "rules": rules,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": metadata(LEADER_ACCOUNT, rbac_labels, namespace=namespace),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": LEADER_ACCOUNT},
-            "subjects": [{"kind": "ServiceAccount", "name": LEADER_ACCOUNT, "namespace": namespace}],
-        },
-    ]
+    return account(LEADER_ACCOUNT, rules, namespace, "leader")
 
 
 def leader_pod(task, image):

@@ -29,6 +29,9 @@ def build_parser():
                        help="womm's helper image: the share server, the pods' agents, --async leaders "
                             "(default: the one `womm build-images` made)")
     setup.add_argument("--apply", action="store_true", help="create or update the objects with the API instead of printing them")
+    setup.add_argument("--reaper", action="store_true",
+                       help="also an in-cluster reaper: a CronJob that finishes, every 15 minutes, the tasks whose "
+                            "heartbeat stopped (their laptop went away) and COMPLETE ones older than a day")
     setup.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml", help="format of the printed objects")
     cli.add_kube_options(setup)
 

@@ -8,8 +8,10 @@ from womm.errors import WommError
 from womm.settings import resolve
 
 
-def objects(namespace, image):
+def objects(namespace, image, reaper=False):
     objs = manifests.share_server(image, namespace) + manifests.leader_rbac(namespace)
+    if reaper:
+        objs += manifests.reaper(image, namespace)
     # Worker pods and --async leaders use the image too: record it where they look.
     objs.append({
         "apiVersion": "v1",
@@ -34,11 +36,11 @@ def main(args):
         from womm.kube import Cluster
 
         cluster = Cluster(args.context, args.namespace)
-        for obj in objects(cluster.namespace, image):
+        for obj in objects(cluster.namespace, image, args.reaper):
             print(apply(cluster, obj))
         return 0
     namespace = args.namespace or _current_namespace(args.context)
-    print_objects(objects(namespace, image), args.output)
+    print_objects(objects(namespace, image, args.reaper), args.output)
     return 0
 
 

@@ -57,7 +57,7 @@ def main(args):
     log(f"helper image: {tag}")
     from womm_fs import cluster_setup
 
-    args.helper_image, args.apply, args.output = tag, False, "yaml"
+    args.helper_image, args.apply, args.output, args.reaper = tag, False, "yaml", False
     return cluster_setup.main(args)
 
 

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from womm import manifests, records, shares, taskobjects
+from womm import manifests, records, shares, taskobjects, tasks
 from womm.errors import UsageError, WommError
 from womm.kube import Cluster
 from womm.report import Reporter, say
@@ -70,6 +70,7 @@ def main(args):
     """In the leader pod: run the task its record describes."""
     with open(args.task) as f:
         task = json.load(f)
+    parallel.ensure_open_files(tasks.pod_slots(task), task["pods"])
     fd = os.open(INPUT if os.path.exists(INPUT) else os.devnull, os.O_RDONLY)
     os.dup2(fd, 0)
     os.close(fd)

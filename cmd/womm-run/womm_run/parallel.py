@@ -54,6 +54,7 @@ def main(args):
         os.execvp("parallel", ["parallel", "--citation"])
     check_parallel_options(args.parallel_options)
     require("parallel")
+    ensure_open_files(args.local_procs + args.kube_pods * args.procs_per_pod, args.kube_pods)
     project = records.require_project(os.getcwd())
     cluster = Cluster(args.context or project.get("context"), args.namespace or project.get("namespace"))
     task = new_task(args, project, cluster, "sync")
@@ -68,6 +69,27 @@ def new_task(args, project, cluster, mode):
         cpu=args.kube_cpu, mem=args.kube_mem, shell=os.path.basename(local_shell()), retries=args.kube_retries,
         pending_timeout=args.kube_pending_timeout,
     )
+
+
+FDS_PER_SLOT = 5  # GNU parallel holds ~4 files per running job; the controller a pidfd, stdio (4) and a fifo
+FDS_BASE = 128
+
+
+def ensure_open_files(slots, pods):
+    """Raise the soft RLIMIT_NOFILE (GNU parallel inherits it) to what `slots` job slots need, up to the
+    hard limit; refuse, before anything is made, when even that is too low."""
+    import resource
+
+    need = FDS_BASE + FDS_PER_SLOT * slots + 2 * pods
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    if hard != resource.RLIM_INFINITY and hard < need:
+        fit = max(0, (hard - FDS_BASE - 2 * pods) // FDS_PER_SLOT)
+        raise UsageError(f"{slots} job slots need {need} open files, and this shell allows {hard} "
+                         f"(`ulimit -Hn`): {fit} slots fit; raise the limit (e.g. `ulimit -n {need}`, "
+                         "or LimitNOFILE in systemd, nofile in /etc/security/limits.conf)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
 
 
 def run(task, cluster, reporter):
