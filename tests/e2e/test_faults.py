@@ -91,11 +91,11 @@ def test_a_job_that_ignores_term_is_gone_after_its_timeout(womm, tmp_path):
     d = womm.setup_dir(tmp_path / "proj", "none")
     stubborn = "trap '' TERM; sh -c \"trap '' TERM; sleep 1234\" & sleep 1235"
     proc, out, t = background(womm, d, "--kube-pods", "1", "--procs-per-pod", "2", "--timeout", "5", "--",
-                              "if [ {} = stubborn ]; then " + stubborn + "; else sleep 16; echo done; fi",
+                              "if [ {} = stubborn ]; then " + stubborn + "; else sleep 30; echo done; fi",
                               ":::", "stubborn", "patient")
     pod = wait_for("a worker running", 120, lambda: worker_pods(womm))[0].metadata.name
     wait_for("the stubborn job to start", 60, lambda: "sleep 1235" in ps(womm, pod))
-    time.sleep(14)  # its timeout (5 s), the kill sequence, and some
+    time.sleep(12)  # its timeout (5 s), the kill sequence (TERM, 2 s, KILL), and some
     left = ps(womm, pod)
     t.join(120)
     assert "sleep 1234" not in left and "sleep 1235" not in left, left
