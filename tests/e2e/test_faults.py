@@ -90,16 +90,17 @@ def test_two_sigterms_in_a_row_leave_no_object(womm, tmp_path):
 def test_a_job_that_ignores_term_is_gone_after_its_timeout(womm, tmp_path):
     d = womm.setup_dir(tmp_path / "proj", "none")
     stubborn = "trap '' TERM; sh -c \"trap '' TERM; sleep 1234\" & sleep 1235"
+    # The other jobs (1 s each, within the timeout) keep the pod there long enough to look.
     proc, out, t = background(womm, d, "--kube-pods", "1", "--procs-per-pod", "2", "--timeout", "5", "--",
-                              "if [ {} = stubborn ]; then " + stubborn + "; else sleep 30; echo done; fi",
-                              ":::", "stubborn", "patient")
+                              "if [ {} = stubborn ]; then " + stubborn + "; else sleep 1; echo done; fi",
+                              ":::", "stubborn", *map(str, range(40)))
     pod = wait_for("a worker running", 120, lambda: worker_pods(womm))[0].metadata.name
     wait_for("the stubborn job to start", 60, lambda: "sleep 1235" in ps(womm, pod))
     time.sleep(12)  # its timeout (5 s), the kill sequence (TERM, 2 s, KILL), and some
     left = ps(womm, pod)
     t.join(120)
     assert "sleep 1234" not in left and "sleep 1235" not in left, left
-    assert proc.returncode == 1 and out["stdout"] == "done\n", out
+    assert proc.returncode == 1 and out["stdout"] == "done\n" * 40, out
 
 
 def ps(womm, pod):
