@@ -42,7 +42,7 @@ def worker_replicaset(task, share_spec, womm_image, runner):
     and beside it womm's agent (womm_run.podagent), which the controller reaches.
 
     share_spec: what the share adds to the pod (womm.shares' pod_parts()):
-    {"volumes", "mounts", "containers", "init_containers"}. runner: the job container's
+    {"volumes", "mounts", "agent_mounts", "containers", "init_containers"}. runner: the job container's
     PID 1, a POSIX sh script (womm_run's runner.sh).
     A ReplicaSet, so that a pod that dies (deleted, evicted) comes back; not a
     Deployment, whose extra controller only delays the first pod.
@@ -64,7 +64,7 @@ def worker_replicaset(task, share_spec, womm_image, runner):
         "name": AGENT_CONTAINER,
         "image": womm_image,
         "command": AGENT_IDLE,
-        "volumeMounts": [run_mount],
+        "volumeMounts": [run_mount, *share_spec.get("agent_mounts", [])],
         # No CPU request: the pod's request stays what the user asked for (--kube-cpu).
         "resources": {"requests": {"memory": "32Mi"}, "limits": {"memory": "256Mi"}},
         "securityContext": {"allowPrivilegeEscalation": False},

@@ -60,8 +60,8 @@ class LocalStream:
     """The same send()/recv()/close() as womm.kube.ExecStream, to an agent in a local process."""
 
     def __init__(self, pod, command):
-        run, slots = pod.run, command[-1]  # the pod's own directory stands for RUN
-        self.proc = subprocess.Popen([sys.executable, "-m", "womm_run.podagent", run, slots],
+        # ["womm-run", "pod-agent", RUN, SLOTS, options...]: the pod's own directory stands for RUN.
+        self.proc = subprocess.Popen([sys.executable, "-m", "womm_run.podagent", pod.run, *command[3:]],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.proc.stdout, selectors.EVENT_READ, 1)

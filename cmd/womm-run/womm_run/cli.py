@@ -110,6 +110,8 @@ def build_parser():
     agent = cli.add_hidden_verb(verbs, "pod-agent")
     agent.add_argument("run", help="the directory the agent shares with the job container")
     agent.add_argument("slots", type=_positive)
+    agent.add_argument("--push", nargs=4, metavar=("SERVER", "SHARE", "TASK", "DIR"),
+                       help="as jobs end, send their changes to TASK's results on the share server")
     return parser
 
 

@@ -129,12 +129,11 @@ def run(task, cluster, reporter):
         threading.Thread(target=_record_progress, args=(task, scheduler, pods.stopping), daemon=True).start()
         ungrouped = any(w in ("-u", "--ungroup", "--line-buffer", "--lb") for w in command)
         status = controller.serve_parallel(proc, rundir, scheduler, rewindable=not ungrouped)
+        if not in_cluster and (scheduler.done or not fatal):
+            share.bring_back(task)  # what the jobs that ended left, even when the run ends badly
         if fatal:
             done = f" ({scheduler.done} jobs had finished)" if scheduler.done else "; nothing ran"
             raise WommError(fatal[0] + done)
-        share.collect(task, sorted(pods.ready))
-        if not in_cluster:
-            share.bring_back(task)
         return status
     finally:
         with deferred_signals(reporter.log):  # a second Ctrl-C or SIGTERM waits for the cleanup

@@ -14,6 +14,11 @@ When the stream ends (the controller went away, or its connection broke), or whe
 agent takes over the pod, every job of this agent is killed: a job never outlives the stream
 that runs it. The controller runs it again elsewhere, as for a pod that died.
 
+With a syncback share (--push), a job's EXIT waits until a push of the pod's changes that
+began after the job ended has reached the share server: a job the controller counts as done
+has its results safe from what happens to the pod next. Jobs that end during a push share
+the next one.
+
 Standard library only, and nothing heavy: it starts once per pod.
 """
 
@@ -74,9 +79,13 @@ class Job:
 
 
 class Agent:
-    def __init__(self, run, slots, stdin=0, stdout=1):
+    def __init__(self, run, slots, stdin=0, stdout=1, push=None):
         self.run = run
         self.slots = slots
+        self.push = ["womm-share-push", *push] if push else None
+        self.push_proc = None
+        self.push_waiting = []  # EXIT frames of jobs that ended since the running push began
+        self.push_sent = []  # those the running push covers
         self.stdin, self.stdout = stdin, stdout
         self.sel = selectors.DefaultSelector()
         self.jobs = {}  # slot -> Job
@@ -153,6 +162,8 @@ class Agent:
                         self._from_controller()
                     elif what == "stdout":
                         self._flush()
+                    elif what == "push":
+                        self._push_done()
                     else:
                         self._job_event(what, job, mask)
         finally:
@@ -299,7 +310,12 @@ class Agent:
                 self._want_write(job)
             elif word == b"exit":
                 self._drain(job)
-                self._end(job, frames.EXIT, value)
+                if self.push:
+                    self._end(job, None, None)
+                    self.push_waiting.append((job.slot, job.number, value))
+                    self._start_push()
+                else:
+                    self._end(job, frames.EXIT, value)
                 return
 
     def _drain(self, job):
@@ -319,7 +335,39 @@ class Agent:
         job.close()
         if self.jobs.get(job.slot) is job:
             del self.jobs[job.slot]
-        self.send(kind, job.slot, job.number, payload)
+        if kind is not None:
+            self.send(kind, job.slot, job.number, payload)
+
+    # ---------------------------------------------------------------- syncback: results out as jobs end
+
+    def _start_push(self):
+        if self.push_proc is not None or not self.push_waiting:
+            return
+        import subprocess
+
+        self.push_sent, self.push_waiting = self.push_waiting, []
+        self.push_proc = subprocess.Popen(self.push, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.PIPE)
+        self.push_err = b""
+        self._watch(self.push_proc.stderr.fileno(), selectors.EVENT_READ, ("push", None))
+
+    def _push_done(self):
+        data = os.read(self.push_proc.stderr.fileno(), CHUNK)
+        if data:
+            self.push_err += data[-4096:]
+            return
+        self._watch(self.push_proc.stderr.fileno(), 0)
+        self.push_proc.stderr.close()
+        status = self.push_proc.wait()
+        for slot, number, value in self.push_sent:
+            if status == 0:
+                self.send(frames.EXIT, slot, number, value)
+            else:
+                # The job ran, but what it made did not reach the share server: it ran for nothing.
+                why = (self.push_err.decode(errors="replace").strip().splitlines() or [f"exit {status}"])[-1]
+                self.send(frames.LOST, slot, number, f"its results could not be sent back: {why}".encode())
+        self.push_proc, self.push_sent = None, []
+        self._start_push()
 
     def _unregister(self, job):
         for fd in job.fds.values():
@@ -413,9 +461,15 @@ def _read_int(path):
 
 
 def main(args):
-    Agent(args.run, args.slots).serve()
+    Agent(args.run, args.slots, push=args.push).serve()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(Agent(sys.argv[1], int(sys.argv[2])).serve())
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run")
+    parser.add_argument("slots", type=int)
+    parser.add_argument("--push", nargs=4)
+    sys.exit(main(parser.parse_args()))

@@ -76,7 +76,7 @@ class PodLink:
     def connect(self):
         """Start the pod's agent and give the scheduler its slots; raises if the pod refuses."""
         a = self.attacher
-        command = ["womm-run", "pod-agent", RUN, str(a.task["procs_per_pod"])]
+        command = ["womm-run", "pod-agent", RUN, str(a.task["procs_per_pod"]), *a.share.agent_args(a.task)]
         stream = a.cluster.exec_stream(self.pod, command, container=manifests.AGENT_CONTAINER)
         decoder = frames.Decoder()
         hello, early = None, []

@@ -57,7 +57,6 @@ def main(args):
         if fatal:
             raise WommError(fatal[0])
         status = run_in_pod(cluster, chosen[0], task["cwd"], command)
-        share.collect(task, chosen[:1])
         share.bring_back(task)
         return status
     finally:

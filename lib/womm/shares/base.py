@@ -5,14 +5,15 @@ share in this order:
 
   prepare(task, on_fatal)  on the user's machine, before the pods can use it (eager: upload)
   pod_parts(task)          what the share adds to the workers' pod template
+  agent_args(task)         what the pods' agents do for it as jobs end (syncback: send results)
   attach_pod(pod, task)    each pod, as it becomes ready (lazy: mount)
-  collect(task, pods)      after the last job, where the jobs ran: the pods send their changes back
-  bring_back(task)         on the user's machine: those changes into the directory
+  bring_back(task)         on the user's machine, after the last job: the pods' changes into
+                           the directory, and the task's copy in the cluster let go
   close()
 
 A synchronous run does all of it; for an --async task the client prepares, its
-leader attaches and collects, and `womm finish` brings back. What a kind can do is
-its own to say: check_async(), and sync_now() for `womm share sync`.
+leader attaches, and `womm finish` brings back. What a kind can do is its own to
+say: check_async(), and sync_now() for `womm share sync`.
 """
 
 from womm.errors import WommError
@@ -47,10 +48,10 @@ class Share:
         volume, mount = self.directory_volume(task)
         return {"volumes": [volume], "mounts": [mount]}
 
-    def attach_pod(self, pod, task):
-        pass
+    def agent_args(self, task):
+        return []
 
-    def collect(self, task, pods):
+    def attach_pod(self, pod, task):
         pass
 
     def bring_back(self, task):

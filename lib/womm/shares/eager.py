@@ -1,8 +1,13 @@
 """Eager shares: the directory rsync'ed to the share server, copied into each pod from there.
 
-  local dir --rsync over the exec API--> share server /shares/<id>/tree  (only what changed)
+  local dir --rsync over the exec API--> share server /shares/<id>/tasks/<task>/base
+             (sent against the share's latest base: only what changed travels, the rest is hard links)
   share server --rsync daemon, this share's key--> each pod's copy (an init container)
-  [syncback] each pod's changes --> share server --> local dir (shares.syncback's rules)
+  [syncback] each pod's changes, as its jobs end --> .../tasks/<task>/results
+             --> the local dir, at the end (shares.syncback's rules)
+
+Every task has its own base and results: runs of one directory at the same time, `womm share
+sync` and --async tasks never see, nor delete, each other's.
 
 The share server is the womm-fs Deployment and Service of `womm cluster-setup`.
 Each share is an rsync module guarded by its own key, a Secret mounted only
@@ -20,8 +25,6 @@ import time
 from womm import home, manifests, taskobjects
 from womm.errors import WommError, describe
 from womm.shares.base import Share
-
-MAX_CLOCK_SKEW = 2.0  # seconds; syncback compares modification times
 
 
 class ShareServer:
@@ -58,9 +61,16 @@ class ShareServer:
 
     def mark(self, share_id, task_id):
         """Tell the task's pods that its upload is complete: they may copy the share."""
-        status, _, err = self.run(["womm-share-mark", share_id, task_id])
+        self._script("womm-share-mark", share_id, task_id)
+
+    def forget(self, share_id, task_id):
+        """The task's copy on the server is not needed any more."""
+        self._script("womm-share-forget", share_id, task_id)
+
+    def _script(self, *command):
+        status, _, err = self.run(list(command))
         if status != 0:
-            raise WommError(f"the share server: {err.decode(errors='replace').strip()}")
+            raise WommError(f"the share server: {err.decode(errors='replace').strip() or command[0] + ' failed'}")
 
     def rsh(self, container="server"):
         """rsync's -e for this server's namespace: `womm-fs rsh` through the exec API."""
@@ -131,27 +141,25 @@ def rsync_stats(text):
     return stats
 
 
-def upload(server, share_id, directory, log_tag):
-    """Send the directory to the share server: only what changed. Returns rsync's figures."""
+def upload(server, share_id, directory, task_id):
+    """Send the directory to the share server as task_id's base: only what changed. rsync's figures."""
     password = share_password(share_id)
     ensure_secret(server.cluster, share_id, password)
-    before = time.time()
     status, out, err = server.run(["womm-share-register", share_id], stdin=password.encode() + b"\n")
-    after = time.time()
     if status != 0:
         raise WommError(f"the share server refused share {share_id}: {err.decode(errors='replace').strip()}")
-    server_time = float(out.split()[-1]) if out.split() else None
+    latest = out.decode().split()
     src = directory.rstrip("/") + "/"
     proc = subprocess.run(
-        ["rsync", "-a", "--delete", "--numeric-ids", "--stats", "-e", server.rsh(),
-         src, f"{server.pod}:/shares/{share_id}/tree/"],
+        ["rsync", "-a", "--delete", "--numeric-ids", "--stats", *(f"--link-dest={p}" for p in latest[-1:]),
+         "-e", server.rsh(), src, f"{server.pod}:/shares/{share_id}/tasks/{task_id}/base/"],
         capture_output=True, text=True,
     )
     if proc.returncode != 0:
         raise WommError(f"rsync to the share server failed ({proc.returncode}): {_last_line(proc.stderr)}")
+    server.mark(share_id, task_id)
     stats = rsync_stats(proc.stdout)
-    stats["clock_skew"] = None if server_time is None else server_time - (before + after) / 2
-    _log_sync(share_id, log_tag, "upload", stats)
+    _log_sync(share_id, task_id, "upload", stats)
     return stats
 
 
@@ -189,25 +197,23 @@ class EagerShare(Share):
         volume, mount = self.directory_volume(task)
         secret = {"name": "womm-secret", "secret": {"secretName": f"womm-share-{self.share_id}", "defaultMode": 0o400}}
         helper_mounts = [mount, {"name": "womm-secret", "mountPath": "/womm/secret", "readOnly": True}]
-        # No CPU request: the pod's request stays what the user asked for (--kube-cpu).
-        small = {"requests": {"memory": "16Mi"}, "limits": {"memory": "256Mi"}}
         pull = {
             "name": "womm-share-pull",
             "image": server.image,
             "command": ["womm-share-pull", server.ip, self.share_id, task["id"], task["cwd"]],
             "volumeMounts": helper_mounts,
-            "resources": small,
+            # No CPU request: the pod's request stays what the user asked for (--kube-cpu).
+            "resources": {"requests": {"memory": "16Mi"}, "limits": {"memory": "256Mi"}},
         }
         parts = {"volumes": [volume, secret], "mounts": [mount], "init_containers": [pull]}
-        if self.syncs_back:
-            parts["containers"] = [{
-                "name": manifests.SHARE_CONTAINER,
-                "image": server.image,
-                "command": ["womm-idle"],
-                "volumeMounts": helper_mounts,
-                "resources": small,
-            }]
+        if self.syncs_back:  # the agent sends the jobs' changes back as they end: it needs the directory and key
+            parts["agent_mounts"] = helper_mounts
         return parts
+
+    def agent_args(self, task):
+        if not self.syncs_back:
+            return []
+        return ["--push", self._server().ip, self.share_id, task["id"], task["cwd"]]
 
     def prepare(self, task, on_fatal=None):
         """Send the directory to the share server, in the background: the pods wait for it."""
@@ -219,14 +225,7 @@ class EagerShare(Share):
 
         def send():
             try:
-                stats = upload(server, self.share_id, task["cwd"], task["id"])
-                skew = stats.get("clock_skew")
-                if self.syncs_back and skew is not None and abs(skew) > MAX_CLOCK_SKEW:
-                    raise WommError(
-                        f"this machine's clock and the share server's differ by {skew:+.1f} s (more than "
-                        f"{MAX_CLOCK_SKEW:.0f} s): syncback compares times, so fix the clocks first"
-                    )
-                server.mark(self.share_id, task["id"])
+                upload(server, self.share_id, task["cwd"], task["id"])
             except Exception as e:  # noqa: BLE001 - reported through on_fatal or wait_prepared
                 self.upload_error = e
                 if on_fatal:
@@ -241,21 +240,19 @@ class EagerShare(Share):
         if self.upload_error:
             raise self.upload_error
 
-    def collect(self, task, pods):
-        if not self.syncs_back:
-            return
-        self.uploaded.wait()
-        from womm.shares import syncback
-
-        syncback.collect_from_pods(self._server(), self.share_id, task, pods, self.log)
-
     def bring_back(self, task):
-        if not self.syncs_back:
-            return
-        from womm.shares import syncback
+        server = self._server()
+        if self.syncs_back:
+            from womm.shares import syncback
 
-        report = syncback.pull(self._server(), self.share_id, task)
-        syncback.print_report(report, self.log)
+            report = syncback.pull(server, self.share_id, task)
+            syncback.print_report(report, self.log)
+        server.forget(self.share_id, task["id"])
 
     def sync_now(self):
-        return upload(self._server(), self.share_id, self.directory, "share-sync")
+        """`womm share sync`: the next run's upload then sends only what changed after this."""
+        server = self._server()
+        task_id = f"sync-{int(time.time())}"
+        stats = upload(server, self.share_id, self.directory, task_id)
+        server.forget(self.share_id, task_id)
+        return stats
