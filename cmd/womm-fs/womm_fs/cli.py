@@ -5,7 +5,7 @@ import argparse
 from womm import cli
 from womm.errors import run_main
 
-VERBS = ("cluster-setup", "build-images", "share", "rsh")
+VERBS = ("cluster-setup", "build-images", "share", "rsh", "serve-sftp")
 
 
 def build_parser():
@@ -61,6 +61,10 @@ def build_parser():
     cli.add_kube_options(rsh)
     rsh.add_argument("target", help="the pod")
     rsh.add_argument("remote", nargs=argparse.REMAINDER)
+
+    # A lazy share's SFTP server: sshfs in a pod talks to it; it reaches nothing outside DIR.
+    serve = cli.add_hidden_verb(verbs, "serve-sftp")
+    serve.add_argument("directory", help="the shared directory")
     return parser
 
 
@@ -79,6 +83,10 @@ def main(argv=None):
             from womm_fs import rsh
 
             return rsh.main(args)
+        if args.verb == "serve-sftp":
+            from womm_fs import serve_sftp
+
+            return serve_sftp.main(args)
         from womm_fs import share_cmd
 
         return share_cmd.main(args)
