@@ -13,10 +13,11 @@ Two independent layers see to it.
    request path must be DIR or lie under it; a relative one is relative to DIR.
 2. Before the first request, Landlock (womm.confine) removes every filesystem
    right outside DIR, and beneath it those a file server never needs (execute,
-   devices, fifos, sockets); TCP and signals leave no way out either. Landlock
-   does not cover stat, readlink, chmod, chown or utime, so layer 1 is complete
-   on its own; layer 2 stops a bug in it for reads, writes, creation, removal,
-   renames and links.
+   devices, fifos, sockets); where the kernel can, TCP and signals or abstract
+   sockets beyond the process too. Landlock does not cover stat, readlink,
+   chmod, chown or utime, so layer 1 is complete on its own; layer 2 stops a
+   bug in it for reads, listings, writes, creation, removal, renames and links.
+   Landlock binds the thread that asks: the server has no other thread.
 
 A symlink may be created with any target: it is data, resolved by the pod's
 kernel. This server follows a symlink only while it stays beneath DIR (so never

@@ -4,11 +4,13 @@ Files outside DIR hold unique marker contents, names and times. Whatever the seq
 carry a marker, describe an outside object (its size, mode and time), list an outside name or give a
 real path outside DIR; afterwards nothing outside DIR has changed and no marker file has a second
 link. `WOMM_TEST_SFTP_SERVER="/usr/lib/openssh/sftp-server -d"` runs the same attacks against another
-server (OpenSSH's, which is unconfined, fails them).
+server (OpenSSH's, which is unconfined, fails them). The program run with its openat2 layer switched
+off shows that Landlock alone still keeps every outside file's content and listing out of reach.
 """
 
 import hashlib
 import os
+import sys
 import threading
 import uuid
 from collections import Counter
@@ -433,6 +435,39 @@ def test_no_pipelined_attack_reaches_outside_the_directory(world):
     run.check_outside()
     print(f"{run.sequences} hostile sequences, {run.requests} requests in them")
     run.verdict()
+
+
+# The real program with its first layer switched off: paths go to the kernel as given, beneath nothing.
+LANDLOCK_ALONE = """
+import sys
+from womm import confine, sftp
+from womm_fs import serve_sftp
+sftp.beneath = lambda rootfd, rel, flags, mode=0: confine.openat2(rootfd, rel, flags, mode, resolve=0)
+sftp.Server.rel = lambda self, path: path or b"."
+sys.exit(serve_sftp.main(type("Args", (), {"directory": sys.argv[1]})))
+"""
+
+
+def test_landlock_alone_keeps_outside_contents_and_listings(world):
+    """The second layer on its own: no file read or listed, made, removed or renamed outside DIR.
+    (It cannot stop stat, readlink, chmod or utime: the first layer does.)"""
+    client = Client([sys.executable, "-c", LANDLOCK_ALONE, world.dir])
+    run = Run(client, world)
+    contents = [m for m in world.contents if not m.startswith(b"outside-link-target-")]  # readlink's: not covered
+    for i in range(20):
+        for _, seq in families(world, i):
+            for (_, req), r in zip(seq, client.batch([req for _, req in seq]), strict=True):
+                leaks = [m for m in contents if m in r.body]
+                if r.kind == HANDLE:
+                    leaks += [p for p in run.drain(req, r.handle)[1] if not p.startswith("attributes")]
+                assert not leaks, f"{show(req)}: {leaks}"
+    assert client.close()[0] == 0
+    after = world.snapshot()
+    assert set(after) == set(world.before), "nothing made or removed outside"
+    for p, entry in world.before.items():
+        if len(entry) == 8:  # a file's content, a link's target
+            assert after[p][7] == entry[7], f"{p}: its content changed"
+    assert after["/etc/passwd"][2] == world.before["/etc/passwd"][2]
 
 
 def test_a_second_client_swapping_a_directory_for_an_escaping_link(world):
