@@ -28,6 +28,7 @@ RESOLVE_BENEATH = 0x08
 BENEATH = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS
 
 PR_SET_NO_NEW_PRIVS = 38
+RENAME_NOREPLACE = 1
 LANDLOCK_CREATE_RULESET_VERSION = 1
 LANDLOCK_RULE_PATH_BENEATH = 1
 
@@ -154,6 +155,3 @@ def renameat2(olddirfd, old, newdirfd, new, flags):
     if _libc.renameat2(ctypes.c_int(olddirfd), ctypes.c_char_p(old), ctypes.c_int(newdirfd),
                        ctypes.c_char_p(new), ctypes.c_uint(flags)) != 0:
         _raise(old)
-
-
-RENAME_NOREPLACE = 1

@@ -497,7 +497,18 @@ class Server:
     def rename(self, r):
         ofd, old, nfd, new = self.two(r)
         with ofd, nfd:
-            confine.renameat2(ofd, old, nfd, new, confine.RENAME_NOREPLACE)  # v3: never replaces
+            try:
+                confine.renameat2(ofd, old, nfd, new, confine.RENAME_NOREPLACE)  # v3: never replaces
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                # A filesystem without RENAME_NOREPLACE (NFS): look first, as OpenSSH does (racy only within DIR).
+                try:
+                    os.lstat(new, dir_fd=nfd)
+                except FileNotFoundError:
+                    os.rename(old, new, src_dir_fd=ofd, dst_dir_fd=nfd)
+                else:
+                    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST)) from None
         return ok()
 
     def posix_rename(self, r):

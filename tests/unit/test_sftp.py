@@ -302,3 +302,13 @@ def test_the_program_serves_until_its_input_ends(share):
                        capture_output=True)
     assert p.returncode == 0 and p.stderr == b""
     assert p.stdout[4] == c.HANDLE
+
+
+def test_rename_without_noreplace_still_never_replaces(server, share, monkeypatch):
+    def einval(*args):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(confine, "renameat2", einval)  # as on NFS
+    assert ask(server, c.rename, share + "/lnk", share + "/f").code == c.FAILURE
+    assert ask(server, c.rename, share + "/lnk", share + "/sub/lnk").code == c.OK
+    assert os.readlink(share + "/sub/lnk") == "f"

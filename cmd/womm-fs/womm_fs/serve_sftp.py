@@ -9,12 +9,16 @@ import re  # noqa: F401 - likewise
 import time
 
 from womm import confine, sftp
+from womm.errors import WommError
 
 
 def main(args):
     confine.check()
     server = sftp.Server(args.directory)
     time.localtime()  # the time zone, read now from /etc/localtime
-    confine.restrict(server.rootfd)
+    try:
+        confine.restrict(server.rootfd)
+    except OSError as e:  # check() passed, so something (a seccomp filter?) refuses it here
+        raise WommError(f"cannot confine the server to {args.directory}: {e.filename}: {e.strerror}") from None
     server.serve(0, 1)
     return 0
