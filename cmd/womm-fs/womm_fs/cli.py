@@ -63,6 +63,10 @@ def build_parser():
     cli.add_kube_options(rsh)
     rsh.add_argument("target", help="the pod")
     rsh.add_argument("remote", nargs=argparse.REMAINDER)
+
+    # A lazy share's SFTP server: sshfs in a pod talks to it; it reaches nothing outside DIR.
+    serve = cli.add_hidden_verb(verbs, "serve-sftp")
+    serve.add_argument("directory", help="the shared directory")
     return parser
 
 
@@ -81,6 +85,10 @@ def main(argv=None):
             from womm_fs import rsh
 
             return rsh.main(args)
+        if args.verb == "serve-sftp":
+            from womm_fs import serve_sftp
+
+            return serve_sftp.main(args)
         from womm_fs import share_cmd
 
         return share_cmd.main(args)
