@@ -142,6 +142,12 @@ class Cluster:
                         raise ApiError(status.get("code"), status.get("reason", ""), json.dumps(status).encode())
                     yield event["type"], event["object"]
 
+    def create(self, obj):
+        """POST obj to its kind's collection in its namespace (or this one); the object made."""
+        group, kind = KINDS[obj["kind"]]
+        namespace = obj["metadata"].get("namespace") or self.namespace
+        return self.request("POST", f"{group}/namespaces/{namespace}/{kind}", body=obj)
+
     def apply(self, obj):
         """Create obj, or merge it into the existing one; "created" or "configured"."""
         group, kind = KINDS[obj["kind"]]

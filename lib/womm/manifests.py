@@ -48,6 +48,8 @@ def worker_replicaset(task, share_spec, womm_image, runner):
     Deployment, whose extra controller only delays the first pod.
     """
     task_labels = labels(task)
+    if task.get("share") in ("eager", "eager-syncback") and task.get("share_id"):
+        task_labels[SHARE] = task["share_id"]  # what lets its helpers reach the share server (NetworkPolicy)
     resources = {"cpu": str(task["cpu"]), "memory": str(task["mem"])}
     run_mount = {"name": "womm-pod", "mountPath": POD_RUN}
     job = {
@@ -96,6 +98,49 @@ def worker_replicaset(task, share_spec, womm_image, runner):
             },
         },
     }
+
+
+def share_cache_name(task):
+    return f"womm-share-{task['id']}"
+
+
+def share_cache(task, port):
+    """A lazy share's cache, one per task: a pod that mounts the directory from the user's machine
+    over one exec stream and serves it to the task's pods (womm.shares.lazy), and the
+    NetworkPolicy that lets only those pods reach it."""
+    cache_labels = labels(task, role="share-cache")
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata(share_cache_name(task), cache_labels, owner=task.get("owner")),
+        "spec": {
+            "containers": [{
+                "name": SHARE_CONTAINER,
+                "image": task["helper_image"],
+                "command": ["womm-idle"],
+                "securityContext": {"privileged": True},  # FUSE
+                "ports": [{"name": "sftp", "containerPort": port}],
+                # Its page cache is what spares the user's machine: room for it, no CPU taken from the jobs.
+                "resources": {"requests": {"memory": "64Mi"}, "limits": {"memory": "2Gi"}},
+            }],
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "terminationGracePeriodSeconds": 2,
+            "restartPolicy": "Never",
+        },
+    }
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(share_cache_name(task), labels(task, role="share-cache"), owner=task.get("owner")),
+        "spec": {
+            "podSelector": {"matchLabels": {TASK: task["id"], ROLE: "share-cache"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {TASK: task["id"], ROLE: "worker"}}}],
+                         "ports": [{"protocol": "TCP", "port": port}]}],
+        },
+    }
+    return [pod, policy]
 
 
 def share_secret(share_id, password):
@@ -151,7 +196,23 @@ def share_server(image, namespace=None):
             "ports": [{"name": "rsync", "port": RSYNC_PORT, "targetPort": RSYNC_PORT}],
         },
     }
-    return [deployment, service]
+    # Only womm's worker pods of some share may reach the server's port (each share's key
+    # guards its own files there; where the network enforces no policies, only the keys do).
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(SHARE_SERVER, server_labels, namespace=namespace),
+        "spec": {
+            "podSelector": {"matchLabels": {ROLE: "share-server"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{
+                "from": [{"podSelector": {"matchLabels": dict(MANAGED_BY),
+                                          "matchExpressions": [{"key": SHARE, "operator": "Exists"}]}}],
+                "ports": [{"protocol": "TCP", "port": RSYNC_PORT}],
+            }],
+        },
+    }
+    return [deployment, service, policy]
 
 
 def account(name, rules, namespace, role):
@@ -180,6 +241,7 @@ def reaper(image, namespace, schedule="*/15 * * * *"):
         {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list", "deletecollection"]},
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "deletecollection"]},
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["deletecollection"]},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["deletecollection"]},
     ]
     job = {
         "backoffLimit": 0,

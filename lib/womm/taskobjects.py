@@ -243,6 +243,6 @@ def delete(cluster, task_id, role=None, namespace=None, timeout=10):
     """
     query = {"labelSelector": selector(task=task_id, **({"role": role} if role else {})),
              "propagationPolicy": "Background", "gracePeriodSeconds": 1}
-    kinds = ["replicasets", "pods"] + (["configmaps", "leases"] if role is None else [])
+    kinds = ["replicasets", "pods"] + (["configmaps", "networkpolicies", "leases"] if role is None else [])
     for kind in kinds:
         cluster.request("DELETE", cluster.path(kind, namespace=namespace), query, timeout=timeout)

@@ -66,7 +66,15 @@ def build_parser():
 
     # A lazy share's SFTP server: sshfs in a pod talks to it; it reaches nothing outside DIR.
     serve = cli.add_hidden_verb(verbs, "serve-sftp")
+    serve.add_argument("--listen", metavar="PORT", type=int, help="serve over TCP (the share cache), not stdin")
+    serve.add_argument("--token-file", metavar="FILE", help="with --listen: the token each connection begins with")
     serve.add_argument("directory", help="the shared directory")
+    # sshfs's "ssh command" in a worker's share container: the share cache, reached with the task's token.
+    conn = cli.add_hidden_verb(verbs, "sftp-connect")
+    conn.add_argument("host")
+    conn.add_argument("port", type=int)
+    conn.add_argument("token_file")
+    conn.add_argument("ssh_args", nargs=argparse.REMAINDER, help="what sshfs gives ssh: ignored")
     return parser
 
 
@@ -85,10 +93,10 @@ def main(argv=None):
             from womm_fs import rsh
 
             return rsh.main(args)
-        if args.verb == "serve-sftp":
+        if args.verb in ("serve-sftp", "sftp-connect"):
             from womm_fs import serve_sftp
 
-            return serve_sftp.main(args)
+            return serve_sftp.main(args) if args.verb == "serve-sftp" else serve_sftp.connect(args)
         from womm_fs import share_cmd
 
         return share_cmd.main(args)

@@ -1,221 +1,34 @@
-"""Lazy shares: the directory mounted live in each pod, with sshfs over the exec API.
+"""Lazy shares: the directory mounted live in each pod, read from this machine about once.
 
-  local sftp-server -d DIR  <->  this relay  <->  exec stream  <->  sshfs -o passive (share container)
-                                                                     | mount propagation
-                                                                job container sees DIR
+  this machine: womm-fs serve-sftp DIR (confined to DIR by the kernel)
+        | one exec stream, for the whole task
+  the task's share cache pod: sshfs mounts DIR (page cache kept until a file changes),
+        womm-fs serve-sftp --listen serves it, each connection opened with the task's token
+        | TCP inside the cluster, one connection per pod
+  each worker's share container: sshfs mounts DIR from the cache (womm-lazy-mount)
+        | mount propagation
+  the job container sees DIR
 
-The share container is privileged (FUSE needs it; the job container is not).
-sftp-server starts in DIR but is no chroot, so this relay reads every request
-and refuses, with a permission-denied reply, any path that is not inside DIR.
-Writes reach the local disk within milliseconds; a file created locally is seen
-by a job within a second (sshfs caches attributes for up to a second), sooner
-after `sync`. No inotify events cross.
+The user's machine serves each byte about once per task, however many pods read it; a
+write reaches its disk within milliseconds; a change made here is seen by jobs within a
+second (sshfs's attribute cache). The share containers are privileged (FUSE needs it);
+the job container is not. The cache and the token are the task's own: its objects, gone
+with it. A NetworkPolicy lets only the task's pods reach the cache (where the cluster's
+network enforces policies); the token guards it where it does not.
 """
 
 import os
-import shutil
-import struct
+import secrets
 import subprocess
 import threading
+import time
 
-from womm import manifests
-from womm.errors import UsageError, WommError
+from womm import manifests, programs
+from womm.errors import UsageError, WommError, describe
 from womm.shares.base import Share
 
-SFTP_SERVERS = ("/usr/lib/openssh/sftp-server", "/usr/lib/sftp-server", "/usr/libexec/openssh/sftp-server",
-                "/usr/libexec/sftp-server", "/usr/lib/ssh/sftp-server")
-MOUNT_TIMEOUT = 30
-
-# SFTP v3 requests (draft-ietf-secsh-filexfer-02) whose first string is a path. "follow":
-# the server resolves the last component's symlink; "nofollow": it acts on the name itself.
-FOLLOW = {3: "open", 9: "setstat", 11: "opendir", 14: "mkdir", 16: "realpath", 17: "stat"}
-NOFOLLOW = {7: "lstat", 13: "remove", 15: "rmdir", 19: "readlink"}
-TWO_PATHS = {18: "rename"}
-SYMLINK = 20
-EXTENDED = 200
-EXT_PATHS = {
-    b"posix-rename@openssh.com": 2, b"hardlink@openssh.com": 2, b"statvfs@openssh.com": 1,
-    b"lsetstat@openssh.com": 1, b"expand-path@openssh.com": 1,
-}
-EXT_HANDLES = {b"fstatvfs@openssh.com", b"fsync@openssh.com", b"limits@openssh.com", b"copy-data"}
-STATUS, PERMISSION_DENIED = 101, 3
-
-
-def sftp_server():
-    for path in SFTP_SERVERS:
-        if os.access(path, os.X_OK):
-            return path
-    found = shutil.which("sftp-server")
-    if found:
-        return found
-    raise WommError("a lazy share needs OpenSSH's sftp-server here: install openssh-sftp-server")
-
-
-class PathGuard:
-    """Is a path the pod asks for inside the shared directory?"""
-
-    def __init__(self, directory):
-        self.root = os.path.realpath(directory)
-
-    def _inside(self, real):
-        return real == self.root or real.startswith(self.root + os.sep)
-
-    def allowed(self, path, follow=True):
-        path = os.fsdecode(path)
-        if not os.path.isabs(path):
-            path = os.path.join(self.root, path)
-        if follow:
-            return self._inside(os.path.realpath(path))
-        parent, name = os.path.split(os.path.normpath(path))
-        if name in ("", ".", ".."):
-            return self._inside(os.path.realpath(path))
-        return self._inside(os.path.join(os.path.realpath(parent), name))
-
-
-def _strings(body, count):
-    """The first `count` SFTP strings of body."""
-    out, pos = [], 0
-    for _ in range(count):
-        (n,) = struct.unpack_from(">I", body, pos)
-        out.append(body[pos + 4: pos + 4 + n])
-        pos += 4 + n
-    return out
-
-
-def check_request(packet, guard):
-    """None if the request may pass, else its request id (to deny)."""
-    kind = packet[0]
-    if kind == 1:  # INIT carries no id and no path
-        return None
-    (rid,) = struct.unpack_from(">I", packet, 1)
-    body = packet[5:]
-    try:
-        if kind in FOLLOW:
-            ok = guard.allowed(_strings(body, 1)[0], follow=True)
-        elif kind in NOFOLLOW:
-            ok = guard.allowed(_strings(body, 1)[0], follow=False)
-        elif kind in TWO_PATHS:
-            ok = all(guard.allowed(p, follow=False) for p in _strings(body, 2))
-        elif kind == SYMLINK:
-            # OpenSSH's order: target, then the link's own path. Only the link must be inside;
-            # the target is the link's content, resolved (in the pod) by whoever follows it.
-            ok = guard.allowed(_strings(body, 2)[1], follow=False)
-        elif kind == EXTENDED:
-            name = _strings(body, 1)[0]
-            if name in EXT_PATHS:
-                paths = _strings(body, 1 + EXT_PATHS[name])[1:]
-                ok = all(guard.allowed(p, follow=name == b"statvfs@openssh.com") for p in paths)
-            else:
-                ok = name in EXT_HANDLES
-        else:
-            ok = True  # handles (read, write, close, fstat, ...) come from allowed opens
-    except struct.error:
-        ok = False
-    return None if ok else rid
-
-
-def denied(rid):
-    message = b"outside the shared directory"
-    body = struct.pack(">BII", STATUS, rid, PERMISSION_DENIED) + struct.pack(">I", len(message)) + message
-    body += struct.pack(">I", 0)  # language tag
-    return struct.pack(">I", len(body)) + body
-
-
-class Packets:
-    """Reassembles length-prefixed SFTP packets from a byte stream."""
-
-    def __init__(self):
-        self.buf = b""
-
-    def feed(self, data):
-        self.buf += data
-        out = []
-        while len(self.buf) >= 4:
-            (n,) = struct.unpack_from(">I", self.buf)
-            if len(self.buf) < 4 + n:
-                break
-            out.append(self.buf[4: 4 + n])
-            self.buf = self.buf[4 + n:]
-        return out
-
-
-class Mount:
-    """One pod's mount: a local sftp-server, the relay, and the exec stream to sshfs."""
-
-    def __init__(self, cluster, pod, directory, log):
-        self.log = log
-        self.pod = pod
-        self.mounted = threading.Event()
-        self.failed = None
-        self.guard = PathGuard(directory)
-        self.send_lock = threading.Lock()
-        self.server = subprocess.Popen(
-            [sftp_server(), "-d", directory, "-e", "-l", "ERROR"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=directory,
-        )
-        self.stream = cluster.exec_stream(pod, ["womm-lazy-mount", directory], container=manifests.SHARE_CONTAINER)
-        threading.Thread(target=self._to_pod, name=f"sftp to {pod}", daemon=True).start()
-        threading.Thread(target=self._from_pod, name=f"sftp from {pod}", daemon=True).start()
-
-    def _send(self, data):
-        with self.send_lock:
-            self.stream.send(data)
-
-    def _to_pod(self):
-        packets = Packets()
-        out = self.server.stdout
-        try:
-            while data := os.read(out.fileno(), 65536):
-                for p in packets.feed(data):
-                    self._send(struct.pack(">I", len(p)) + p)
-        except OSError:
-            pass
-
-    def _from_pod(self):
-        packets = Packets()
-        stdin = self.server.stdin
-        stderr = b""
-        try:
-            while (item := self.stream.recv()) is not None:
-                channel, data = item
-                if channel == 1:
-                    for p in packets.feed(data):
-                        rid = check_request(p, self.guard)
-                        if rid is None:
-                            stdin.write(struct.pack(">I", len(p)) + p)
-                            stdin.flush()
-                        else:
-                            self._send(denied(rid))
-                elif channel == 2:
-                    stderr += data
-                    if b"mounted\n" in stderr:
-                        self.mounted.set()
-                        stderr = stderr.replace(b"mounted\n", b"", 1)
-                    for line in stderr.split(b"\n")[:-1]:
-                        self.log(f"lazy share in {self.pod}: {line.decode(errors='replace')}")
-                    stderr = stderr.split(b"\n")[-1]
-        except (OSError, ValueError):
-            pass
-        finally:
-            if not self.mounted.is_set():
-                self.failed = stderr.decode(errors="replace").strip() or "the mount ended"
-                self.mounted.set()
-            self.close()
-
-    def wait(self):
-        if not self.mounted.wait(MOUNT_TIMEOUT):
-            raise WommError(f"the lazy share did not mount in pod {self.pod} within {MOUNT_TIMEOUT} s")
-        if self.failed:
-            raise WommError(f"the lazy share did not mount in pod {self.pod}: {self.failed}")
-
-    def close(self):
-        self.stream.close()
-        if self.server.poll() is None:
-            self.server.terminate()
-            try:
-                self.server.wait(2)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
+MOUNT_TIMEOUT = 60
+CACHE_PORT = 2222
 
 
 class LazyShare(Share):
@@ -223,18 +36,25 @@ class LazyShare(Share):
 
     def __init__(self, directory, share_id, cluster, log):
         super().__init__(directory, share_id, cluster, log)
-        self.mounts = []
-        self.lock = threading.Lock()
-        self.image = None
+        self.token = secrets.token_hex(32)
+        self.cache_ip = None
+        self.ready = threading.Event()
+        self.failed = None
+        self.server = None
+        self.stream = None
+        self.closing = False
+
+    def check_async(self):
+        raise UsageError("--async does not work with a lazy share: the pods would lose it with this client "
+                         "(choose an eager share with `womm setup`)")
 
     def pod_parts(self, task):
-        self.image = task["helper_image"]
         volume, mount = self.directory_volume(task)
         job_mount = dict(mount, mountPropagation="HostToContainer")
         share_mount = dict(mount, mountPropagation="Bidirectional")
         sidecar = {
             "name": manifests.SHARE_CONTAINER,
-            "image": self.image,
+            "image": task["helper_image"],
             "command": ["womm-idle"],
             "securityContext": {"privileged": True},
             "volumeMounts": [share_mount],
@@ -243,21 +63,110 @@ class LazyShare(Share):
         }
         return {"volumes": [volume], "mounts": [job_mount], "containers": [sidecar]}
 
-    def check_async(self):
-        raise UsageError("--async does not work with a lazy share: the pods would lose it with this client "
-                         "(choose an eager share with `womm setup`)")
-
     def prepare(self, task, on_fatal=None):
-        sftp_server()  # fail now, not in every pod
+        """The task's share cache: its pod started, then fed by this machine's confined server, in the background."""
+        from womm import confine
+
+        confine.check()  # fail now, before a pod waits for a share that cannot come
+
+        def start():
+            try:
+                self._start_cache(task)
+            except Exception as e:  # noqa: BLE001 - reported through on_fatal, and to the pods that wait
+                self.failed = f"the lazy share's cache did not start: {describe(e)}"
+                if on_fatal:
+                    on_fatal(self.failed)
+            finally:
+                self.ready.set()
+
+        threading.Thread(target=start, name="share cache", daemon=True).start()
+
+    def _start_cache(self, task):
+        c = self.cluster
+        for body in manifests.share_cache(task, CACHE_PORT):
+            c.create(body)
+        name = manifests.share_cache_name(task)
+        deadline = time.monotonic() + MOUNT_TIMEOUT * 5  # a first pull of the helper image may take a while
+        while True:
+            pod = c.request("GET", c.path("pods", name))
+            status = pod.get("status") or {}
+            if status.get("phase") == "Running" and status.get("podIP"):
+                break
+            for s in status.get("containerStatuses") or []:
+                waiting = (s.get("state") or {}).get("waiting") or {}
+                if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff"):
+                    raise WommError(f"{waiting['reason']}: {waiting.get('message')}")
+            if time.monotonic() > deadline:
+                raise WommError(f"its pod {name} did not start")
+            time.sleep(0.3)
+        self.server = subprocess.Popen(
+            [programs.require("womm-fs"), "serve-sftp", task["cwd"]],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        self.stream = c.exec_stream(name, ["womm-lazy-cache", task["cwd"], str(CACHE_PORT)],
+                                    container=manifests.SHARE_CONTAINER)
+        self.stream.send(self.token.encode() + b"\n")
+        mounted = threading.Event()
+        threading.Thread(target=self._to_cache, name="share to cache", daemon=True).start()
+        threading.Thread(target=self._from_cache, args=(mounted,), name="share from cache", daemon=True).start()
+        if not mounted.wait(MOUNT_TIMEOUT) or self.failed:
+            raise WommError(self.failed or f"the cache did not mount {task['cwd']} within {MOUNT_TIMEOUT} s")
+        self.cache_ip = status["podIP"]
+
+    def _to_cache(self):
+        """This machine's server's answers, to sshfs in the cache."""
+        out = self.server.stdout.fileno()
+        try:
+            while data := os.read(out, 1 << 16):
+                self.stream.send(data)
+        except OSError:
+            pass
+
+    def _from_cache(self, mounted):
+        """sshfs's requests, to this machine's server; the cache's own words, to the user."""
+        stdin = self.server.stdin
+        said = b""
+        try:
+            while (item := self.stream.recv()) is not None:
+                channel, data = item
+                if channel == 1:
+                    stdin.write(data)
+                    stdin.flush()
+                elif channel == 2:
+                    said += data
+                    while b"\n" in said:
+                        line, said = said.split(b"\n", 1)
+                        if line == b"mounted":
+                            mounted.set()
+                        elif line.strip():
+                            self.log(f"lazy share: {line.decode(errors='replace')}")
+        except (OSError, ValueError):
+            pass
+        finally:
+            if not mounted.is_set():
+                self.failed = f"the cache could not mount the directory: {said.decode(errors='replace').strip()}"
+                mounted.set()
+            elif not self.closing:
+                self.log("lazy share: the stream to the share cache ended; the pods lose the directory")
 
     def attach_pod(self, pod, task):
-        mount = Mount(self.cluster, pod, task["cwd"], self.log)
-        with self.lock:
-            self.mounts.append(mount)
-        mount.wait()
+        """Mount the directory in the pod's share container, from the cache (a short exec)."""
+        if not self.ready.wait(MOUNT_TIMEOUT * 5) or self.failed:
+            raise WommError(self.failed or "the lazy share's cache is not ready")
+        stream = self.cluster.exec_stream(pod, ["womm-lazy-mount", task["cwd"], self.cache_ip, str(CACHE_PORT)],
+                                          container=manifests.SHARE_CONTAINER)
+        status, _, err = stream.collect(self.token.encode() + b"\n")
+        if status != 0 or b"mounted" not in err:
+            raise WommError(f"the lazy share did not mount in pod {pod}: "
+                            f"{err.decode(errors='replace').strip() or f'exit {status}'}")
 
     def close(self):
-        with self.lock:
-            mounts, self.mounts = self.mounts, []
-        for m in mounts:
-            m.close()
+        self.closing = True
+        if self.stream is not None:
+            self.stream.close()
+        if self.server is not None and self.server.poll() is None:
+            self.server.terminate()
+            try:
+                self.server.wait(2)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
