@@ -26,7 +26,7 @@ TOKEN_BYTES = 64  # hex characters, then a newline, before the first SFTP byte
 
 def main(args):
     confine.check()
-    if args.listen:
+    if getattr(args, "listen", None):
         return listen(args.directory, args.listen, args.token_file)
     serve(args.directory, 0, 1)
     return 0
