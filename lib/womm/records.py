@@ -48,6 +48,11 @@ def save_project(directory, record):
     store.write(home.project_file(directory), "project", record)
 
 
+def update_project(directory):
+    """Context manager: change a directory's project record in place, under the lock."""
+    return store.update(home.project_file(directory), "project")
+
+
 def load_task(task_id):
     return store.read(home.task_file(task_id), "task")
 

@@ -198,7 +198,7 @@ class Handle:
 
 
 class Server:
-    def __init__(self, directory):
+    def __init__(self, directory, exclude=()):
         try:
             self.rootfd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             self.root = os.fsencode(os.path.realpath(directory))
@@ -208,6 +208,8 @@ class Server:
         if (here.st_dev, here.st_ino) != (there.st_dev, there.st_ino):
             raise WommError(f"cannot serve {directory}: it moved while starting")
         self.prefix = self.root.rstrip(b"/") + b"/"
+        # Paths never served (womm.secrets): matched on what the kernel resolved, so a link to them hides nothing.
+        self.exclude = [tuple(os.fsencode(p).split(b"/")) for p in exclude]
         self.handles, self.next_handle = {}, 0
         self.requests = {
             OPEN: self.open, CLOSE: self.close, READ: self.read, WRITE: self.write, LSTAT: self.lstat,
@@ -288,14 +290,31 @@ class Server:
 
     def resolve(self, path, flags, mode=0):
         """An fd of path, following symlinks while they stay beneath DIR."""
-        return _Fd(beneath(self.rootfd, self.rel(path), flags, mode))
+        fd = _Fd(beneath(self.rootfd, self.rel(path), flags, mode))
+        if self.exclude and self.excluded(self.real(fd)):
+            os.close(fd)
+            raise Status(NO_SUCH_FILE, "not shared")
+        return fd
 
     def parent(self, path):
         """An O_PATH fd of path's directory, and the last name (not followed) in it."""
         head, _, name = self.rel(path).rstrip(b"/").rpartition(b"/")
         if name in (b"", b".", b".."):
             raise Status(PERMISSION_DENIED, "that name is not an entry of the shared directory")
-        return _Fd(beneath(self.rootfd, head or b".", os.O_PATH | os.O_DIRECTORY)), name
+        fd = _Fd(beneath(self.rootfd, head or b".", os.O_PATH | os.O_DIRECTORY))
+        if self.exclude and self.excluded(self.real(fd).rstrip(b"/") + b"/" + name):
+            os.close(fd)
+            raise Status(NO_SUCH_FILE, "not shared")
+        return fd, name
+
+    def real(self, fd):
+        """Where fd is, relative to DIR (what the kernel resolved)."""
+        path = os.readlink(f"/proc/self/fd/{fd}".encode())
+        return b"" if path == self.root else path[len(self.prefix):]
+
+    def excluded(self, rel):
+        parts = rel.split(b"/")
+        return any(parts[i:i + len(p)] == list(p) for p in self.exclude for i in range(len(parts) - len(p) + 1))
 
     def inside(self, real):
         if real != self.root and not real.startswith(self.prefix):
@@ -426,12 +445,15 @@ class Server:
 
     def readdir(self, r):
         h, out = self.handle(r, directory=True), []
+        here = self.real(h.fd) if self.exclude else b""
         for entry in h.entries:
             try:
                 st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:  # removed since the listing was read
                 continue
             name = os.fsencode(entry.name)
+            if self.exclude and self.excluded((here + b"/" + name).lstrip(b"/")):
+                continue
             out.append((name, longname(name, st), encode_attrs(st)))
             if len(out) >= READDIR_BATCH:
                 break

@@ -68,6 +68,7 @@ def build_parser():
     serve = cli.add_hidden_verb(verbs, "serve-sftp")
     serve.add_argument("--listen", metavar="PORT", type=int, help="serve over TCP (the share cache), not stdin")
     serve.add_argument("--token-file", metavar="FILE", help="with --listen: the token each connection begins with")
+    serve.add_argument("--exclude", metavar="PATH", action="append", help="never serve PATH (at any depth)")
     serve.add_argument("directory", help="the shared directory")
     # sshfs's "ssh command" in a worker's share container: the share cache, reached with the task's token.
     conn = cli.add_hidden_verb(verbs, "sftp-connect")

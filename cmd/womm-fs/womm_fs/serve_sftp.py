@@ -28,12 +28,12 @@ def main(args):
     confine.check()
     if getattr(args, "listen", None):
         return listen(args.directory, args.listen, args.token_file)
-    serve(args.directory, 0, 1)
+    serve(args.directory, 0, 1, getattr(args, "exclude", None) or ())
     return 0
 
 
-def serve(directory, infd, outfd):
-    server = sftp.Server(directory)
+def serve(directory, infd, outfd, exclude=()):
+    server = sftp.Server(directory, exclude)
     time.localtime()  # the time zone, read now from /etc/localtime
     try:
         confine.restrict(server.rootfd)

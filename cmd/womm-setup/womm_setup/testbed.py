@@ -29,6 +29,12 @@ NOISE = [
     "/root/.python_history", "/root/.lesshst", "/root/.viminfo", "/root/.wget-hsts",
 ]
 
+# Files where credentials live: removed from the testbed before it becomes an image.
+CREDENTIAL_FILES = [
+    "{home}/.netrc", "{home}/.git-credentials", "{home}/.docker/config.json", "{home}/.kube/config",
+    "{home}/.aws/credentials", "{home}/.pgpass", "{home}/.vault-token", "{home}/.ssh/id_*",
+]
+
 # Variables never saved into the image: the session's own, and credentials.
 NOT_SAVED = {
     "HOSTNAME", "PWD", "OLDPWD", "SHLVL", "_", "TERM", "HOME", "USER", "LOGNAME", "SHELL",
@@ -234,6 +240,13 @@ class Testbed:
     def remove_noise(self):
         paths = [p.format(home=self.caller.home) for p in NOISE]
         self.run_root(["rm", "-f", *paths])
+        credentials = [p.format(home=h) for p in CREDENTIAL_FILES for h in dict.fromkeys((self.caller.home, "/root"))]
+        # sh expands the id_* patterns; what it finds is said, then removed.
+        script = 'for p in "$@"; do for f in $p; do [ -e "$f" ] && echo "$f" && rm -f "$f"; done; done; :'
+        status, out = self.run_root(["sh", "-c", script, "credentials", *credentials])
+        found = out.split()
+        if found:
+            self.log(f"not saving {', '.join(found)} into the image: they hold credentials")
 
     def changed(self, env):
         """True if the session changed the filesystem or the environment."""

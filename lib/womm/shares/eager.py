@@ -22,7 +22,7 @@ import subprocess
 import threading
 import time
 
-from womm import home, manifests, taskobjects
+from womm import excludes, home, manifests, taskobjects
 from womm.errors import WommError, describe
 from womm.shares.base import Share
 
@@ -152,6 +152,7 @@ def upload(server, share_id, directory, task_id):
     src = directory.rstrip("/") + "/"
     proc = subprocess.run(
         ["rsync", "-a", "--delete", "--numeric-ids", "--stats", *(f"--link-dest={p}" for p in latest[-1:]),
+         *excludes.rsync_args(excludes.excluded()),
          "-e", server.rsh(), src, f"{server.pod}:/shares/{share_id}/tasks/{task_id}/base/"],
         capture_output=True, text=True,
     )
@@ -218,6 +219,7 @@ class EagerShare(Share):
     def prepare(self, task, on_fatal=None):
         """Send the directory to the share server, in the background: the pods wait for it."""
         server = self._server()
+        excludes.say_once(task["cwd"], self.log)
         if self.syncs_back:
             from womm.shares import syncback
 

@@ -23,7 +23,7 @@ import subprocess
 import threading
 import time
 
-from womm import manifests, programs
+from womm import excludes, manifests, programs
 from womm.errors import UsageError, WommError, describe
 from womm.shares.base import Share
 
@@ -68,6 +68,7 @@ class LazyShare(Share):
         from womm import confine
 
         confine.check()  # fail now, before a pod waits for a share that cannot come
+        excludes.say_once(task["cwd"], self.log)
 
         def start():
             try:
@@ -99,8 +100,9 @@ class LazyShare(Share):
             if time.monotonic() > deadline:
                 raise WommError(f"its pod {name} did not start")
             time.sleep(0.3)
+        excluded = [f"--exclude={p}" for p in excludes.excluded()]
         self.server = subprocess.Popen(
-            [programs.require("womm-fs"), "serve-sftp", task["cwd"]],
+            [programs.require("womm-fs"), "serve-sftp", *excluded, task["cwd"]],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         self.stream = c.exec_stream(name, ["womm-lazy-cache", task["cwd"], str(CACHE_PORT)],

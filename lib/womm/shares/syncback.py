@@ -134,10 +134,16 @@ class Local:
 
 def merge(staging, directory, snapshot, tag):
     """Apply the staged entries to directory by the rules above; the report."""
+    from womm import excludes
+
     report = {"updated": [], "created": [], "conflicts": [], "refused": []}
+    never = excludes.excluded()
     local = Local(directory)
     try:
         for rel, staged in sorted(walk(staging).items()):
+            if excludes.matches(rel, never):
+                report["refused"].append((rel, "secret"))
+                continue
             src = os.path.join(staging, rel)
             _merge_one(local, rel, src, staged, snapshot.get(rel), tag, report)
     finally:
@@ -280,6 +286,6 @@ def print_report(report, log):
     for rel, beside in conflicts:
         log(f"syncback: {rel} changed here during the run (or is not what it was): kept; "
             f"the cluster's version is {beside}")
+    reasons = {"under a link": "it lies under a link", "secret": "where secrets live (share-exclude)"}
     for rel, why in refused:
-        log(f"syncback: {rel}: not brought back: " + ("it lies under a link" if why == "under a link" else
-                                                      f"a link to {why}, outside the directory"))
+        log(f"syncback: {rel}: not brought back: " + reasons.get(why, f"a link to {why}, outside the directory"))
