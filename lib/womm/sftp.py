@@ -350,7 +350,17 @@ class Server:
                 flags |= f
         mode = attrs.perms & 0o7777 if attrs.perms is not None else 0o666
         # O_NONBLOCK: a fifo must not stall the server at open; files only, then.
-        fd = beneath(self.rootfd, self.rel(path), flags | os.O_NONBLOCK | os.O_NOCTTY, mode)
+        flags |= os.O_NONBLOCK | os.O_NOCTTY
+        if self.exclude and flags & os.O_CREAT:
+            # Nothing may be made in an excluded place: look where the parent really is first.
+            pfd, name = self.parent(path)
+            with pfd:
+                fd = beneath(pfd, name, flags, mode)
+        else:
+            fd = beneath(self.rootfd, self.rel(path), flags, mode)
+        if self.exclude and self.excluded(self.real(fd)):
+            os.close(fd)
+            raise Status(NO_SUCH_FILE, "not shared")
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise Status(FAILURE, "not a regular file")
