@@ -110,12 +110,12 @@ def check():
             os.close(fd)
     except OSError as e:
         raise WommError(f"this kernel offers no openat2 with RESOLVE_BENEATH ({e.strerror}): "
-                        f"a lazy share needs Linux 5.6 or newer; {EAGER}") from None
+                        f"a lazy share needs Linux 5.6 or newer; {EAGER}", doctor=True) from None
     try:
         landlock_abi()
     except OSError as e:
         raise WommError(f"this kernel offers no Landlock ({e.strerror}): a lazy share needs Linux 5.13 or newer "
-                        f"with landlock in its lsm= list; {EAGER}") from None
+                        f"with landlock in its lsm= list; {EAGER}", doctor=True) from None
 
 
 def restrict(dirfd):

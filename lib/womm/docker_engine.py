@@ -7,19 +7,31 @@ import sys
 
 from womm.errors import WommError
 
+DEFAULT_SOCKET = "/var/run/docker.sock"
 
-def client():
-    """A docker client for DOCKER_HOST (or the default socket), or one clear error."""
+
+def client(timeout=600):
+    """A docker client for DOCKER_HOST (or the default socket), or one clear error.
+
+    timeout: seconds for each request (`womm doctor` asks for a few, builds and pushes need many).
+    """
+    import os
+
     import docker
     from docker.errors import DockerException
 
+    if not os.environ.get("DOCKER_HOST") and os.path.exists(DEFAULT_SOCKET) \
+            and not os.access(DEFAULT_SOCKET, os.R_OK | os.W_OK):
+        raise WommError(f"you may not use the Docker engine's socket {DEFAULT_SOCKET} (permission denied): "
+                        "add yourself to the docker group (`sudo usermod -aG docker $USER`, then log in again), "
+                        "or set DOCKER_HOST", doctor=True)
     try:
-        c = docker.from_env(timeout=600)
+        c = docker.from_env(timeout=timeout)
         c.ping()
         return c
     except DockerException as e:
         raise WommError(
-            f"cannot reach the Docker engine ({_short(e)}): start dockerd, or set DOCKER_HOST"
+            f"cannot reach the Docker engine ({_short(e)}): start dockerd, or set DOCKER_HOST", doctor=True
         ) from None
 
 

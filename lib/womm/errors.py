@@ -1,7 +1,10 @@
 """One error format for every womm program: `womm-<program>: error: <what, and what to do>`.
 
-Programs raise WommError (or UsageError) with a one-line message; `main_wrapper`
+Programs raise WommError (or UsageError) with a one-line message; `run_main`
 turns it into that line and an exit code. Tracebacks only with WOMM_DEBUG=1.
+An error that comes from a misconfiguration (no kubeconfig, no share server, not
+allowed to exec...) says so with doctor=True: its line ends with "run `womm doctor`",
+added here, so that the messages themselves (which `womm doctor` prints) stay clean.
 """
 
 import os
@@ -9,16 +12,36 @@ import sys
 
 from womm import exitcodes
 
+DOCTOR_HINT = "run `womm doctor`"
+
 
 class WommError(Exception):
     """A failure the user can act on; the message says what happened and what to do."""
 
     exit_code = None  # None: the program's usual failure status
+    doctor = False  # a misconfiguration `womm doctor` checks: the error line says to run it
 
-    def __init__(self, message, exit_code=None):
+    def __init__(self, message, exit_code=None, doctor=None):
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+        if doctor is not None:
+            self.doctor = doctor
+
+
+def with_hint(message, e=None):
+    """message (default: e's), ending with the hint to run `womm doctor` when e is a misconfiguration."""
+    message = str(e) if message is None else message
+    if e is not None and not getattr(e, "doctor", False):
+        return message
+    return message if message.endswith(DOCTOR_HINT) else f"{message}; {DOCTOR_HINT}"
+
+
+def split_hint(message):
+    """(message without the hint, whether it had it): to say more before the hint, as WommError(..., doctor=)."""
+    if message.endswith("; " + DOCTOR_HINT):
+        return message[:-len(DOCTOR_HINT) - 2], True
+    return message, False
 
 
 class UsageError(WommError):
@@ -107,7 +130,7 @@ def run_main(main, argv=None, prog=None, error_exit=exitcodes.FAILURE):
     except WommError as e:
         if debugging():
             raise
-        error(str(e), prog)
+        error(with_hint(None, e), prog)
         sys.exit(e.exit_code if e.exit_code is not None else error_exit)
     except KeyboardInterrupt as e:
         if debugging():

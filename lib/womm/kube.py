@@ -37,10 +37,14 @@ class ApiError(WommError):
         except (ValueError, AttributeError):
             message = None
         super().__init__(message or f"{status} {reason}".strip())
+        # Credentials refused, or not allowed: a misconfiguration `womm doctor` checks.
+        self.doctor = status in (401, 403)
 
 
 class Unreachable(WommError):
     """No answer from the API at all (refused, timed out, TLS failed)."""
+
+    doctor = True
 
 
 class Cluster:
@@ -55,6 +59,7 @@ class Cluster:
         self._pools = None
         self._lock = threading.Lock()
         self.last_date = None
+        self.connect_timeout = 10  # seconds; `womm doctor` asks for less
 
     @property
     def server(self):
@@ -99,7 +104,7 @@ class Cluster:
             query = dict(query or {}, fieldManager="womm") if method in ("POST", "PATCH", "PUT") else query
             response = self._pool().request(
                 method, self._url(path, query), body=data, headers=headers, preload_content=not stream,
-                timeout=urllib3.Timeout(connect=10, read=timeout), redirect=False,
+                timeout=urllib3.Timeout(connect=self.connect_timeout, read=timeout), redirect=False,
             )
         except urllib3.exceptions.HTTPError as e:
             raise Unreachable(f"cannot reach the Kubernetes API at {self.server}: {_reason(e)}") from None

@@ -26,6 +26,12 @@ from womm.errors import WommError
 SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
+class KubeconfigError(WommError):
+    """The kubeconfig (or the pod's ServiceAccount) does not say how to reach the cluster."""
+
+    doctor = True
+
+
 class Credentials:
     """How to reach the API: its URL, a TLS context, and the headers that authenticate us."""
 
@@ -43,6 +49,7 @@ class Credentials:
         self._exec_token = None
         self._exec_expiry = 0
         self._lock = threading.Lock()
+        self.source = None  # where this came from: the kubeconfig file(s), or the pod's ServiceAccount
 
     def headers(self):
         """The authentication headers for one request (a rotated token file is read again)."""
@@ -52,7 +59,7 @@ class Credentials:
                 with open(self._token_file) as f:
                     h["Authorization"] = "Bearer " + f.read().strip()
             except OSError as e:
-                raise WommError(f"cannot read the token file {self._token_file}: {e.strerror}") from None
+                raise KubeconfigError(f"cannot read the token file {self._token_file}: {e.strerror}") from None
         if self._exec:
             h["Authorization"] = "Bearer " + self._exec_credential()
         return h
@@ -63,7 +70,7 @@ class Credentials:
                 return self._exec_token
             token, expiry = run_exec_plugin(self._exec, self._base_dir)
             if token is None:
-                raise WommError("the kubeconfig's exec plugin gave no token (client certificates from "
+                raise KubeconfigError("the kubeconfig's exec plugin gave no token (client certificates from "
                                 "exec plugins are not supported)")
             self._exec_token, self._exec_expiry = token, expiry
             return token
@@ -75,29 +82,41 @@ def load(context=None):
     present = [f for f in files if os.path.exists(f)]
     if not present:
         if not context and os.path.exists(os.path.join(SERVICE_ACCOUNT, "token")):
-            return in_cluster()
-        where = os.environ.get("KUBECONFIG") or "~/.kube/config"
-        raise WommError(f"no usable Kubernetes configuration in {where} (no such file): "
-                        "set KUBECONFIG or run `kubectl config use-context`")
+            credentials = in_cluster()
+            credentials.source = "the pod's ServiceAccount"
+            return credentials
+    where = os.environ.get("KUBECONFIG") or "~/.kube/config"
+    if not present:
+        raise KubeconfigError(f"no usable Kubernetes configuration in {where} (no such file): "
+                              "set KUBECONFIG or run `kubectl config use-context`")
+    credentials = _load(context, present, where)
+    credentials.source = os.pathsep.join(present)
+    return credentials
+
+
+def _load(context, present, where):
     merged = _merge(present)
     name = context or merged["current-context"]
-    where = os.environ.get("KUBECONFIG") or "~/.kube/config"
     if not name:
-        raise WommError(f"no current context in {where}: run `kubectl config use-context`, or give --context")
+        raise KubeconfigError(f"no current context in {where}: run `kubectl config use-context`, or give --context")
     if name not in merged["contexts"]:
         names = ", ".join(merged["contexts"]) or "none"
-        raise WommError(f"no context '{name}' in the kubeconfig (contexts: {names})")
+        raise KubeconfigError(f"no context '{name}' in {where} (contexts: {names})")
     ctx, _ = merged["contexts"][name]
     cluster, cluster_dir = merged["clusters"].get(ctx.get("cluster"), (None, None))
     user, user_dir = merged["users"].get(ctx.get("user"), ({}, None))
     if not cluster or not cluster.get("server"):
-        raise WommError(f"context '{name}' names no cluster with a server in {where}")
+        raise KubeconfigError(f"context '{name}' names no cluster with a server in {where}")
     namespace = ctx.get("namespace") or "default"
     known = {"client-certificate", "client-certificate-data", "client-key", "client-key-data", "token",
              "tokenFile", "username", "password", "exec"}
     if set(user) - known:
         return _with_library(name, namespace)
-    tls = _ssl_context(cluster, cluster_dir, user, user_dir)
+    try:
+        tls = _ssl_context(cluster, cluster_dir, user, user_dir)
+    except (ValueError, ssl.SSLError) as e:  # bad base64, PEM that is not a certificate or key
+        raise KubeconfigError(f"context '{name}' in {where}: unusable TLS certificates or key "
+                              f"({str(e).splitlines()[0][:120] or type(e).__name__})") from None
     headers = {}
     if user.get("token"):
         headers["Authorization"] = "Bearer " + user["token"]
@@ -112,7 +131,7 @@ def load(context=None):
 def in_cluster():
     host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT", "443")
     if not host:
-        raise WommError("inside a pod without KUBERNETES_SERVICE_HOST: no way to the API")
+        raise KubeconfigError("inside a pod without KUBERNETES_SERVICE_HOST: no way to the API")
     with open(os.path.join(SERVICE_ACCOUNT, "namespace")) as f:
         namespace = f.read().strip()
     tls = ssl.create_default_context(cafile=os.path.join(SERVICE_ACCOUNT, "ca.crt"))
@@ -137,10 +156,15 @@ def _merge(files):
         try:
             with open(path) as f:
                 doc = yaml.safe_load(f) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise WommError(f"cannot read the kubeconfig {path}: {str(e).splitlines()[0]}") from None
+        except OSError as e:
+            raise KubeconfigError(f"cannot read the kubeconfig {path}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            what = getattr(e, "problem", None) or str(e).splitlines()[0]
+            where = f" (line {mark.line + 1})" if mark is not None else ""
+            raise KubeconfigError(f"the kubeconfig {path} is not YAML: {what}{where}") from None
         if not isinstance(doc, dict):
-            raise WommError(f"the kubeconfig {path} is not a kubeconfig")
+            raise KubeconfigError(f"the kubeconfig {path} is not a kubeconfig")
         base = os.path.dirname(os.path.abspath(path))
         merged["current-context"] = merged["current-context"] or doc.get("current-context")
         for section, key in (("contexts", "context"), ("clusters", "cluster"), ("users", "user")):
@@ -165,7 +189,7 @@ def _data_or_file(entry, base, key):
             with open(path) as f:
                 return f.read()
         except OSError as e:
-            raise WommError(f"cannot read {path} (the kubeconfig's {key}): {e.strerror}") from None
+            raise KubeconfigError(f"cannot read {path} (the kubeconfig's {key}): {e.strerror}") from None
     return None
 
 
@@ -195,7 +219,7 @@ def run_exec_plugin(spec, base):
     """Run a client-go credential plugin; (token, expiry as epoch seconds)."""
     command = spec.get("command")
     if not command:
-        raise WommError("the kubeconfig's exec plugin names no command")
+        raise KubeconfigError("the kubeconfig's exec plugin names no command")
     env = dict(os.environ)
     for item in spec.get("env") or []:
         env[item["name"]] = item["value"]
@@ -209,15 +233,15 @@ def run_exec_plugin(spec, base):
                               stdin=subprocess.DEVNULL, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as e:
         hint = spec.get("installHint", "").strip().splitlines()
-        raise WommError(f"the kubeconfig's exec plugin {command} did not run ({e})"
+        raise KubeconfigError(f"the kubeconfig's exec plugin {command} did not run ({e})"
                         + (f": {hint[0]}" if hint else "")) from None
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-        raise WommError(f"the kubeconfig's exec plugin {command} failed ({proc.returncode}): {last}")
+        raise KubeconfigError(f"the kubeconfig's exec plugin {command} failed ({proc.returncode}): {last}")
     try:
         status = json.loads(proc.stdout).get("status") or {}
     except ValueError:
-        raise WommError(f"the kubeconfig's exec plugin {command} printed no ExecCredential") from None
+        raise KubeconfigError(f"the kubeconfig's exec plugin {command} printed no ExecCredential") from None
     expiry = status.get("expirationTimestamp")
     when = time.time() + 3600
     if expiry:

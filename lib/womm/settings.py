@@ -37,5 +37,5 @@ def configured_image(cluster, name="helper-image"):
         image = None
     if not image:
         raise WommError(f"no {name.replace('-', ' ')} known for namespace {cluster.namespace}: "
-                        "run `womm build-images` and `womm cluster-setup --apply`")
+                        "run `womm build-images` and `womm cluster-setup --apply`", doctor=True)
     return image

@@ -13,7 +13,7 @@ import signal
 import threading
 
 from womm import records, shares, taskobjects, tasks
-from womm.errors import UsageError, WommError, deferred_signals
+from womm.errors import UsageError, WommError, deferred_signals, split_hint
 from womm.kube import Cluster
 from womm.report import Reporter
 from womm_run import controller, jobenv
@@ -133,7 +133,8 @@ def run(task, cluster, reporter):
             share.bring_back(task)  # what the jobs that ended left, even when the run ends badly
         if fatal:
             done = f" ({scheduler.done} jobs had finished)" if scheduler.done else "; nothing ran"
-            raise WommError(fatal[0] + done)
+            message, hinted = split_hint(fatal[0])
+            raise WommError(message + done, doctor=hinted)
         return status
     finally:
         with deferred_signals(reporter.log):  # a second Ctrl-C or SIGTERM waits for the cleanup
@@ -161,4 +162,5 @@ def _record_progress(task, scheduler, stopping, every=2.0):
 
 def require(program):
     if shutil.which(program) is None:
-        raise WommError(f"{program} not found on PATH: install GNU {program} (e.g. apt-get install {program})")
+        raise WommError(f"{program} not found on PATH: install GNU {program} (e.g. apt-get install {program})",
+                        doctor=True)

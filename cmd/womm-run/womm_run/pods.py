@@ -11,7 +11,7 @@ import time
 from importlib import resources
 
 from womm import home, manifests, records, taskobjects
-from womm.errors import WommError, describe
+from womm.errors import WommError, describe, with_hint
 
 RUNNER = resources.files("womm_run").joinpath("runner.sh").read_text()
 
@@ -125,6 +125,8 @@ class TaskPods:
             reason, message = waiting.get("reason"), waiting.get("message") or s.get("image")
             if hopeless(reason, message):
                 text = f"pod {name} cannot start: {reason}: {message}"
+                if reason in PULL or reason == "InvalidImageName":  # the image: `womm doctor` looks for it
+                    text = with_hint(text)
                 if not self.working.is_set():
                     self.on_fatal(text)
                     return
@@ -173,7 +175,7 @@ class TaskPods:
                 return
             if getattr(e, "status", None) in (401, 403):
                 # No other pod will do better: nothing can run.
-                self.on_fatal(f"not allowed to run jobs in pod {pod}: {describe(e)}")
+                self.on_fatal(with_hint(f"not allowed to run jobs in pod {pod}: {describe(e)}"))
             elif isinstance(e, WommError) and not self.working.is_set():
                 self.on_fatal(str(e))  # the share failed where no pod works yet: it will fail again
             else:

@@ -11,7 +11,7 @@ import sys
 import threading
 
 from womm import programs, records, shares, taskobjects, tasks
-from womm.errors import WommError, deferred_signals
+from womm.errors import WommError, deferred_signals, split_hint
 from womm.kube import Cluster, relay_stdio
 from womm.report import Reporter
 from womm_run.pods import TaskPods, end_task
@@ -55,7 +55,8 @@ def main(args):
         reporter.progress("waiting for the pod")
         ready.wait()
         if fatal:
-            raise WommError(fatal[0])
+            message, hinted = split_hint(fatal[0])
+            raise WommError(message, doctor=hinted)
         status = run_in_pod(cluster, chosen[0], task["cwd"], command)
         share.bring_back(task)
         return status

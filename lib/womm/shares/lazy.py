@@ -24,7 +24,7 @@ import threading
 import time
 
 from womm import excludes, manifests, programs
-from womm.errors import UsageError, WommError, describe
+from womm.errors import UsageError, WommError, describe, with_hint
 from womm.shares.base import Share
 
 MOUNT_TIMEOUT = 60
@@ -74,7 +74,7 @@ class LazyShare(Share):
             try:
                 self._start_cache(task)
             except Exception as e:  # noqa: BLE001 - reported through on_fatal, and to the pods that wait
-                self.failed = f"the lazy share's cache did not start: {describe(e)}"
+                self.failed = with_hint(f"the lazy share's cache did not start: {describe(e)}", e)
                 if on_fatal:
                     on_fatal(self.failed)
             finally:
@@ -96,7 +96,7 @@ class LazyShare(Share):
             for s in status.get("containerStatuses") or []:
                 waiting = (s.get("state") or {}).get("waiting") or {}
                 if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff"):
-                    raise WommError(f"{waiting['reason']}: {waiting.get('message')}")
+                    raise WommError(f"{waiting['reason']}: {waiting.get('message')}", doctor=True)
             if time.monotonic() > deadline:
                 raise WommError(f"its pod {name} did not start")
             time.sleep(0.3)
