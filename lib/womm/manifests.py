@@ -143,6 +143,37 @@ def share_cache(task, port):
     return [pod, policy]
 
 
+# What `womm doctor`'s FUSE probe exits with, and what each status means.
+FUSE_PROBE_SCRIPT = ("command -v sshfs >/dev/null || exit 3; test -c /dev/fuse || exit 4; "
+                     "(exec 3<>/dev/fuse) 2>/dev/null || exit 5; exit 0")
+FUSE_PROBE_EXITS = {3: "the helper image has no sshfs", 4: "the node has no /dev/fuse (no fuse module loaded?)",
+                    5: "/dev/fuse cannot be opened in a privileged container"}
+
+
+def fuse_probe(name, image):
+    """`womm doctor`'s test of what a lazy share needs: a privileged pod of the helper image, as a
+    share container is, that exits 0 when FUSE can be used on its node (FUSE_PROBE_EXITS otherwise)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata(name, {**MANAGED_BY, ROLE: "doctor"}),
+        "spec": {
+            "containers": [{
+                "name": SHARE_CONTAINER,
+                "image": image,
+                "command": ["sh", "-c", FUSE_PROBE_SCRIPT],
+                "securityContext": {"privileged": True},
+                "resources": {"requests": {"memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+            }],
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "terminationGracePeriodSeconds": 0,
+            "activeDeadlineSeconds": 120,  # if womm doctor is killed before it deletes the pod
+            "restartPolicy": "Never",
+        },
+    }
+
+
 def share_secret(share_id, password):
     """The key that lets one share's pods, and only them, read it from the share server."""
     return {

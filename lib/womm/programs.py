@@ -28,7 +28,7 @@ PROGRAMS = {
     "womm": "Works On My Machine: scale your scripts onto Kubernetes",
     "womm-setup": "the testbed that becomes the pods' image",
     "womm-run": "GNU parallel with Kubernetes pods as job slots; womm shell; womm logs",
-    "womm-fs": "cluster setup, the share server, and the shares",
+    "womm-fs": "cluster setup, the share server, the shares, and womm doctor",
     "womm-reap": "womm status, womm finish, and the reaper for cron",
 }
 
@@ -42,6 +42,7 @@ VERBS = {
     "cluster-setup": Verb("womm-fs", "print (or --apply) what a namespace needs for womm"),
     "build-images": Verb("womm-fs", "build and push womm's helper image"),
     "share": Verb("womm-fs", "inspect or sync this directory's share"),
+    "doctor": Verb("womm-fs", "check what a run needs here: tools, cluster, permissions, share server, image"),
     "status": Verb("womm-reap", "list the tasks using the cluster"),
     "finish": Verb("womm-reap", "remove everything of finished or orphaned tasks"),
     "reap": Verb("womm-reap", "for cron: finish orphaned and expired tasks"),

@@ -56,6 +56,21 @@ def build_parser():
     share.add_argument("-o", "--output", choices=("table", "json"), default="table")
     cli.add_kube_options(share)
 
+    doctor = cli.add_verb(
+        verbs, "doctor",
+        description=(
+            "Check everything a run needs, for this directory and the cluster: GNU parallel and rsync "
+            "here, the lazy share's confinement, the Docker engine (for womm setup), the kubeconfig and "
+            "the API server, womm's permissions in the namespace, the share server, the helper image, "
+            "privileged pods and FUSE (lazy shares), and the directory's image in its registry. One line "
+            "per check: `ok`, `FAIL` with what to do, or `skip` where it does not apply. Exits 0 when "
+            "nothing failed, 1 otherwise; no check waits more than a few seconds."
+        ),
+    )
+    doctor.add_argument("-o", "--output", choices=("text", "json"), default="text",
+                        help="json: a list of {check, ok, detail, fix} (ok is null for a skipped check)")
+    cli.add_kube_options(doctor)
+
     # rsync's remote shell: `rsync -e 'womm-fs rsh' ...` runs rsync's server side in a pod
     # through the Kubernetes API (no ssh, no credentials in the pod). Not for humans.
     rsh = cli.add_hidden_verb(verbs, "rsh")
@@ -90,6 +105,10 @@ def main(argv=None):
             from womm_fs import images
 
             return images.main(args)
+        if args.verb == "doctor":
+            from womm_fs import doctor
+
+            return doctor.main(args)
         if args.verb == "rsh":
             from womm_fs import rsh
 

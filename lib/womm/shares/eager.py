@@ -23,7 +23,7 @@ import threading
 import time
 
 from womm import excludes, home, manifests, taskobjects
-from womm.errors import WommError, describe
+from womm.errors import WommError, describe, with_hint
 from womm.shares.base import Share
 
 
@@ -38,22 +38,80 @@ class ShareServer:
         from womm.kube import ApiError
 
         c, ns = self.cluster, self.cluster.namespace
-        hint = f"no share server in namespace {ns}: run `womm cluster-setup --apply --namespace {ns}`"
         try:
             service = c.request("GET", c.path("services", manifests.SHARE_SERVER))
         except ApiError as e:
             if e.status == 404:
-                raise WommError(hint) from None
+                raise WommError(f"no share server in namespace {ns}: {self.setup_hint()}", doctor=True) from None
             raise
         self.ip = service["spec"]["clusterIP"]
-        pods = c.request("GET", c.path("pods"), {"labelSelector": taskobjects.selector(role="share-server")})["items"]
+        pods = self._pods()
         running = [p for p in pods if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
         if not running:
-            raise WommError(f"the share server in namespace {ns} has no running pod (yet?): "
-                            f"check `kubectl -n {ns} get pods -l {taskobjects.ROLE}=share-server`")
+            why = next((w for w in map(taskobjects.pod_trouble, pods) if w), None) or (
+                "it has no pod (scaled to 0?)" if not pods else "its pod is starting")
+            raise WommError(f"the share server in namespace {ns} does not run: {why}", doctor=True)
         self.pod = running[0]["metadata"]["name"]
         self.image = running[0]["spec"]["containers"][0]["image"]
         return self
+
+    def _pods(self, timeout=60):
+        c = self.cluster
+        query = {"labelSelector": taskobjects.selector(role="share-server")}
+        return c.request("GET", c.path("pods"), query, timeout=timeout)["items"]
+
+    def setup_hint(self):
+        return f"run `womm cluster-setup --apply --namespace {self.cluster.namespace}`"
+
+    def health(self, timeout=5):
+        """Whether the share server serves: (True, what runs, None), or (False, why, what to do).
+
+        Its Deployment (status.availableReplicas; when we may not read Deployments, its pods
+        alone), its Service, and why its pods do not run: the kubelet's or the scheduler's reason.
+        """
+        from womm.kube import ApiError
+
+        c, ns, name = self.cluster, self.cluster.namespace, manifests.SHARE_SERVER
+        setup = self.setup_hint()
+        deployment = None
+        try:
+            deployment = c.request("GET", c.path("deployments", name), timeout=timeout)
+        except ApiError as e:
+            if e.status == 404:
+                return False, f"no Deployment {name} in namespace {ns}", setup
+            if e.status != 403:
+                raise
+        try:
+            c.request("GET", c.path("services", name), timeout=timeout)
+        except ApiError as e:
+            if e.status == 404:
+                return False, f"no Service {name} in namespace {ns}", setup
+            raise
+        pods = [p for p in self._pods(timeout) if not p["metadata"].get("deletionTimestamp")]
+        if deployment is not None:
+            wanted = (deployment.get("spec") or {}).get("replicas", 1)
+            available = (deployment.get("status") or {}).get("availableReplicas") or 0
+            if wanted == 0:  # first: its last pod may still be available, going away
+                return False, f"its Deployment {name} is scaled to 0", setup
+            if available >= 1:
+                containers = deployment["spec"]["template"]["spec"].get("containers") or [{}]
+                return True, f"Deployment {name} available ({containers[0].get('image')})", None
+        else:
+            ready = [p for p in pods if any(cond.get("type") == "Ready" and cond.get("status") == "True"
+                                            for cond in (p.get("status") or {}).get("conditions") or [])]
+            if ready:
+                return True, f"{len(ready)} pod(s) ready", None
+        why = next((w for w in map(taskobjects.pod_trouble, pods) if w), None)
+        if why:
+            pulling = why.split(":")[0] in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName")
+            fix = (f"push the helper image (`womm build-images`), then {setup}" if pulling else
+                   "the cluster has no room for it: free some, or ask its admins" if why.startswith("not scheduled")
+                   else f"see `kubectl -n {ns} describe pods -l {taskobjects.ROLE}=share-server`")
+            return False, f"its pod: {why}", fix
+        for condition in ((deployment or {}).get("status") or {}).get("conditions") or []:
+            if condition.get("status") == "True" and condition.get("type") == "ReplicaFailure":
+                return False, f"its pods cannot be created: {condition.get('message')}", setup
+        return False, "no pod available yet (starting?)", "wait a moment, and run `womm doctor` again"
 
     def run(self, command, stdin=b""):
         """Run a command in the server; (status, stdout, stderr)."""
@@ -231,7 +289,7 @@ class EagerShare(Share):
             except Exception as e:  # noqa: BLE001 - reported through on_fatal or wait_prepared
                 self.upload_error = e
                 if on_fatal:
-                    on_fatal(f"could not send {task['cwd']} to the share server: {describe(e)}")
+                    on_fatal(with_hint(f"could not send {task['cwd']} to the share server: {describe(e)}", e))
             finally:
                 self.uploaded.set()
 
