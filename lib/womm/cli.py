@@ -1,4 +1,7 @@
-"""What every womm program's command line shares: verbs, the Kubernetes options, the error format."""
+"""What every womm program's command line shares: verbs, the Kubernetes options, the error format;
+and a program's parser as JSON, rebuilt elsewhere (`womm completion` completes every program's
+verbs without importing one: see parser_json and rebuild).
+"""
 
 import argparse
 import sys
@@ -21,9 +24,14 @@ def program_parser(prog, description, epilog=None):
     return parser
 
 
+# The hidden verb every program has: its parser as JSON, for `womm completion`.
+PARSER_JSON = "parser-json"
+
+
 def add_verbs(parser):
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", title="verbs", parser_class=Parser)
     verbs.required = True
+    add_hidden_verb(verbs, PARSER_JSON)
     return verbs
 
 
@@ -57,7 +65,13 @@ def parse(parser, argv, default_verb=None):
     own = set(verb_parsers(parser)) | {"-h", "--help", "--version"}
     if default_verb and (not argv or argv[0] not in own):
         argv.insert(0, default_verb)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if getattr(args, "verb", None) == PARSER_JSON:
+        import json
+
+        print(json.dumps(parser_json(parser)))
+        sys.exit(0)  # as argparse's own --version does
+    return args
 
 
 def add_hidden_verb(verbs, name):
@@ -78,3 +92,70 @@ def duration(text):
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90s, 20m, 24h, 7d)")
     return value
+
+
+# ---------------------------------------------------------------- a parser as JSON, and back
+
+def complete_as(action, kind):
+    """Mark an argument as completed with `kind` (e.g. "task-id"): what `womm completion` gives the shell."""
+    action.womm_complete = kind
+    return action
+
+
+def parser_json(parser):
+    """What a parser accepts, as JSON-able data: its options and positionals (option strings, nargs,
+    choices, metavar, help) and its visible verbs, recursively. Hidden ones are left out."""
+    node = {"prog": parser.prog, "description": parser.description, "arguments": [], "verbs": {}}
+    for action in parser._actions:  # noqa: SLF001 - argparse has no public list
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            shown = {a.dest: a.help for a in action._choices_actions}  # noqa: SLF001 - the listed verbs
+            for name, sub in action.choices.items():
+                if name in shown:
+                    node["verbs"][name] = {"help": shown[name], **parser_json(sub)}
+            continue
+        if action.help == argparse.SUPPRESS:
+            continue
+        if action.nargs == 0:
+            kind = "count" if isinstance(action, argparse._CountAction) else "flag"  # noqa: SLF001
+        else:
+            kind = "append" if isinstance(action, argparse._AppendAction) else "store"  # noqa: SLF001
+        node["arguments"].append({
+            "options": list(action.option_strings), "dest": action.dest, "action": kind,
+            "nargs": action.nargs, "choices": list(action.choices) if action.choices else None,
+            "metavar": action.metavar, "help": action.help, "required": action.required,
+            "complete": getattr(action, "womm_complete", None),
+        })
+    return node
+
+
+def rebuild(parser, node, completers=None):
+    """Add to parser what parser_json described: arguments that parse (and complete) as the
+    original's did, without their types, defaults or effects. completers: {kind: what shtab takes
+    as an argument's `complete`}, for the arguments marked with complete_as()."""
+    completers = completers or {}
+    for arg in node.get("arguments") or []:
+        kwargs = {"help": (arg.get("help") or "").replace("%", "%%") or None}
+        metavar = arg.get("metavar")
+        if arg["action"] in ("flag", "count"):
+            kwargs["action"] = "store_true" if arg["action"] == "flag" else "count"
+        else:
+            kwargs["action"] = arg["action"]
+            if arg.get("nargs") is not None:
+                kwargs["nargs"] = arg["nargs"]
+            if arg.get("choices"):
+                kwargs["choices"] = arg["choices"]
+            if metavar is not None:
+                kwargs["metavar"] = tuple(metavar) if isinstance(metavar, list) else metavar
+        if arg["options"]:
+            action = parser.add_argument(*arg["options"], dest=arg["dest"], **kwargs)
+        else:
+            action = parser.add_argument(arg["dest"], **kwargs)
+        if arg.get("complete") in completers:
+            action.complete = completers[arg["complete"]]
+    verbs = node.get("verbs") or {}
+    if verbs:
+        sub = parser.add_subparsers(dest="verb", metavar="VERB")
+        for name, child in verbs.items():
+            rebuild(sub.add_parser(name, help=child.get("help"), description=child.get("description"),
+                                   add_help=False), child, completers)
+    return parser

@@ -34,7 +34,8 @@ def build_parser():
             "logs and records. An async task with an eager-syncback share is synced back first."
         ),
     )
-    finish.add_argument("ids", nargs="+", metavar="ID", help="task id, as `womm status` shows it")
+    cli.complete_as(finish.add_argument("ids", nargs="+", metavar="ID", help="task id, as `womm status` shows it"),
+                    "task-id")
     finish.add_argument("--force", action="store_true", help="also finish tasks of another directory or host, or still running")
     cli.add_kube_options(finish)
 

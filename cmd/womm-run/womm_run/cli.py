@@ -100,7 +100,8 @@ def build_parser():
         verbs, "logs",
         description="Print the output of an --async task so far, then follow it until the task ends.",
     )
-    logs.add_argument("id", metavar="ID", help="task id, as `womm parallel --async` and `womm status` print it")
+    cli.complete_as(logs.add_argument("id", metavar="ID", help="task id, as `womm parallel --async` and `womm status` "
+                                                               "print it"), "task-id")
     logs.add_argument("--no-follow", action="store_true", help="print what there is and stop")
     cli.add_kube_options(logs)
     # The in-cluster coordinator of --async tasks; not for humans.
@@ -195,7 +196,7 @@ def main(argv=None):
             from womm_run import parallel
 
             return parallel.main(args)
-        args = parser.parse_args(argv)
+        args = cli.parse(parser, argv)
         if args.verb == "shell":
             from womm_run import shell
 
