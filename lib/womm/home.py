@@ -53,6 +53,14 @@ def task_file(task_id: str) -> Path:
     return tasks_dir() / f"{task_id}.json"
 
 
+def shell_tasks_dir(shell: str) -> str:
+    """Shell code (in a function) that sets `womm_tasks` to tasks_dir() as that shell sees it when
+    the code runs: a completion script is made once, and WOMM_HOME read at each TAB."""
+    if shell == "fish":
+        return 'set -l womm_tasks $HOME/.womm/tasks; test -n "$WOMM_HOME"; and set womm_tasks $WOMM_HOME/tasks'
+    return 'local womm_tasks="${WOMM_HOME:-$HOME/.womm}/tasks"'  # bash, zsh
+
+
 def run_dir(task_id: str) -> Path:
     return root() / "run" / task_id
 

@@ -1,7 +1,8 @@
 """`womm <verb> ...` runs the program that owns the verb, the way git runs git-<name>.
 
 The verbs and the search for programs are womm.programs'; this program only routes,
-answers `womm help`, and says what went wrong when there is nothing to run. The program
+answers `womm help` and `womm completion` (womm_dispatch.completion), and says what went
+wrong when there is nothing to run. The program
 replaces this process, so exit codes and signals pass through untouched.
 
 Startup cost matters here: import nothing beyond the standard library.
@@ -13,6 +14,8 @@ import os
 import sys
 
 from womm import __version__, home, programs
+
+COMPLETION_SHELLS = ("bash", "zsh", "fish")
 
 
 def build_parser():
@@ -36,7 +39,14 @@ def build_parser():
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", title="verbs")
     for verb, (program, summary) in programs.VERBS.items():
         verbs.add_parser(verb, help=f"{summary} ({program})", add_help=False)
-    verbs.add_parser("help", help="show the manual page of a verb: womm help [VERB]", add_help=False)
+    help_ = verbs.add_parser("help", help="show the manual page of a verb: womm help [VERB]", add_help=False)
+    help_.add_argument("verb", nargs="?", metavar="VERB", choices=list(programs.VERBS), help="the verb")
+    completion = verbs.add_parser(
+        "completion", add_help=False,
+        help="print a completion script for your shell: womm completion bash|zsh|fish",
+        description="e.g. `womm completion bash > ~/.local/share/bash-completion/completions/womm`",
+    )
+    completion.add_argument("shell", choices=COMPLETION_SHELLS, help="the shell")
     return parser
 
 
@@ -55,6 +65,13 @@ def main(argv=None):
         return 0
     if verb == "help":
         return _help(args[0] if args else None)
+    if verb == "completion":
+        if len(args) != 1 or args[0] not in COMPLETION_SHELLS:
+            print(f"womm: error: usage: womm completion {'|'.join(COMPLETION_SHELLS)}", file=sys.stderr)
+            return 2
+        from womm_dispatch import completion
+
+        return completion.main(args[0], build_parser())
     if verb.startswith("-"):
         return _usage_error(f"unknown option '{verb}'")
 
@@ -86,7 +103,7 @@ def _print_help(out):
 
 
 def _verb_list():
-    return "verbs: " + ", ".join(list(programs.VERBS) + ["help"] + sorted(programs.plugins()))
+    return "verbs: " + ", ".join(list(programs.VERBS) + ["help", "completion"] + sorted(programs.plugins()))
 
 
 def _unknown_verb(verb):
