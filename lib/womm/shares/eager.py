@@ -145,7 +145,7 @@ def upload(server, share_id, directory, task_id):
     """Send the directory to the share server as task_id's base: only what changed. rsync's figures."""
     password = share_password(share_id)
     ensure_secret(server.cluster, share_id, password)
-    status, out, err = server.run(["womm-share-register", share_id], stdin=password.encode() + b"\n")
+    status, out, err = server.run(["womm-share-register", share_id, task_id], stdin=password.encode() + b"\n")
     if status != 0:
         raise WommError(f"the share server refused share {share_id}: {err.decode(errors='replace').strip()}")
     latest = out.decode().split()
