@@ -110,6 +110,7 @@ def run(task, cluster, reporter):
                 proc.send_signal(signal.SIGINT)
 
     pods = TaskPods(cluster, task, share, reporter.log, on_fatal)
+    pods.jobs_done = lambda: scheduler.done
     attacher = Attacher(cluster, task, share, scheduler, pods, jobenv.frame_payload(os.environb), reporter.log)
     proc = None
     try:

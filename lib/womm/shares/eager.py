@@ -22,7 +22,7 @@ import subprocess
 import threading
 import time
 
-from womm import excludes, home, manifests, taskobjects
+from womm import excludes, home, manifests, podstatus, taskobjects
 from womm.errors import WommError, describe
 from womm.shares.base import Share
 
@@ -34,26 +34,56 @@ class ShareServer:
         self.cluster = cluster
         self.ip = self.pod = self.image = None
 
-    def locate(self):
+    READY_TIMEOUT = 180  # seconds a starting share server is waited for
+
+    def locate(self, timeout=None):
+        """Find the server, waiting (bounded) while it starts; WommError with its own reason if it will not."""
         from womm.kube import ApiError
+        from womm.report import Progress
 
         c, ns = self.cluster, self.cluster.namespace
-        hint = f"no share server in namespace {ns}: run `womm cluster-setup --apply --namespace {ns}`"
         try:
             service = c.request("GET", c.path("services", manifests.SHARE_SERVER))
         except ApiError as e:
             if e.status == 404:
-                raise WommError(hint) from None
+                raise WommError(f"no share server in namespace {ns}: run `womm cluster-setup --apply --namespace {ns}`"
+                                " (then `womm doctor`)") from None
             raise
         self.ip = service["spec"]["clusterIP"]
-        pods = c.request("GET", c.path("pods"), {"labelSelector": taskobjects.selector(role="share-server")})["items"]
-        running = [p for p in pods if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
-        if not running:
-            raise WommError(f"the share server in namespace {ns} has no running pod (yet?): "
-                            f"check `kubectl -n {ns} get pods -l {taskobjects.ROLE}=share-server`")
-        self.pod = running[0]["metadata"]["name"]
-        self.image = running[0]["spec"]["containers"][0]["image"]
-        return self
+        progress = Progress()
+        deadline = time.monotonic() + (self.READY_TIMEOUT if timeout is None else timeout)
+        try:
+            while True:
+                pods = c.request("GET", c.path("pods"), {"labelSelector": taskobjects.selector(role="share-server")})
+                ready = [p for p in pods["items"] if podstatus.ready(p)]
+                if ready:
+                    self.pod = ready[0]["metadata"]["name"]
+                    self.image = ready[0]["spec"]["containers"][0]["image"]
+                    return self
+                why, hopeless = self.why_not(pods["items"])
+                if hopeless or time.monotonic() > deadline:
+                    raise WommError(f"the share server in namespace {ns} is not ready: {why} (run `womm doctor`)")
+                progress.update(f"waiting for the share server: {why}")
+                time.sleep(1)
+        finally:
+            progress.done()
+
+    def why_not(self, pods):
+        """(why no share server pod is ready, whether waiting would help)."""
+        if not pods:
+            c = self.cluster
+            try:
+                d = c.request("GET", c.path("deployments", manifests.SHARE_SERVER))
+                if d["spec"].get("replicas") == 0:
+                    return "it is scaled to 0 replicas", True
+            except Exception:  # noqa: BLE001 - the reason is what matters; none found is said below
+                pass
+            return "no pod yet", False
+        for pod in pods:
+            why, lost = podstatus.waiting(pod)
+            if why:
+                return why, lost
+        return "its pod is starting", False
 
     def run(self, command, stdin=b""):
         """Run a command in the server; (status, stdout, stderr)."""
@@ -201,7 +231,7 @@ class EagerShare(Share):
         pull = {
             "name": "womm-share-pull",
             "image": server.image,
-            "command": ["womm-share-pull", server.ip, self.share_id, task["id"], task["cwd"]],
+            "command": ["womm-share-pull", server.ip, self.share_id, task["id"], self.directory],
             "volumeMounts": helper_mounts,
             # No CPU request: the pod's request stays what the user asked for (--kube-cpu).
             "resources": {"requests": {"memory": "16Mi"}, "limits": {"memory": "256Mi"}},
@@ -214,20 +244,20 @@ class EagerShare(Share):
     def agent_args(self, task):
         if not self.syncs_back:
             return []
-        return ["--push", self._server().ip, self.share_id, task["id"], task["cwd"]]
+        return ["--push", self._server().ip, self.share_id, task["id"], self.directory]
 
     def prepare(self, task, on_fatal=None):
         """Send the directory to the share server, in the background: the pods wait for it."""
         server = self._server()
-        excludes.say_once(task["cwd"], self.log)
+        excludes.say_once(self.directory, self.log)
         if self.syncs_back:
             from womm.shares import syncback
 
-            syncback.save_snapshot(task["id"], task["cwd"])
+            syncback.save_snapshot(task["id"], self.directory)
 
         def send():
             try:
-                upload(server, self.share_id, task["cwd"], task["id"])
+                upload(server, self.share_id, self.directory, task["id"])
             except Exception as e:  # noqa: BLE001 - reported through on_fatal or wait_prepared
                 self.upload_error = e
                 if on_fatal:
@@ -247,7 +277,7 @@ class EagerShare(Share):
         if self.syncs_back:
             from womm.shares import syncback
 
-            report = syncback.pull(server, self.share_id, task)
+            report = syncback.pull(server, self.share_id, task, self.directory)
             syncback.print_report(report, self.log)
         server.forget(self.share_id, task["id"])
 
