@@ -534,11 +534,22 @@ def test_normalized_reads_back_the_same(home):
     (home / ".parallel" / "config").write_text("-kj4 nice\n")
     env = clean_env(home, PARALLEL="--env A -e")
     parsed = parse(["-u", "--tmpl", "a=b", "--res", "r", "-l", "echo", ":::", "x"], env)
-    again = parse(parsed.normalized(), env)
-    assert names(again)[1:] == names(parsed) and again.command == parsed.command
     assert parsed.normalized() == ["--plain", "--keep-order", "--jobs", "4", "--env", "A", "--eof=",
-                                   "--ungroup", "--template", "a=b", "--results", "r", "--max-lines=0",
-                                   "--", "nice", "echo", ":::", "x"]
+                                   "--ungroup", "--template", "a=b", "--results", "r", "--max-lines=0"]
+    again = parse([*parsed.normalized(), "--", *parsed.words], env)
+    assert names(again)[1:] == names(parsed) and again.command == parsed.command == ("nice", "echo")
+    assert again.sources == parsed.sources
+
+
+@real
+def test_real_program_reads_normalized_as_the_original(home):
+    (home / ".parallel" / "config").write_text("-j 3 nice\n")
+    env = clean_env(home, PARALLEL="--tagstring '<{}>' -e")
+    parsed = parse(["-k", "echo", ":::", "a", "b"], env)
+    again = [*parsed.normalized(), "--", *parsed.words]
+    assert real_dry_run(again, env) == real_dry_run(["-k", "echo", ":::", "a", "b"], env) == [
+        "<a>\tnice echo a", "<b>\tnice echo b"]
+    assert real_jobs(parsed.normalized(), env) == 3
 
 
 def test_posixly_correct(home):

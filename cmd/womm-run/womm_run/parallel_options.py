@@ -416,14 +416,12 @@ class Parsed:
         return count + self.given("nonall")
 
     def normalized(self):
-        """An argv that GNU parallel reads as this one with --plain (no profile, no $PARALLEL).
-
-        Meaningful only without problems, which it drops.
-        """
+        """The options spelled in full, after --plain: `parallel *normalized() -- *words` reads as this
+        command line does, without profiles or $PARALLEL (in a pod, say). Problems are dropped."""
         words = ["--plain"]
         for opt in self.options:
             words.extend(opt.words())
-        return [*words, "--", *self.words]
+        return words
 
 
 def parse(argv, environ=None, home=None, extra=None):
