@@ -220,12 +220,6 @@ def test_real_program_reads_the_same_abbreviations(home):
                      "womm's job slots are the pods; --sshloginfile does not mix with them"),
     (["-kS", "h"], "-kS: -S (--sshlogin) is not for womm parallel: "
                    "womm's job slots are the pods; --sshlogin does not mix with them"),
-    (["--spreadstdin"], "--spreadstdin: --pipe is not for womm parallel: "
-                        "womm cannot send a job's stdin to a pod yet: use input files on the share"),
-    (["--pipep"], "--pipep: --pipe-part is not for womm parallel: "
-                  "womm cannot send a job's stdin to a pod yet: use input files on the share"),
-    (["--cat"], "--cat: --cat (it implies --pipe) is not for womm parallel: "
-                "womm cannot send a job's stdin to a pod yet: use input files on the share"),
     (["--sshl", "h"], "--sshl: GNU parallel cannot tell which option this abbreviates: -S (--sshlogin), "
                       "--sshloginfile"),
 ])
@@ -237,6 +231,7 @@ def test_refused(argv, reason, home):
 
 
 @pytest.mark.parametrize("argv", [
+    ["--spreadstdin"], ["--pipep", "-a", "f"], ["--cat"],  # a job's stdin reaches its pod (womm_run.frames' IN)
     ["-k", "--tag", "--joblog", "x", "--halt", "now,fail=1", "--results", "r", "-n", "2"],
     ["--block", "1M", "--tee", "--roundrobin"],  # without --pipe they do nothing to stdin
     ["--", "sort", "-u", "-j", "4", "-S", "x"],

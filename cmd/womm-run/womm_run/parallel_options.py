@@ -241,14 +241,11 @@ _WHAT = {"i": "number expected", "f": "real number expected"}
 
 # What womm decides itself, or cannot do (womm_run.parallel gives the same reasons).
 _SLOTS = "womm sets the job slots: --kube-pods x --procs-per-pod + --local-procs"
-_STDIN = "womm cannot send a job's stdin to a pod yet: use input files on the share"
 REFUSED = {
     "jobs": _SLOTS,
     "max-procs": _SLOTS,
     "sshlogin": "womm's job slots are the pods; --sshlogin does not mix with them",
     "sshloginfile": "womm's job slots are the pods; --sshloginfile does not mix with them",
-    "pipe": _STDIN,
-    "pipe-part": _STDIN,
 }
 # womm gives GNU parallel its own -j on the command line, which GNU parallel reads after
 # the profiles and $PARALLEL: a -j there is overridden, not a problem.
@@ -465,9 +462,6 @@ def refused(parsed):
         why = REFUSED.get(opt.name)
         if why and (opt.name not in _COMMAND_LINE_ONLY or opt.source == COMMAND_LINE):
             return f"{_where(opt)}: {full_name(opt.name)} is not for womm parallel: {why}"
-    if parsed.stdin_data == "pipe":
-        opt = next(opt for opt in parsed.options if opt.name in _IMPLY_PIPE)
-        return f"{_where(opt)}: {full_name(opt.name)} (it implies --pipe) is not for womm parallel: {_STDIN}"
     return None
 
 
