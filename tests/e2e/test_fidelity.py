@@ -46,10 +46,12 @@ SCENARIOS = {  # name: (GNU parallel's arguments, stdin)
 
 
 def run_both(womm, d, args, stdin, env=None):
+    """Both runs, their output as bytes (outputs may be binary)."""
+    data = (stdin or "").encode()
     ours = womm("parallel", "--kube-pods", "1", "--procs-per-pod", str(SLOTS), "--kube-cpu", "0.5", *args,
-                cwd=d, input=stdin if stdin is not None else "", check=False, env=env)
-    theirs = subprocess.run(["parallel", "-j", str(SLOTS), *args], cwd=d, input=stdin if stdin is not None else "",
-                            capture_output=True, text=True, env={**os.environ, **(env or {})})
+                cwd=d, input=data, check=False, env=env)
+    theirs = subprocess.run(["parallel", "-j", str(SLOTS), *args], cwd=d, input=data,
+                            capture_output=True, env={**os.environ, **(env or {})})
     return ours, theirs
 
 
@@ -58,7 +60,7 @@ def test_as_gnu_parallel(womm, tmp_path, name):
     d = womm.setup_dir(tmp_path / "proj", "none")
     args, stdin = SCENARIOS[name]
     ours, theirs = run_both(womm, d, args, stdin)
-    assert ours.returncode == theirs.returncode, ours.stderr
+    assert ours.returncode == theirs.returncode, ours.stderr.decode(errors="replace")
     assert ours.stdout == theirs.stdout
     # GNU parallel's own warnings (a timeout, a halt) come from GNU parallel, here and there alike.
     assert ours.stderr == theirs.stderr
@@ -79,7 +81,7 @@ def test_joblog_results_and_resume_as_gnu_parallel(womm, tmp_path):
         args = ["-k", "--joblog", str(log), "--results", str(res), "echo {}; exit {}", ":::", "0", "1"]
         first = run_both(womm, d, args, None)[0 if who == "ours" else 1]
         again = run_both(womm, d, ["--resume", *args], None)[0 if who == "ours" else 1]
-        assert (first.returncode, again.returncode, again.stdout) == (1, 0, "")
+        assert (first.returncode, again.returncode, again.stdout) == (1, 0, b"")
         # Start times and run times differ from run to run; the rest is the same.
         rows[who] = [(r[0], r[1], r[6], r[7], r[8]) for r in (line.split("\t") for line in log.read_text().splitlines())]
         rows[who + "-results"] = sorted((str(p.relative_to(res)), p.read_bytes()) for p in res.rglob("*") if p.is_file())
@@ -91,7 +93,7 @@ def test_files_hold_what_gnu_parallel_would_write(womm, tmp_path):
     """--files prints the names of temporary files: other names each run, so their contents are compared."""
     d = womm.setup_dir(tmp_path / "proj", "none")
     ours, theirs = run_both(womm, d, ["-k", "--files", "echo", "{}", ":::", "a", "b"], None)
-    contents = [[open(f).read() for f in out.stdout.split()] for out in (ours, theirs)]
+    contents = [[open(f).read() for f in out.stdout.decode().split()] for out in (ours, theirs)]
     assert contents[0] == contents[1] == ["a\n", "b\n"]
 
 
@@ -102,7 +104,7 @@ def test_env_variables_and_exported_functions_reach_the_pods(womm, tmp_path):
     ours, theirs = run_both(womm, d, ["-k", "--env", "WOMM_E2E_VAR", 'myf {}; echo "$WOMM_E2E_VAR"', ":::", "a"],
                             None, env=env)
     assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout) == (0, theirs.stdout)
-    assert ours.stdout == "myf a\nit's \"$x\"\nline two\n"
+    assert ours.stdout == b"myf a\nit's \"$x\"\nline two\n"
 
 
 def test_inputs_from_a_process_substitution(womm, tmp_path):
