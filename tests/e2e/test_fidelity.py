@@ -21,7 +21,8 @@ SCENARIOS = {  # name: (GNU parallel's arguments, stdin)
     "tagstring": (["-k", "--tagstring", "<{}>", "echo", "x{}", ":::", "1", "2"], None),
     "max-args": (["-k", "-n", "2", "echo", ":::", "1", "2", "3", "4", "5"], None),
     "numbered-args": (["-k", "-N", "2", "echo", "{1}-{2}", ":::", "1", "2", "3", "4"], None),
-    "xargs": (["-k", "-X", "echo", "<{}>", ":::", "a", "b", "c", "d"], None),
+    "xargs": (["-k", "-X", "echo", "x{}y", ":::", "a", "b", "c", "d"], None),  # spread over every slot
+    "multiple-args": (["-k", "-m", "echo", ":::", "a", "b", "c", "d", "e"], None),
     "colsep": (["-k", "--colsep", ",", "echo", "{2}{1}"], "a,b\nc,d\n"),
     "header": (["-k", "--header", ":", "echo", "{x}", ":::", "x", "1", "2"], None),
     "replacement-strings": (["-k", "echo", "{.} {/} {//} {/.} {#} {%} {1} {= s/a/b/ =}", ":::", "/x/y/a.txt"], None),
@@ -29,7 +30,9 @@ SCENARIOS = {  # name: (GNU parallel's arguments, stdin)
     "linked-inputs": (["-k", "echo", "{1}{2}", ":::", "a", "b", ":::+", "1", "2"], None),
     "quoting": (["-k", "echo", ":::", "a b", "c'd", "$HOME", "x;y", "q\"r", "*"], None),
     "halt-now": (["--halt", "now,fail=1", "sleep 0.{}; exit {}", ":::", "1", "2", "0"], None),
-    "halt-soon": (["-k", "--halt", "soon,fail=1", "echo {}; exit {}", ":::", "0", "1", "0"], None),
+    # The first job fails at once, the second is let finish, the third never starts.
+    "halt-soon": (["-k", "--halt", "soon,fail=1", "case {} in f) exit 1;; esac; sleep {}; echo {}", ":::", "f", "2",
+                   "0"], None),
     "retries": (["-k", "--retries", "3", "echo try {}; exit 1", ":::", "x"], None),
     "timeout": (["-k", "--timeout", "2", "sleep {}; echo {}", ":::", "0.1", "4"], None),
     "big-and-binary-output": (["-k", "head -c 3000000 /dev/zero | tr '\\0' {}; printf '\\000\\377\\n'", ":::", "x",

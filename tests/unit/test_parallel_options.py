@@ -117,6 +117,14 @@ def test_bundles(argv, options, home):
     assert names(parse(argv, clean_env(home))) == options
 
 
+@pytest.mark.parametrize("argv, divides", [
+    (["-kX", "echo"], True), (["-m", "echo"], True), (["--pipe", "--tee", "grep", "{}"], True),
+    (["--xargs", "echo"], False), (["-k", "echo"], False), (["--pipe", "wc"], False),
+])
+def test_options_that_divide_the_work_by_the_slots(argv, divides, home):
+    assert parse(argv, clean_env(home)).divides_by_slots == divides
+
+
 @real
 @pytest.mark.parametrize("argv, jobs", [
     (["-kj4"], 4), (["-kuj", "4"], 4), (["-k", "-j4"], 4), (["-j3"], 3), (["--jobs=3"], 3), (["+j", "3"], 3),

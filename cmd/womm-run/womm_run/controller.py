@@ -64,6 +64,12 @@ class Scheduler:
             for slot in slots:
                 self._give(slot)
 
+    def grant_all(self):
+        """Tell GNU parallel of every slot before the pods are there (its jobs wait in the queue),
+        for the options that divide their work by the slots at the start."""
+        with self.lock:
+            self.granted = self.rundir.max_slots - self.rundir.local_slots
+
     def remove_slots(self, slots, reason):
         """A pod's stream ended: its slots go, and their jobs are lost with them."""
         with self.lock:

@@ -97,7 +97,10 @@ def run(task, cluster, reporter):
             taskobjects.create_owner(cluster, task)
             records.save_task(task)
         taskobjects.keep_alive(cluster, task, pods.stopping, reporter.log)
-        # GNU parallel starts while the pods do: its jobs wait for their slots.
+        # GNU parallel starts while the pods do: it is told of slots as they come (so that
+        # --timeout counts from a job's real start), or of all at once when it divides its work.
+        if parsed.divides_by_slots:
+            scheduler.grant_all()
         proc = proc_holder["proc"] = controller.start_parallel(
             [command[0], "-j", str(rundir.jobs_file), *command[1:]], rundir, scheduler, os.environ, local_shell(),
             pass_fds=controller.inherited_fds(),

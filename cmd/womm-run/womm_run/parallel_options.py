@@ -362,6 +362,12 @@ class Parsed:
         return self.given("pipe") or (not self.given("pipe-part") and any(self.given(n) for n in _IMPLY_PIPE))
 
     @property
+    def divides_by_slots(self):
+        """GNU parallel shares its work out by the number of job slots it has when it starts:
+        -m and -X spread the arguments over them, --tee needs one per input value."""
+        return self.given("m") or self.given("X") or self.given("tee")
+
+    @property
     def env_names(self):
         """The names --env copies to the jobs (`--env A,B` is two), in order; `_` as given."""
         return [name for value in self.values("env") for name in value.split(",")]

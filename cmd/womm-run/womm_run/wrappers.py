@@ -23,7 +23,9 @@ _PIPEPART = re.compile(rb"^<(?P<file>(?:[^\s'\\]|\\.|'[^']*')+) perl -e '(?P<per
                        rb"(?P<ranges>(?: \d+ \d+)+) \|\((?P<command>.*)\)$", re.S)
 _TEE = re.compile(rb"^\(rm (?P<fifo>\S+);\((?P<command>.*)\)\) < (?P=fifo)$", re.S)
 _CAT_START = b"cat > $PARALLEL_TMP;"
-_CAT_END = re.compile(rb";perl -e '\$bash=shift;\$csh=shift;for\(@ARGV\)\{unlink;rmdir;\}[^']*' \S+ \S+ \$PARALLEL_TMP$")
+# Its last words: the exit status for bash and for csh (in double quotes), then the file.
+_CAT_END = re.compile(rb";perl -e '\$bash=shift;\$csh=shift;for\(@ARGV\)\{unlink;rmdir;\}[^']*' "
+                      rb"\"[^\"]*\" \"\$status\" \$PARALLEL_TMP$")
 _FIFO_START = b"perl -e '($s,$c,$f)=@ARGV;system\"mkfifo\",$f;"
 # The job.sh test for it, in sh's quoting: see job.sh.
 FIFO_PREFIX = _FIFO_START
