@@ -49,12 +49,15 @@ class Scheduler:
         self._numbers = itertools.count(1)
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._woken = collections.deque()
+        self.some_live = threading.Event()  # a pod's slots came, once
 
     # ---------------------------------------------------------------- slots come and go
 
     def add_slots(self, slots):
         with self.lock:
             self.live.update(slots)
+            if self.live:
+                self.some_live.set()
             # A replacement pod may be ready before its predecessor's streams end: never
             # more slots than the task has fifos for. Only grow: a lost pod's jobs wait.
             live = min(len(self.live), self.rundir.max_slots - self.rundir.local_slots)

@@ -97,20 +97,25 @@ def run(task, cluster, reporter):
             taskobjects.create_owner(cluster, task)
             records.save_task(task)
         taskobjects.keep_alive(cluster, task, pods.stopping, reporter.log)
-        # GNU parallel starts while the pods do: it is told of slots as they come (so that
-        # --timeout counts from a job's real start), or of all at once when it divides its work.
-        if parsed.divides_by_slots:
-            scheduler.grant_all()
-        proc = proc_holder["proc"] = controller.start_parallel(
-            [command[0], "-j", str(rundir.jobs_file), *command[1:]], rundir, scheduler, os.environ, local_shell(),
-            pass_fds=controller.inherited_fds(),
-        )
         if not in_cluster:
             share.prepare(task, on_fatal)
         pods.start(attacher.attach)
         pods.create()
         reporter.progress(f"replicaset.apps/womm-task-{task['id']} created ({task['pods']} pods in {cluster.namespace})")
         threading.Thread(target=_record_progress, args=(task, scheduler, pods.stopping), daemon=True).start()
+        # GNU parallel starts once it has slots to run jobs in (so that --timeout, --joblog's
+        # times and --halt see jobs that run, not jobs waiting for a pod), and is told of more
+        # as pods come; of all at once when it divides its work by them (-X, --tee).
+        if not task["local_procs"]:
+            while not scheduler.some_live.wait(0.5):
+                if fatal:
+                    raise WommError(fatal[0] + "; nothing ran")
+        if parsed.divides_by_slots:
+            scheduler.grant_all()
+        proc = proc_holder["proc"] = controller.start_parallel(
+            [command[0], "-j", str(rundir.jobs_file), *command[1:]], rundir, scheduler, os.environ, local_shell(),
+            pass_fds=controller.inherited_fds(),
+        )
         rewindable = not (parsed.ungrouped or parsed.line_buffered)
         status = controller.serve_parallel(proc, rundir, scheduler, rewindable=rewindable)
         if not in_cluster and (scheduler.done or not fatal):
