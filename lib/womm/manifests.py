@@ -347,7 +347,7 @@ def leader_pod(task, image):
     }
 
 
-def leader_task(task, stdin):
+def leader_task(task, stdin, files=None):
     """An --async task's record, and its jobs' input (GNU parallel's stdin), for its leader.
 
     A ConfigMap, not the pod's arguments: a command of 100,000 arguments fits (up to ~1 MiB in all).
@@ -357,6 +357,8 @@ def leader_task(task, stdin):
     data = {"task.json": base64.b64encode(json.dumps(task).encode()).decode()}
     if stdin:
         data["input"] = base64.b64encode(stdin).decode()
+    for key, content in (files or {}).items():  # the input files, travelling with the task
+        data[key] = base64.b64encode(content).decode()
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

@@ -33,13 +33,27 @@ def load_project(directory):
     return store.read(home.project_file(directory), "project")
 
 
+def find_project(directory):
+    """The project record of directory, or of the nearest parent set up with `womm setup` (as git
+    finds its repository from any subdirectory); None if there is none."""
+    here = os.path.realpath(directory)
+    while True:
+        project = load_project(here)
+        if project is not None:
+            return project
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent
+
+
 def require_project(directory):
-    """The project record of a directory set up with `womm setup`; WommError if there is none."""
+    """find_project(), or WommError when neither the directory nor a parent is set up."""
     from womm.errors import WommError
 
-    project = load_project(directory)
+    project = find_project(directory)
     if project is None:
-        raise WommError(f"{directory} is not set up for womm: run `womm setup` here first")
+        raise WommError(f"{directory} is not set up for womm (nor is a parent): run `womm setup` here first")
     return project
 
 

@@ -25,3 +25,26 @@ class Reporter:
     def progress(self, message):
         if self.tty:
             self.log(message)
+
+
+class Progress:
+    """One line on a terminal's stderr, rewritten in place as things move; nothing elsewhere."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.shown = ""
+
+    def update(self, text):
+        if self.tty and text != self.shown:
+            pad = " " * max(0, len(self.shown) - len(text))
+            self.stream.write(f"\rwomm: {text}{pad}")
+            self.stream.flush()
+            self.shown = text
+
+    def done(self):
+        """End the line (before any other message is written)."""
+        if self.tty and self.shown:
+            self.stream.write("\r" + " " * (len(self.shown) + 6) + "\r")
+            self.stream.flush()
+            self.shown = ""

@@ -234,24 +234,6 @@ def status_of(t):
     return "RUNNING" if age < LEASE_SECONDS else "ORPHANED"
 
 
-def pod_trouble(pod):
-    """Why one of womm's pods does not run (yet), as the scheduler or the kubelet says it
-    ("ImagePullBackOff: ...", "not scheduled: ..."); None while it is merely starting, or runs."""
-    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
-    if meta.get("deletionTimestamp"):
-        return "being deleted"
-    if status.get("reason") == "Evicted":
-        return f"evicted: {status.get('message', '')}".strip()
-    for s in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
-        waiting = (s.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") not in (None, "ContainerCreating", "PodInitializing"):
-            return f"{waiting['reason']}: {waiting.get('message') or s.get('image')}"
-    for c in status.get("conditions") or []:
-        if c.get("type") == "PodScheduled" and c.get("status") == "False":
-            return f"not scheduled: {c.get('message') or c.get('reason')}"
-    return None
-
-
 def delete(cluster, task_id, role=None, namespace=None, timeout=10):
     """Delete all of a task's objects (of one role: the leader spares itself and the Lease), by label.
 

@@ -4,7 +4,9 @@ create() makes the record; everything that runs a task (the client, the leader o
 --async task, `womm shell`) reads what to run from it alone, and `womm status`,
 `womm finish` and the reaper read it back. Fields:
 
-  id, kind (parallel | shell), mode (sync | async), command, cwd, created
+  id, kind (parallel | shell), mode (sync | async), command, created
+  cwd, root                         where the jobs run, and the directory shared (its project's:
+                                    cwd or one of its parents, as git finds its repository)
   host, machine, pid, pid_start     the controller: its host's name (for people), its machine
                                     (/etc/machine-id: two hosts may share a name), its pid
                                     and that process's start ("BOOT_ID:TICKS", immune to clock
@@ -72,6 +74,7 @@ def create(kind, mode, project, cluster, cwd, command, pods, cpu, mem, procs_per
         "mode": mode,
         "command": list(command),
         "cwd": os.path.realpath(cwd),
+        "root": project.get("path") or os.path.realpath(cwd),
         "created": time.time(),
         "host": home.hostname(),
         "machine": machine_id(),

@@ -172,7 +172,9 @@ def test_shell_through_a_real_terminal(womm, tmp_path):
 
 def test_usage_errors_are_one_line(womm, tmp_path):
     d = womm.setup_dir(tmp_path / "proj", "none")
-    for args in (["parallel", "--", "echo"], ["parallel", "--kube-pods", "2", "echo"], ["parallel", "-j4", "--kube-pods", "1", "--", "true"]):
+    # (`--kube-pods 2 echo`, without "--", is GNU parallel's own form: a run.)
+    for args in (["parallel", "--", "echo"], ["parallel", "--kube-pods", "two", "--", "echo"],
+                 ["parallel", "-j4", "--kube-pods", "1", "--", "true"]):
         r = womm(*args, cwd=d, check=False)
         assert r.returncode == 2, args
         assert len(r.stderr.strip().splitlines()) <= 2 and "Traceback" not in r.stderr

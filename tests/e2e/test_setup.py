@@ -197,6 +197,23 @@ def test_interactive_setup_then_a_rerun_without_changes(cluster, tmp_path):
     assert registry_tags(cluster.registry, repo) == tags  # nothing pushed
 
 
+def test_an_export_on_the_line_that_exits_is_kept(cluster, tmp_path, docker_client):
+    """`export X=1; exit` leaves no prompt after the export: the shell's exit records it."""
+    home, d = tmp_path / "home", tmp_path / "proj"
+    d.mkdir()
+    child = spawn(["setup", "--share", "none", "--base-image", cluster.base_image, "--prefix",
+                   f"{cluster.registry}/womm-e2e-setup/"], home, d)
+    child.expect(r"[$#] $")
+    child.sendline("export WOMM_E2E_LAST='kept at exit'; exit")
+    child.expect(r"Does it work\? y/n")
+    child.sendline("y")
+    child.expect(pexpect.EOF, timeout=300)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    env = docker_client.images.get(project(home, d)["image"]).attrs["Config"]["Env"]
+    assert "WOMM_E2E_LAST=kept at exit" in env
+
+
 @pytest.mark.parametrize("prompt_count", [1, 2, 3, 4])
 def test_ctrl_c_at_a_prompt_writes_nothing(cluster, tmp_path, prompt_count, docker_client):
     """Ctrl-C at each question: share, base image, prefix, and "Does it work?" after the shell."""

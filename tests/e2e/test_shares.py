@@ -154,7 +154,7 @@ def test_a_share_cannot_read_another(womm, tmp_path):
     share_a = json.loads(womm("share", "-o", "json", cwd=a).stdout)["share_id"]
     server_ip = womm.k8s.core.read_namespaced_service("womm-fs", womm.namespace).spec.cluster_ip
     probe = (f"for s in {share_a} {share_b}; do "
-             f"if rsync --password-file=/womm/secret/password rsync://womm@{server_ip}/share-$s/tree/ >/dev/null 2>&1; "
+             f"if rsync --password-file=/womm/secret/password rsync://womm@{server_ip}/share-$s/ >/dev/null 2>&1; "
              "then echo $s readable; else echo $s refused; fi; done; "
              "ls /womm/secret >/dev/null 2>&1 && echo has-key")
     proc = womm.popen("parallel", "--kube-pods", "1", "--", "sleep 30; : {}", ":::", "x", cwd=a,
@@ -165,13 +165,13 @@ def test_a_share_cannot_read_another(womm, tmp_path):
         while time.monotonic() < deadline and pod is None:
             pods = womm.k8s.core.list_namespaced_pod(womm.namespace, label_selector="womm.dev/role=worker").items
             ready = [p for p in pods if not p.metadata.deletion_timestamp
-                     and "womm-share" in [c.name for c in p.spec.containers]
+                     and p.metadata.labels.get("womm.dev/task")
                      and p.status.container_statuses and all(s.ready for s in p.status.container_statuses)]
             pod = ready[0].metadata.name if ready else None
             time.sleep(0.5)
         assert pod
-        # The share's own helper holds A's key: A opens, B refuses.
-        code, out, _ = womm.k8s.exec(womm.namespace, pod, ["sh", "-c", probe], container="womm-share")
+        # The share's own helper (the pod's agent, which sends results back) holds A's key: A opens, B refuses.
+        code, out, _ = womm.k8s.exec(womm.namespace, pod, ["sh", "-c", probe], container="womm")
         assert out.split("\n")[:2] == [f"{share_a} readable", f"{share_b} refused"]
         # The job container has no key at all.
         code, out, _ = womm.k8s.exec(womm.namespace, pod, ["sh", "-c", "ls /womm/secret 2>/dev/null || echo no-key"],

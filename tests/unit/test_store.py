@@ -136,3 +136,13 @@ def test_settings_resolution_order(womm_env, monkeypatch):
     monkeypatch.setenv("WOMM_KUBE_MEM", "2Gi")
     assert resolve("kube-mem", None, "512Mi") == "2Gi"
     assert resolve("kube-mem", "3Gi", "512Mi") == "3Gi"
+
+
+def test_a_subdirectory_belongs_to_the_nearest_project_and_its_own_wins(womm_env, tmp_path):
+    top, sub, deep = tmp_path / "proj", tmp_path / "proj" / "src", tmp_path / "proj" / "src" / "x" / "y"
+    deep.mkdir(parents=True)
+    records.save_project(top, {"share": "eager", "image": "i"})
+    assert records.find_project(deep)["path"] == str(top.resolve())
+    records.save_project(sub, {"share": "none", "image": "j"})
+    assert records.find_project(deep)["path"] == str(sub.resolve())
+    assert records.find_project(tmp_path) is None

@@ -29,6 +29,8 @@ def build_parser():
                        help="womm's helper image: the share server, the pods' agents, --async leaders "
                             "(default: the one `womm build-images` made)")
     setup.add_argument("--apply", action="store_true", help="create or update the objects with the API instead of printing them")
+    setup.add_argument("--no-wait", action="store_true",
+                       help="with --apply: do not wait (up to 3 minutes) until the share server runs")
     setup.add_argument("--reaper", action="store_true",
                        help="also an in-cluster reaper: a CronJob that finishes, every 15 minutes, the tasks whose "
                             "heartbeat stopped (their laptop went away) and COMPLETE ones older than a day")

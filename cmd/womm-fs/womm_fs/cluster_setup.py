@@ -38,6 +38,8 @@ def main(args):
         cluster = Cluster(args.context, args.namespace)
         for obj in objects(cluster.namespace, image, args.reaper):
             print(apply(cluster, obj))
+        if not getattr(args, "no_wait", False):
+            wait_rolled_out(cluster)
         return 0
     namespace = args.namespace or _current_namespace(args.context)
     print_objects(objects(namespace, image, args.reaper), args.output)
@@ -64,6 +66,40 @@ def _current_namespace(context):
         return Cluster(context).namespace
     except WommError:
         return "default"
+
+
+ROLLOUT_TIMEOUT = 180
+
+
+def wait_rolled_out(cluster, timeout=ROLLOUT_TIMEOUT):
+    """Like `kubectl rollout status`: the share server as applied is running, or its own reason why not."""
+    import time
+
+    from womm import manifests, taskobjects
+    from womm.report import Progress
+    from womm.shares.eager import ShareServer
+
+    server, progress = ShareServer(cluster), Progress()
+    path = cluster.path("deployments", manifests.SHARE_SERVER)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            d = cluster.request("GET", path)
+            want, status = d["spec"].get("replicas", 1), d.get("status") or {}
+            if (status.get("observedGeneration", 0) >= d["metadata"].get("generation", 0)
+                    and status.get("updatedReplicas", 0) >= want and status.get("availableReplicas", 0) >= want
+                    and status.get("replicas", 0) == want):
+                progress.done()
+                print(f"deployment/{manifests.SHARE_SERVER} rolled out")
+                return
+            pods = cluster.request("GET", cluster.path("pods"), {"labelSelector": taskobjects.selector(role="share-server")})
+            why, hopeless = server.why_not([p for p in pods["items"] if not p["metadata"].get("deletionTimestamp")])
+            if hopeless or time.monotonic() > deadline:
+                raise WommError(f"the share server did not start within {timeout} s: {why} (run `womm doctor`)")
+            progress.update(f"waiting for the share server: {why}")
+            time.sleep(1)
+    finally:
+        progress.done()
 
 
 def apply(cluster, obj):

@@ -269,7 +269,7 @@ class Doctor:
                 print(f"womm-fs: warning: could not delete the test pod {name}: {e}", file=sys.stderr)
 
     def _probe_result(self, what, name):
-        from womm import manifests, taskobjects
+        from womm import manifests, podstatus
 
         c = self.cluster
         deadline = time.monotonic() + PROBE_TIMEOUT
@@ -285,7 +285,7 @@ class Doctor:
                     why = manifests.FUSE_PROBE_EXITS.get(code, f"the test pod ended with {ended.get('reason')} ({code})")
                     return fail(what, why, "lazy shares need FUSE on the nodes: use an eager share "
                                            "(`womm setup --share eager`), or ask the cluster's admins")
-            trouble = taskobjects.pod_trouble(pod)
+            trouble = podstatus.trouble(pod)
             if trouble and trouble.split(":")[0] in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName",
                                                      "CreateContainerError", "CreateContainerConfigError"):
                 return fail(what, f"the test pod cannot start: {trouble}",

@@ -90,6 +90,13 @@ def pack_self_wheel(dest):
     name = f"womm-{version}-py3-none-any.whl"
     dist_info = f"womm-{version}.dist-info"
     records_ = []
+    def put(arc, data):
+        # A fixed time and mode: the same source makes the same wheel, so the image keeps its tag.
+        info = zipfile.ZipInfo(arc, date_time=(1980, 1, 1, 0, 0, 0))
+        info.external_attr = 0o644 << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        whl.writestr(info, data)
+
     with zipfile.ZipFile(dest / name, "w", zipfile.ZIP_DEFLATED) as whl:
         for package in PACKAGES:
             root = Path(importlib.import_module(package).__file__).parent
@@ -97,7 +104,7 @@ def pack_self_wheel(dest):
                 if path.is_file() and "__pycache__" not in path.parts:
                     arc = f"{package}/{path.relative_to(root)}"
                     data = path.read_bytes()
-                    whl.writestr(arc, data)
+                    put(arc, data)
                     records_.append((arc, data))
         meta = {
             "METADATA": f"Metadata-Version: 2.1\nName: womm\nVersion: {version}\n"
@@ -108,11 +115,11 @@ def pack_self_wheel(dest):
             ),
         }
         for fname, text in meta.items():
-            whl.writestr(f"{dist_info}/{fname}", text)
+            put(f"{dist_info}/{fname}", text)
             records_.append((f"{dist_info}/{fname}", text.encode()))
         lines = [f"{arc},sha256={_b64digest(data)},{len(data)}" for arc, data in records_]
         lines.append(f"{dist_info}/RECORD,,")
-        whl.writestr(f"{dist_info}/RECORD", "\n".join(lines) + "\n")
+        put(f"{dist_info}/RECORD", "\n".join(lines) + "\n")
     return dest / name
 
 

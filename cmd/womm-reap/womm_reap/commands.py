@@ -27,7 +27,7 @@ COLUMNS = ["ID", "AGE", "STATUS", "CPU", "MEM", "HEALTH", "PWD", "COMMAND"]
 
 def _here_cluster(args):
     """The cluster and namespace to look in: the options, else this directory's, else the context's."""
-    project = records.load_project(os.getcwd()) or {}
+    project = records.find_project(os.getcwd()) or {}
     return Cluster(args.context or project.get("context"), args.namespace or project.get("namespace"))
 
 

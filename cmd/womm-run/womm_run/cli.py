@@ -133,49 +133,29 @@ def _natural(text):
     return value
 
 
-def split_parallel_argv(parser, argv):
-    """Separate womm's options from GNU parallel's.
+def parse_parallel(parser, argv):
+    """womm's options, and GNU parallel's command line read as GNU parallel reads it (womm_run.parallel_options).
 
-    Returns (womm argv, parallel options, command and inputs after `--`).
-    womm's options are recognised by name wherever they stand before `--`;
-    everything else before `--` is GNU parallel's and keeps its order.
+    womm's options stand where GNU parallel reads options; everything else is GNU parallel's,
+    in its order (args.parsed; args.parallel_argv is what GNU parallel is given). Without a
+    command, GNU parallel runs each input as a command, as here.
     """
-    takes_value = {}
+    from womm_run import parallel_options
+
+    takes_value = {"-h": False}
     for action in parser._actions:  # noqa: SLF001 - argparse has no public table
         for opt in action.option_strings:
-            takes_value[opt] = action.nargs != 0
-    ours, theirs = [], []
-    i = 0
-    while i < len(argv):
-        token = argv[i]
-        if token == "--":
-            return ours, theirs, argv[i + 1:]
-        name = token.split("=", 1)[0]
-        if (token.startswith("--") and name in takes_value) or token == "-h":
-            ours.append(token)
-            if takes_value.get(name) and "=" not in token:
-                if i + 1 < len(argv):
-                    ours.append(argv[i + 1])
-                i += 1
-        else:
-            theirs.append(token)
-        i += 1
-    return ours, theirs, None
-
-
-def parse_parallel(parser, argv):
-    ours, theirs, command = split_parallel_argv(parser, argv)
-    args = parser.parse_args(ours)
-    args.parallel_options = theirs
-    args.command = command
+            if opt.startswith("--"):
+                takes_value[opt] = action.nargs != 0
+    parsed = parallel_options.parse(argv, extra=takes_value)
+    args = parser.parse_args(list(parsed.extra))
+    args.parsed = parsed
+    args.parallel_argv = list(parsed.argv)
     if args.citation:
         return args
-    if command is None:
-        raise UsageError("separate the command from the options with '--': " + PARALLEL_USAGE)
     if args.kube_pods is None:
         raise UsageError("--kube-pods N is required: how many pods to run the jobs on")
-    if not command:
-        raise UsageError("no command after '--'")
+    parallel_options.check(parsed)
     return resolve_pod_options(args)
 
 

@@ -49,12 +49,15 @@ class Scheduler:
         self._numbers = itertools.count(1)
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._woken = collections.deque()
+        self.some_live = threading.Event()  # a pod's slots came, once
 
     # ---------------------------------------------------------------- slots come and go
 
     def add_slots(self, slots):
         with self.lock:
             self.live.update(slots)
+            if self.live:
+                self.some_live.set()
             # A replacement pod may be ready before its predecessor's streams end: never
             # more slots than the task has fifos for. Only grow: a lost pod's jobs wait.
             live = min(len(self.live), self.rundir.max_slots - self.rundir.local_slots)
@@ -63,6 +66,12 @@ class Scheduler:
                 self.rundir.set_jobs(self.rundir.local_slots + self.granted)
             for slot in slots:
                 self._give(slot)
+
+    def grant_all(self):
+        """Tell GNU parallel of every slot before the pods are there (its jobs wait in the queue),
+        for the options that divide their work by the slots at the start."""
+        with self.lock:
+            self.granted = self.rundir.max_slots - self.rundir.local_slots
 
     def remove_slots(self, slots, reason):
         """A pod's stream ended: its slots go, and their jobs are lost with them."""
@@ -96,7 +105,7 @@ class Scheduler:
             if not job.cancelled:
                 self.rundir.answer(job.slot, job.pid, status)
                 self.done += 1
-            self._wake(job)  # the serve loop closes what it holds of the job
+            self.wake(job)  # the serve loop closes what it holds of the job
             if slot in self.live:
                 self._give(slot)
 
@@ -119,7 +128,7 @@ class Scheduler:
             try:
                 self.queue.remove(job)
                 job.done = True
-                self._wake(job)
+                self.wake(job)
                 return
             except ValueError:
                 pass
@@ -130,7 +139,7 @@ class Scheduler:
         slot.job, job.attempt, job.where = None, None, None
         if job.cancelled:
             job.done = True
-            self._wake(job)
+            self.wake(job)
             return
         job.losses.append(reason)
         job.rewind()
@@ -139,7 +148,7 @@ class Scheduler:
             self.rundir.answer(job.slot, job.pid, 255)
             self.log(f"job {job.seq} failed: lost {len(job.losses)} times ({'; '.join(dict.fromkeys(job.losses))}): "
                      f"{job.command[:200].decode(errors='replace')}")
-            self._wake(job)
+            self.wake(job)
             return
         self.rerun += 1
         self.log(f"job {job.seq} lost with {slot}: {reason}; running it again")
@@ -158,11 +167,11 @@ class Scheduler:
         slot.job = job
         job.new_attempt(next(self._numbers), slot)
         slot.link.start(slot.index, job)
-        self._wake(job)  # the serve loop gives the attempt its stdin
+        self.wake(job)  # the serve loop gives the attempt its stdin
 
     # ---------------------------------------------------------------- the serve loop's side
 
-    def _wake(self, job):
+    def wake(self, job):
         self._woken.append(job)
         try:
             os.write(self.wake_w, b"!")
@@ -185,7 +194,7 @@ class Scheduler:
         job = slot.job
         if job is not None and job.attempt == number:
             job.acked += count
-            self._wake(job)
+            self.wake(job)
 
 
 def serve(rundir, scheduler, stop_fd, rewindable=True):
@@ -198,20 +207,23 @@ def serve(rundir, scheduler, stop_fd, rewindable=True):
     for fd in (rundir.submit_fd, stop_fd, scheduler.wake_r):
         poller.register(fd, select.EPOLLIN)
     by_pidfd = {}  # job.sh's pidfd -> Job
-    by_stdin = {}  # job.sh's stdin, while the loop waits for more of it -> Job
+    by_stdin = {}  # a job's stdin, while the loop waits for more of it -> Job
+
+    def unwatch(job):
+        for fd, j in list(by_stdin.items()):
+            if j is job:
+                poller.unregister(fd)
+                del by_stdin[fd]
 
     def pump(job):
         """Give the job's running attempt its stdin while the window has room; close a finished job."""
-        fd = job.stdin.fd
         if job.done:
-            if fd in by_stdin:
-                poller.unregister(fd)
-                del by_stdin[fd]
+            unwatch(job)
             job.close()
             return
         with scheduler.lock:
             attempt, where = job.attempt, job.where
-        if attempt is None or where is None or fd in by_stdin:
+        if attempt is None or where is None or job in by_stdin.values():
             return
         while job.sent - job.acked < STDIN_WINDOW:
             if job.sent < job.stdin.size:
@@ -220,9 +232,11 @@ def serve(rundir, scheduler, stop_fd, rewindable=True):
                 job.sent += len(data)
             elif not job.stdin.eof:
                 if not job.stdin.read_more():
-                    poller.register(fd, select.EPOLLIN)
-                    by_stdin[fd] = job
-                    return
+                    fd = job.stdin.pollable()
+                    if fd is not None:
+                        poller.register(fd, select.EPOLLIN)
+                        by_stdin[fd] = job
+                    return  # else it wakes the loop itself once it opens (a --tee fifo)
             else:
                 if not job.eof_sent:
                     job.eof_sent = True
@@ -236,14 +250,17 @@ def serve(rundir, scheduler, stop_fd, rewindable=True):
                 stopping = True
             elif fd == rundir.submit_fd:
                 for pid, slot, seq in rundir.read_submissions():
+                    holder = []  # a --tee fifo may open later: the loop then hears of it
                     try:
-                        job = Job.attach(pid, slot, seq, rundir.path, can_rewind=rewindable)
+                        job = Job.attach(pid, slot, seq, rundir.path, can_rewind=rewindable,
+                                         on_stdin=lambda h=holder: h and scheduler.wake(h[0]))
                     except OSError as e:
                         scheduler.log(f"job {seq}: cannot take over its output ({e.strerror}); failing it")
                         rundir.answer(slot, pid, 255)
                         continue
                     if job is None:
                         continue  # job.sh is gone already
+                    holder.append(job)
                     by_pidfd[job.pidfd] = job
                     poller.register(job.pidfd, select.EPOLLIN)
                     scheduler.submit(job)
@@ -266,6 +283,22 @@ def serve(rundir, scheduler, stop_fd, rewindable=True):
     for job in by_pidfd.values():
         if not job.done:
             scheduler.cancel(job)
+
+
+def inherited_fds():
+    """The descriptors this process was given beyond stdio (a `<(...)`, a `3< file`): GNU parallel
+    gets them too, as it would have from the shell. (Python's own are close-on-exec.)"""
+    import fcntl
+
+    out = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if fd > 2 and not fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC:
+                out.append(fd)
+        except OSError:
+            pass  # the listing's own fd, closed meanwhile
+    return out
 
 
 def start_parallel(argv, rundir, scheduler, env, local_shell, pass_fds=()):

@@ -10,7 +10,8 @@ that ended can never be taken for the next one's.
 
 controller -> agent
     ENV      the shell script every job sources first (--env variables, functions)
-    JOB      run a job: payload "SEQ\\0JOBSLOT\\0COMMAND"
+    JOB      run a job: payload "SEQ\\0JOBSLOT\\0N\\0" then N "NAME=VALUE\\0" (variables it needs
+             from job.sh, e.g. --cat's PARALLEL_TMP), then COMMAND
     IN       bytes of the job's stdin; an empty payload is its end
     KILL     stop the job: TERM to its process group, KILL after a grace period
     PING     answered with PONG: a keepalive through load balancers, and a liveness check
@@ -44,13 +45,16 @@ def encode(kind, slot=0, job=0, payload=b""):
     return HEADER.pack(kind, slot, job, len(payload)) + payload
 
 
-def encode_job(seq, jobslot, command):
-    return b"%d\0%d\0" % (seq, jobslot) + command
+def encode_job(seq, jobslot, command, env=()):
+    return b"%d\0%d\0%d\0" % (seq, jobslot, len(env)) + b"".join(b"%s=%s\0" % pair for pair in env) + command
 
 
 def decode_job(payload):
-    seq, jobslot, command = payload.split(b"\0", 2)
-    return int(seq), int(jobslot), command
+    """(seq, jobslot, command, [(name, value)])."""
+    seq, jobslot, count, rest = payload.split(b"\0", 3)
+    parts = rest.split(b"\0", int(count))
+    env = [tuple(p.split(b"=", 1)) for p in parts[:-1]]
+    return int(seq), int(jobslot), parts[-1], env
 
 
 class Decoder:

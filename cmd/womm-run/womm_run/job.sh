@@ -12,9 +12,14 @@ if [ "${PARALLEL_JOBSLOT:-0}" -le "${WOMM_LOCAL_SLOTS:-0}" ]; then
     exec "${WOMM_LOCAL_SHELL:-/bin/sh}" "$@"
 fi
 # GNU parallel's own wrappers (--pipe runs the command only when there is input; --env sets
-# variables) run this script again for the command itself: they run here, and that inner
-# call goes to a pod.
-case $2 in *"$WOMM_RUN_DIR/job.sh"*) exec /bin/sh -c "$2" ;; esac
+# variables, in perl, compressed when long or multi-line) run this script again for the
+# command itself: they run here, and that inner call goes to a pod. --fifo's wrapper (which
+# makes its fifo) goes to the pod as a whole: the controller sees through it (womm_run.wrappers).
+case $2 in
+    "perl -e '(\$s,\$c,\$f)=@ARGV;system\"mkfifo\","*) ;;
+    *"$WOMM_RUN_DIR/job.sh"*) exec /bin/sh -c "$2" ;;
+    "perl -e '@GNU_Parallel=split/_/,\"use_IPC::Open3;_use_MIME::Base64\";"*) exec /bin/sh -c "$2" ;;
+esac
 # fds 6, 8 and 9: the job's own stdin, stdout and stderr, where the controller opens them
 # (the redirections below move fds 0 and 1 for a moment). fd 7: the slot's fifo, opened
 # read-write so that the open never waits and the controller's answer never finds it unopened.

@@ -18,39 +18,68 @@ from womm.report import Reporter, say
 from womm_run import parallel
 
 MAX_INPUT = 900 * 1024  # a ConfigMap holds about 1 MiB, the task record included
-INPUT = "/womm/task/input"  # where the leader finds GNU parallel's stdin (manifests.leader_pod)
+TASK_DIR = "/womm/task"  # where the leader finds its task's ConfigMap (manifests.leader_pod)
+INPUT = f"{TASK_DIR}/input"  # GNU parallel's stdin
 
 
-def reads_stdin(args):
-    """Whether GNU parallel would read its input from stdin."""
-    words = args.command + args.parallel_options
-    if any(w in (":::", "::::", ":::+", "::::+") for w in args.command):
-        return False
-    return not any(w in ("-a", "--arg-file") or w.startswith("--arg-file=") for w in words)
+def travelling_argv(parsed, limit):
+    """GNU parallel's command line for the leader, which has neither this directory, nor its
+    profiles and $PARALLEL: the options spelled in full, the input files (-a, ::::) read here
+    and shipped with the task. (its argv, {key in the task's ConfigMap: bytes})."""
+    files, total = {}, 0
+
+    def ship(path):
+        nonlocal total
+        if path == "-":
+            return path
+        try:
+            with open(path, "rb") as f:
+                data = f.read(limit + 1)
+        except OSError as e:
+            raise WommError(f"cannot read the input file {path}: {e.strerror}") from None
+        total += len(data)
+        if total > limit:
+            raise WommError(f"the input files are too large for --async (over {limit // 1024} KiB): put them "
+                            "in the share and read them in the jobs")
+        key = f"arg-{len(files)}"
+        files[key] = data
+        return f"{TASK_DIR}/{key}"
+
+    words = []
+    for opt in parsed.options:
+        if opt.name == "arg-file":
+            words += ["--arg-file", ship(opt.value)]
+        else:
+            words += opt.words()
+    words = ["--plain", *[w for w in words if w != "--plain"]]
+    rest = list(parsed.command)
+    for source in parsed.sources:
+        rest += [source.separator, *(ship(w) if source.files else w for w in source.words)]
+    return [*words, "--", *rest], files
 
 
 def start(args):
     """The client of an --async task: start the leader, print the task id, leave."""
-    parallel.check_parallel_options(args.parallel_options)
     project = records.require_project(os.getcwd())
     shares.for_project(project, None, say).check_async()
     if args.local_procs:
         raise UsageError("--async cannot use --local-procs: the task must not need this machine")
     cluster = Cluster(args.context or project.get("context"), args.namespace or project.get("namespace"))
+    argv, files = travelling_argv(args.parsed, MAX_INPUT)
     data = b""
-    if reads_stdin(args):
+    if args.parsed.reads_stdin:
         data = sys.stdin.buffer.read(MAX_INPUT + 1)
         if len(data) > MAX_INPUT:
             raise WommError("the input is too large for --async (over 900 KiB): put it in a file "
-                            "of the share and give it to GNU parallel with :::: FILE")
-    task = parallel.new_task(args, project, cluster, "async")
+                            "and give it to GNU parallel with :::: FILE")
+    task = parallel.new_task(args, project, cluster, "async", argv=argv)
     try:
         taskobjects.create_owner(cluster, task)  # the leader renews it
         records.save_task(task)
         share = shares.for_task(task, cluster, Reporter(task["id"]).log)
         share.prepare(task)
         share.wait_prepared()
-        body = manifests.leader_task(task, data)
+        body = manifests.leader_task(task, data, files)
         if len(json.dumps(body)) > MAX_INPUT + 100 * 1024:
             raise WommError("the task is too large for --async (its command and input are over 1 MiB): put the "
                             "inputs in a file of the share and give it to GNU parallel with :::: FILE")

@@ -16,32 +16,10 @@ from womm import records, shares, taskobjects, tasks
 from womm.errors import UsageError, WommError, deferred_signals, split_hint
 from womm.kube import Cluster
 from womm.report import Reporter
-from womm_run import controller, jobenv
+from womm_run import controller, jobenv, parallel_options
 from womm_run.podlink import Attacher
 from womm_run.pods import TaskPods, end_task
 from womm_run.slots import RunDir
-
-# GNU parallel options womm decides itself, or cannot honour.
-REFUSED = {
-    "-j": "womm sets the job slots: --kube-pods x --procs-per-pod + --local-procs",
-    "--jobs": "womm sets the job slots: --kube-pods x --procs-per-pod + --local-procs",
-    "-P": "womm sets the job slots: --kube-pods x --procs-per-pod + --local-procs",
-    "--max-procs": "womm sets the job slots: --kube-pods x --procs-per-pod + --local-procs",
-    "-S": "womm's job slots are the pods; --sshlogin does not mix with them",
-    "--sshlogin": "womm's job slots are the pods; --sshlogin does not mix with them",
-    "--sshloginfile": "womm's job slots are the pods; --sshloginfile does not mix with them",
-    "--slf": "womm's job slots are the pods; --slf does not mix with them",
-    "--pipe": "womm cannot send a job's stdin to a pod yet: use input files on the share",
-    "--pipepart": "womm cannot send a job's stdin to a pod yet: use input files on the share",
-}
-
-
-def check_parallel_options(options):
-    for token in options:
-        name = token.split("=", 1)[0]
-        for refused, why in REFUSED.items():
-            if name == refused or (len(refused) == 2 and token.startswith(refused) and not token.startswith("--")):
-                raise UsageError(f"{refused} is not for womm parallel: {why}")
 
 
 def local_shell():
@@ -52,7 +30,6 @@ def main(args):
     if args.citation:
         require("parallel")
         os.execvp("parallel", ["parallel", "--citation"])
-    check_parallel_options(args.parallel_options)
     require("parallel")
     ensure_open_files(args.local_procs + args.kube_pods * args.procs_per_pod, args.kube_pods)
     project = records.require_project(os.getcwd())
@@ -61,10 +38,10 @@ def main(args):
     return run(task, cluster, Reporter(task["id"]))
 
 
-def new_task(args, project, cluster, mode):
+def new_task(args, project, cluster, mode, argv=None):
     """The task of a `womm parallel` command line (for this client, or for an --async leader)."""
     return tasks.create(
-        "parallel", mode, project, cluster, os.getcwd(), ["parallel", *args.parallel_options, "--", *args.command],
+        "parallel", mode, project, cluster, os.getcwd(), ["parallel", *(argv or args.parallel_argv)],
         pods=args.kube_pods, procs_per_pod=args.procs_per_pod, local_procs=args.local_procs,
         cpu=args.kube_cpu, mem=args.kube_mem, shell=os.path.basename(local_shell()), retries=args.kube_retries,
         pending_timeout=args.kube_pending_timeout,
@@ -110,25 +87,37 @@ def run(task, cluster, reporter):
                 proc.send_signal(signal.SIGINT)
 
     pods = TaskPods(cluster, task, share, reporter.log, on_fatal)
-    attacher = Attacher(cluster, task, share, scheduler, pods, jobenv.frame_payload(os.environb), reporter.log)
+    pods.jobs_done = lambda: scheduler.done
+    parsed = parallel_options.parse(command[1:])
+    names = [n.encode() for n in parsed.env_names]
+    attacher = Attacher(cluster, task, share, scheduler, pods, jobenv.frame_payload(os.environb, names), reporter.log)
     proc = None
     try:
         if not in_cluster:  # a leader's client made the Lease
             taskobjects.create_owner(cluster, task)
             records.save_task(task)
         taskobjects.keep_alive(cluster, task, pods.stopping, reporter.log)
-        # GNU parallel starts while the pods do: its jobs wait for their slots.
-        proc = proc_holder["proc"] = controller.start_parallel(
-            [command[0], "-j", str(rundir.jobs_file), *command[1:]], rundir, scheduler, os.environ, local_shell(),
-        )
         if not in_cluster:
             share.prepare(task, on_fatal)
         pods.start(attacher.attach)
         pods.create()
         reporter.progress(f"replicaset.apps/womm-task-{task['id']} created ({task['pods']} pods in {cluster.namespace})")
         threading.Thread(target=_record_progress, args=(task, scheduler, pods.stopping), daemon=True).start()
-        ungrouped = any(w in ("-u", "--ungroup", "--line-buffer", "--lb") for w in command)
-        status = controller.serve_parallel(proc, rundir, scheduler, rewindable=not ungrouped)
+        # GNU parallel starts once it has slots to run jobs in (so that --timeout, --joblog's
+        # times and --halt see jobs that run, not jobs waiting for a pod), and is told of more
+        # as pods come; of all at once when it divides its work by them (-X, --tee).
+        if not task["local_procs"]:
+            while not scheduler.some_live.wait(0.5):
+                if fatal:
+                    raise WommError(fatal[0] + "; nothing ran")
+        if parsed.divides_by_slots:
+            scheduler.grant_all()
+        proc = proc_holder["proc"] = controller.start_parallel(
+            [command[0], "-j", str(rundir.jobs_file), *command[1:]], rundir, scheduler, os.environ, local_shell(),
+            pass_fds=controller.inherited_fds(),
+        )
+        rewindable = not (parsed.ungrouped or parsed.line_buffered)
+        status = controller.serve_parallel(proc, rundir, scheduler, rewindable=rewindable)
         if not in_cluster and (scheduler.done or not fatal):
             share.bring_back(task)  # what the jobs that ended left, even when the run ends badly
         if fatal:

@@ -43,7 +43,7 @@ def sh_quote(data):
 
 
 class Job:
-    def __init__(self, agent, slot, number, seq, jobslot, command):
+    def __init__(self, agent, slot, number, seq, jobslot, command, env=()):
         self.slot, self.number = slot, number
         self.name = f"{slot}-{number}"
         self.dir = os.path.join(agent.run, "jobs", self.name)
@@ -58,6 +58,9 @@ class Job:
         with open(os.path.join(self.dir, "job"), "wb") as f:
             f.write(b"cmd=%s\nPARALLEL_SEQ=%d PARALLEL_JOBSLOT=%d\nexport PARALLEL_SEQ PARALLEL_JOBSLOT\n"
                     % (sh_quote(command), seq, jobslot))
+            for name, value in env:
+                if name.replace(b"_", b"a").isalnum() and not name[:1].isdigit():
+                    f.write(b"%s=%s; export %s\n" % (name, sh_quote(value), name))
         # O_RDWR: the opens never block, and reads see no end while the runner has not opened
         # its side yet. The status fifo is opened again read-only once the job has started.
         flags = os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC
@@ -245,7 +248,7 @@ class Agent:
         job = self.jobs.get(slot)
         return job if job is not None and job.number == number else None
 
-    def _start(self, slot, number, seq, jobslot, command):
+    def _start(self, slot, number, seq, jobslot, command, env=()):
         old = self.jobs.pop(slot, None)
         if old is not None:  # the controller gave up on it: it must not write into its successor
             if old.pid:
@@ -253,7 +256,7 @@ class Agent:
             self._unregister(old)
             old.close()
         try:
-            job = Job(self, slot, number, seq, jobslot, command)
+            job = Job(self, slot, number, seq, jobslot, command, env)
         except OSError as e:
             self.send(frames.LOST, slot, number, f"cannot prepare the job: {e.strerror}".encode())
             return

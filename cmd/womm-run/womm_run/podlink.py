@@ -116,7 +116,7 @@ class PodLink:
             pass  # the reader sees the stream end, and the slots' jobs are lost with it
 
     def start(self, index, job):
-        self._send(frames.encode(frames.JOB, index, job.attempt, frames.encode_job(job.seq, job.slot, job.command)))
+        self._send(frames.encode(frames.JOB, index, job.attempt, frames.encode_job(job.seq, job.slot, job.command, job.env)))
 
     def send_in(self, index, number, data):
         self._send(frames.encode(frames.IN, index, number, data))

@@ -10,27 +10,14 @@ import threading
 import time
 from importlib import resources
 
-from womm import home, manifests, records, taskobjects
+from womm import home, manifests, podstatus, records, taskobjects
 from womm.errors import WommError, describe, with_hint
 
 RUNNER = resources.files("womm_run").joinpath("runner.sh").read_text()
 
 WATCH_PATIENCE = 60  # seconds without the API before a run gives up
 PENDING_TIMEOUT = 300  # default seconds for the first pod to start (clusters that autoscale take minutes)
-
-# Waiting reasons after which a pod will not start without someone changing something. A pull
-# that failed is retried by the kubelet (throttled, a registry hiccup), unless the registry
-# said the image is not there, or not ours to pull.
-HOPELESS = {"InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError", "CreateContainerError",
-            "CrashLoopBackOff", "RunContainerError"}
-PULL = {"ErrImagePull", "ImagePullBackOff"}
-PULL_HOPELESS = ("not found", "manifest unknown", "unauthorized", "denied", "no such host", "invalid reference",
-                 "repository does not exist")
-
-
-def hopeless(reason, message):
-    return reason in HOPELESS or (reason in PULL and any(p in (message or "").lower() for p in PULL_HOPELESS))
-
+SAY_AFTER = 10  # seconds a pod waits for one reason before it is said
 
 class TaskPods:
     """The workers of one task; on_fatal(message) ends the run when nothing can work."""
@@ -48,7 +35,8 @@ class TaskPods:
         self.stopping = threading.Event()
         self._handed = set()  # (pod, restarts) already given to on_ready
         self._said = set()  # the reasons pods wait for, each said once
-        self.waiting = {}  # name -> why that pod does not run yet
+        self.waiting = {}  # name -> (why that pod does not run yet, since when)
+        self.jobs_done = lambda: None  # for the progress line: the run sets it
 
     def create(self):
         body = manifests.worker_replicaset(self.task, self.share.pod_parts(self.task), self.task["helper_image"], RUNNER)
@@ -57,16 +45,38 @@ class TaskPods:
         threading.Thread(target=self._pending_watchdog, args=(timeout,), name="pending", daemon=True).start()
 
     def _pending_watchdog(self, timeout):
-        """No pod working within the pending timeout ends the run with the reason; some working goes on."""
-        if self.stopping.wait(timeout):
-            return
-        waiting = sorted(set(self.waiting.values()))
-        why = "; ".join(waiting) or "they are still being created"
-        if not self.working.is_set():
-            self.on_fatal(f"no pod started within {timeout:g} s: {why}")
-        elif self.waiting:
-            self.log(f"{len(self.waiting)} of {self.task['pods']} pods did not start within {timeout:g} s ({why}); "
-                     f"going on with the others")
+        """While pods start: the progress line on a terminal, each reason they wait for said once
+        (after SAY_AFTER seconds: a moment's churn is no news), and the pending timeout: no pod
+        working by then ends the run with the reasons; some working goes on with those."""
+        from womm.report import Progress
+
+        progress, start, timed_out = Progress(), time.monotonic(), False
+        while not self.stopping.wait(1):
+            now = time.monotonic()
+            for why, since in list(self.waiting.values()):
+                if now - since >= SAY_AFTER and why not in self._said:
+                    self._said.add(why)
+                    progress.done()
+                    count = sum(1 for w, _ in self.waiting.values() if w == why)
+                    self.log(f"{count} of {self.task['pods']} pods wait: {why}")
+            reasons = "; ".join(sorted({w for w, _ in self.waiting.values()})) or "they are still being created"
+            if len(self.ready) < self.task["pods"] and not timed_out:
+                done = self.jobs_done()
+                progress.update(f"{len(self.ready)}/{self.task['pods']} pods ready"
+                                + (f", {done} jobs done" if done else "")
+                                + (f" ({len(self.waiting)} waiting)" if self.waiting else ""))
+            else:
+                progress.done()
+            if now - start >= timeout and not timed_out:
+                timed_out = True
+                progress.done()
+                if not self.working.is_set():
+                    self.on_fatal(f"no pod started within {timeout:g} s: {reasons}")
+                    return
+                if self.waiting:
+                    self.log(f"{len(self.waiting)} of {self.task['pods']} pods did not start within {timeout:g} s "
+                             f"({reasons}); going on with the others")
+        progress.done()
 
     def start(self, on_ready):
         """Watch the pods; on_ready(pod) runs in a thread of its own for each pod that becomes
@@ -109,7 +119,7 @@ class TaskPods:
             self.waiting.pop(name, None)
             return  # its workers see their streams end and give their jobs back
         statuses = status.get("containerStatuses") or []
-        if status.get("phase") == "Running" and statuses and all(s.get("ready") for s in statuses):
+        if podstatus.ready(pod):
             self.ready.add(name)
             self.waiting.pop(name, None)
             # A container that restarted (OOM-killed, say) lost its agents: hand the pod on again.
@@ -119,28 +129,16 @@ class TaskPods:
                 threading.Thread(target=self._hand_on, args=(name,), name=f"ready {name}", daemon=True).start()
             return
         self.ready.discard(name)
-        why = None
-        for s in statuses + (status.get("initContainerStatuses") or []):
-            waiting = (s.get("state") or {}).get("waiting") or {}
-            reason, message = waiting.get("reason"), waiting.get("message") or s.get("image")
-            if hopeless(reason, message):
-                text = f"pod {name} cannot start: {reason}: {message}"
-                if reason in PULL or reason == "InvalidImageName":  # the image: `womm doctor` looks for it
-                    text = with_hint(text)
-                if not self.working.is_set():
-                    self.on_fatal(text)
-                    return
-            if reason in PULL or hopeless(reason, message):
-                why = f"{reason}: {message}"
-        for c in status.get("conditions") or []:
-            if c.get("type") == "PodScheduled" and c.get("status") == "False":
-                why = f"not scheduled: {c.get('message') or c.get('reason')}"
+        why, lost = podstatus.waiting(pod)
+        if lost and not self.working.is_set():
+            text = f"pod {name} cannot start: {why}"
+            if why.split(":")[0] in podstatus.PULL | {"InvalidImageName"}:  # the image: `womm doctor` looks for it
+                text = with_hint(text)
+            self.on_fatal(text)
+            return
         if why:
-            self.waiting[name] = why
-            if why not in self._said:  # once per reason, not once per pod and second
-                self._said.add(why)
-                count = sum(1 for w in self.waiting.values() if w == why)
-                self.log(f"{count} of {self.task['pods']} pods wait: {why}")
+            if self.waiting.get(name, (None,))[0] != why:
+                self.waiting[name] = (why, time.monotonic())
         else:
             self.waiting.pop(name, None)
 

@@ -67,7 +67,8 @@ def main(args):
 
 def run_in_pod(cluster, pod, cwd, command):
     """The command (or a login shell) in the job container, with a terminal if we have one."""
-    script = 'cd "$1" 2>/dev/null; shift; if [ $# -gt 0 ]; then exec sh -c "$*"; fi; ' \
+    # One word is a command line, for sh (as ssh takes it); several are the command's own words, as given.
+    script = 'cd "$1" 2>/dev/null; shift; if [ $# -eq 1 ]; then exec sh -c "$1"; fi; if [ $# -gt 1 ]; then exec "$@"; fi; ' \
              'for s in bash sh; do command -v $s >/dev/null && exec $s -l; done'
     argv = ["sh", "-c", script, "womm-shell", cwd, *command]
     tty = sys.stdin.isatty() and sys.stdout.isatty()

@@ -111,27 +111,61 @@ def _mkfifo(path):
 
 
 class Stdin:
-    """A job's stdin as read from job.sh's fd 0, kept so that an attempt lost with its pod can be
-    given it again from the start: in memory, then (past SPILL bytes) in an unnamed file."""
+    """A job's stdin, kept so that an attempt lost with its pod can be given it again from the
+    start: in memory, then (past SPILL bytes) in an unnamed file. It comes from job.sh's own
+    stdin (a pipe), from a local fifo (--tee: opened once its writer is there), or from byte
+    ranges of a local file (--pipepart: read here, no process)."""
 
     SPILL = 8 << 20
+    CHUNK = 65536
 
-    def __init__(self, fd, directory):
-        self.fd = fd
+    def __init__(self, fd, directory, ranges=None):
+        self.fd = fd  # -1 while a fifo waits for its writer, and once read to its end
         self.directory = directory
+        self.ranges = list(ranges) if ranges is not None else None
         self.eof = False
         self.size = 0
         self._mem = bytearray()
         self._file = None
 
+    @classmethod
+    def from_fifo(cls, path, directory, remove, on_open):
+        """A fifo: opened (blocking, in a thread of its own) when its writer opens it; on_open() then."""
+        import threading
+
+        stdin = cls(-1, directory)
+
+        def open_it():
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                os.set_blocking(fd, False)
+                if remove:
+                    os.unlink(path)
+            except OSError:
+                fd, stdin.eof = -1, True
+            stdin.fd = fd
+            on_open()
+
+        threading.Thread(target=open_it, name="stdin fifo", daemon=True).start()
+        return stdin
+
+    def pollable(self):
+        """An fd to wait on for more (None: nothing to wait on, more comes by itself or never)."""
+        return self.fd if self.fd >= 0 and self.ranges is None else None
+
     def read_more(self):
-        """Read what job.sh's stdin has now; False when nothing was there yet."""
-        try:
-            data = os.read(self.fd, 65536)
-        except BlockingIOError:
-            return False
-        except OSError:
-            data = b""
+        """Read what there is now; False when nothing was there yet."""
+        if self.ranges is not None:
+            data = self._next_range()
+        elif self.fd < 0:
+            return False  # a fifo not open yet
+        else:
+            try:
+                data = os.read(self.fd, self.CHUNK)
+            except BlockingIOError:
+                return False
+            except OSError:
+                data = b""
         if not data:
             self.eof = True
             self.close_source()
@@ -146,6 +180,17 @@ class Stdin:
             os.pwrite(self._file, data, self.size)
         self.size += len(data)
         return True
+
+    def _next_range(self):
+        while self.ranges:
+            offset, length = self.ranges[0]
+            data = os.pread(self.fd, min(self.CHUNK, length), offset) if length else b""
+            if not data:
+                self.ranges.pop(0)
+                continue
+            self.ranges[0] = (offset + len(data), length - len(data))
+            return data
+        return b""
 
     def chunk(self, offset, limit):
         n = min(limit, self.size - offset)
@@ -175,11 +220,12 @@ class Job:
     followed by another, up to the task's retries, its output rewound and its stdin replayed.
     """
 
-    __slots__ = ("pid", "slot", "seq", "command", "pidfd", "out", "err", "_rewind", "stdin", "done", "cancelled",
-                 "losses", "attempt", "where", "sent", "acked", "eof_sent")
+    __slots__ = ("pid", "slot", "seq", "command", "env", "pidfd", "out", "err", "_rewind", "stdin", "done",
+                 "cancelled", "losses", "attempt", "where", "sent", "acked", "eof_sent")
 
-    def __init__(self, pid, slot, seq, command, pidfd, out, err, rewind, stdin):
+    def __init__(self, pid, slot, seq, command, pidfd, out, err, rewind, stdin, env=()):
         self.pid, self.slot, self.seq, self.command = pid, slot, seq, command
+        self.env = env  # (name, value) pairs of job.sh's environment the pod's job needs
         self.pidfd, self.out, self.err = pidfd, out, err
         self._rewind = rewind
         self.stdin = stdin
@@ -192,10 +238,12 @@ class Job:
         self.eof_sent = False
 
     @classmethod
-    def attach(cls, pid, slot, seq, run_dir, can_rewind=True):
+    def attach(cls, pid, slot, seq, run_dir, can_rewind=True, on_stdin=None):
         """Take over the job of job.sh process `pid`; None if it is already gone.
 
-        Raises OSError if its stdout or stderr cannot be opened (a socket, say).
+        GNU parallel's wrappers are seen through (womm_run.wrappers). on_stdin(): called when a
+        stdin that opens later (a --tee fifo) is there. Raises OSError if its stdout or stderr
+        cannot be opened (a socket, say).
         """
         try:
             pidfd = os.pidfd_open(pid)
@@ -224,7 +272,23 @@ class Job:
                 st = os.fstat(fd)
                 if stat.S_ISREG(st.st_mode):
                     rewind[fd] = st.st_size
-        return cls(pid, slot, seq, command, pidfd, out, err, rewind, Stdin(inp, run_dir))
+        from womm_run import wrappers
+
+        u = wrappers.unwrap(command)
+        if u.ranges:
+            os.close(inp)
+            stdin = Stdin(os.open(u.stdin_file, os.O_RDONLY | os.O_CLOEXEC), run_dir, ranges=u.ranges)
+        elif u.stdin_file:
+            os.close(inp)
+            stdin = Stdin.from_fifo(u.stdin_file, run_dir, u.remove, on_stdin or (lambda: None))
+        else:
+            stdin = Stdin(inp, run_dir)
+        env = ()
+        if u.env:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = dict(item.partition(b"=")[::2] for item in f.read().split(b"\0") if b"=" in item)
+            env = tuple((name, environ[name]) for name in u.env if name in environ)
+        return cls(pid, slot, seq, u.command, pidfd, out, err, rewind, stdin, env)
 
     def new_attempt(self, number, where):
         self.attempt, self.where = number, where

@@ -146,12 +146,14 @@ class Testbed:
         from womm import terminal
 
         api = self.client.api
-        # PROMPT_COMMAND (bash) and ENV (sh) record the exported variables at each prompt:
-        # the first record is the baseline, the last one what the user left.
+        # PROMPT_COMMAND (bash) and ENV (sh) record the exported variables at each prompt, and
+        # set a trap that records them once more when the shell exits, however it exits: the
+        # first record is the baseline, the last one what the user left (`export X=1; exit`).
         record = f"[ -e {ENV_BEFORE} ] || env -0 > {ENV_BEFORE}; env -0 > {ENV_AFTER}"
+        at_exit = f"trap {shlex.quote(f'env -0 > {ENV_AFTER}')} EXIT"
         rc = f"/tmp/.womm-rc-{self.caller.uid}"
-        self.run_root(["sh", "-c", f"printf '%s\\n' {shlex.quote('trap ' + shlex.quote(record) + ' EXIT; ' + record)} > {rc}; chmod 644 {rc}"])
-        env = {**self._exec_env(), "PROMPT_COMMAND": record, "ENV": rc}
+        self.run_root(["sh", "-c", f"printf '%s\\n' {shlex.quote(at_exit + '; ' + record)} > {rc}; chmod 644 {rc}"])
+        env = {**self._exec_env(), "PROMPT_COMMAND": f"{record}; {at_exit}", "ENV": rc}
         shell_cmd = (
             "if [ -x /bin/bash ]; then exec /bin/bash --login; fi; exec /bin/sh -l"
         )

@@ -35,7 +35,7 @@ class Share:
     def directory_volume(self, task, source=None):
         """The volume that holds the directory in the pod, at its local path."""
         volume = {"name": "womm-dir", **(source or {"emptyDir": {}})}
-        mount = {"name": "womm-dir", "mountPath": task["cwd"]}
+        mount = {"name": "womm-dir", "mountPath": self.directory}
         return volume, mount
 
     def prepare(self, task, on_fatal=None):

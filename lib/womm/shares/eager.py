@@ -22,7 +22,7 @@ import subprocess
 import threading
 import time
 
-from womm import excludes, home, manifests, taskobjects
+from womm import excludes, home, manifests, podstatus, taskobjects
 from womm.errors import WommError, describe, with_hint
 from womm.shares.base import Share
 
@@ -34,8 +34,12 @@ class ShareServer:
         self.cluster = cluster
         self.ip = self.pod = self.image = None
 
-    def locate(self):
+    READY_TIMEOUT = 180  # seconds a starting share server is waited for
+
+    def locate(self, timeout=None):
+        """Find the server, waiting (bounded) while it starts; WommError with its own reason if it will not."""
         from womm.kube import ApiError
+        from womm.report import Progress
 
         c, ns = self.cluster, self.cluster.namespace
         try:
@@ -45,15 +49,40 @@ class ShareServer:
                 raise WommError(f"no share server in namespace {ns}: {self.setup_hint()}", doctor=True) from None
             raise
         self.ip = service["spec"]["clusterIP"]
-        pods = self._pods()
-        running = [p for p in pods if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
-        if not running:
-            why = next((w for w in map(taskobjects.pod_trouble, pods) if w), None) or (
-                "it has no pod (scaled to 0?)" if not pods else "its pod is starting")
-            raise WommError(f"the share server in namespace {ns} does not run: {why}", doctor=True)
-        self.pod = running[0]["metadata"]["name"]
-        self.image = running[0]["spec"]["containers"][0]["image"]
-        return self
+        progress = Progress()
+        deadline = time.monotonic() + (self.READY_TIMEOUT if timeout is None else timeout)
+        try:
+            while True:
+                pods = self._pods()
+                ready = [p for p in pods if podstatus.ready(p)]
+                if ready:
+                    self.pod = ready[0]["metadata"]["name"]
+                    self.image = ready[0]["spec"]["containers"][0]["image"]
+                    return self
+                why, hopeless = self.why_not(pods)
+                if hopeless or time.monotonic() > deadline:
+                    raise WommError(f"the share server in namespace {ns} is not ready: {why}", doctor=True)
+                progress.update(f"waiting for the share server: {why}")
+                time.sleep(1)
+        finally:
+            progress.done()
+
+    def why_not(self, pods):
+        """(why no share server pod is ready, whether waiting would help)."""
+        if not pods:
+            c = self.cluster
+            try:
+                d = c.request("GET", c.path("deployments", manifests.SHARE_SERVER))
+                if d["spec"].get("replicas") == 0:
+                    return "it is scaled to 0 replicas", True
+            except Exception:  # noqa: BLE001 - the reason is what matters; none found is said below
+                pass
+            return "no pod yet", False
+        for pod in pods:
+            why, lost = podstatus.waiting(pod)
+            if why:
+                return why, lost
+        return "its pod is starting", False
 
     def _pods(self, timeout=60):
         c = self.cluster
@@ -101,7 +130,7 @@ class ShareServer:
                                             for cond in (p.get("status") or {}).get("conditions") or [])]
             if ready:
                 return True, f"{len(ready)} pod(s) ready", None
-        why = next((w for w in map(taskobjects.pod_trouble, pods) if w), None)
+        why = next((w for w in map(podstatus.trouble, pods) if w), None)
         if why:
             pulling = why.split(":")[0] in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName")
             fix = (f"push the helper image (`womm build-images`), then {setup}" if pulling else
@@ -203,7 +232,7 @@ def upload(server, share_id, directory, task_id):
     """Send the directory to the share server as task_id's base: only what changed. rsync's figures."""
     password = share_password(share_id)
     ensure_secret(server.cluster, share_id, password)
-    status, out, err = server.run(["womm-share-register", share_id], stdin=password.encode() + b"\n")
+    status, out, err = server.run(["womm-share-register", share_id, task_id], stdin=password.encode() + b"\n")
     if status != 0:
         raise WommError(f"the share server refused share {share_id}: {err.decode(errors='replace').strip()}")
     latest = out.decode().split()
@@ -259,7 +288,7 @@ class EagerShare(Share):
         pull = {
             "name": "womm-share-pull",
             "image": server.image,
-            "command": ["womm-share-pull", server.ip, self.share_id, task["id"], task["cwd"]],
+            "command": ["womm-share-pull", server.ip, self.share_id, task["id"], self.directory],
             "volumeMounts": helper_mounts,
             # No CPU request: the pod's request stays what the user asked for (--kube-cpu).
             "resources": {"requests": {"memory": "16Mi"}, "limits": {"memory": "256Mi"}},
@@ -272,20 +301,20 @@ class EagerShare(Share):
     def agent_args(self, task):
         if not self.syncs_back:
             return []
-        return ["--push", self._server().ip, self.share_id, task["id"], task["cwd"]]
+        return ["--push", self._server().ip, self.share_id, task["id"], self.directory]
 
     def prepare(self, task, on_fatal=None):
         """Send the directory to the share server, in the background: the pods wait for it."""
         server = self._server()
-        excludes.say_once(task["cwd"], self.log)
+        excludes.say_once(self.directory, self.log)
         if self.syncs_back:
             from womm.shares import syncback
 
-            syncback.save_snapshot(task["id"], task["cwd"])
+            syncback.save_snapshot(task["id"], self.directory)
 
         def send():
             try:
-                upload(server, self.share_id, task["cwd"], task["id"])
+                upload(server, self.share_id, self.directory, task["id"])
             except Exception as e:  # noqa: BLE001 - reported through on_fatal or wait_prepared
                 self.upload_error = e
                 if on_fatal:
@@ -305,7 +334,7 @@ class EagerShare(Share):
         if self.syncs_back:
             from womm.shares import syncback
 
-            report = syncback.pull(server, self.share_id, task)
+            report = syncback.pull(server, self.share_id, task, self.directory)
             syncback.print_report(report, self.log)
         server.forget(self.share_id, task["id"])
 

@@ -68,7 +68,7 @@ class LazyShare(Share):
         from womm import confine
 
         confine.check()  # fail now, before a pod waits for a share that cannot come
-        excludes.say_once(task["cwd"], self.log)
+        excludes.say_once(self.directory, self.log)
 
         def start():
             try:
@@ -102,10 +102,10 @@ class LazyShare(Share):
             time.sleep(0.3)
         excluded = [f"--exclude={p}" for p in excludes.excluded()]
         self.server = subprocess.Popen(
-            [programs.require("womm-fs"), "serve-sftp", *excluded, task["cwd"]],
+            [programs.require("womm-fs"), "serve-sftp", *excluded, self.directory],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
-        self.stream = c.exec_stream(name, ["womm-lazy-cache", task["cwd"], str(CACHE_PORT)],
+        self.stream = c.exec_stream(name, ["womm-lazy-cache", self.directory, str(CACHE_PORT)],
                                     container=manifests.SHARE_CONTAINER)
         self.stream.send(self.token.encode() + b"\n")
         mounted = threading.Event()
@@ -155,7 +155,7 @@ class LazyShare(Share):
         """Mount the directory in the pod's share container, from the cache (a short exec)."""
         if not self.ready.wait(MOUNT_TIMEOUT * 5) or self.failed:
             raise WommError(self.failed or "the lazy share's cache is not ready")
-        stream = self.cluster.exec_stream(pod, ["womm-lazy-mount", task["cwd"], self.cache_ip, str(CACHE_PORT)],
+        stream = self.cluster.exec_stream(pod, ["womm-lazy-mount", self.directory, self.cache_ip, str(CACHE_PORT)],
                                           container=manifests.SHARE_CONTAINER)
         status, _, err = stream.collect(self.token.encode() + b"\n")
         if status != 0 or b"mounted" not in err:

@@ -70,7 +70,7 @@ def load_snapshot(task_id):
         raise WommError(f"the snapshot of task {task_id}'s directory is missing: cannot sync back safely") from None
 
 
-def pull(server, share_id, task):
+def pull(server, share_id, task, directory):
     """Bring the task's results into the local directory; the merge report."""
     staging = home.run_dir(task["id"]) / "syncback"
     shutil.rmtree(staging, ignore_errors=True)
@@ -85,7 +85,7 @@ def pull(server, share_id, task):
         raise WommError(f"syncback from the share server failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}"
                         f"; the cluster's files are still there: run `womm finish {task['id']}` to retry")
     try:
-        return merge(staging, task["cwd"], load_snapshot(task["id"]), task["id"])
+        return merge(staging, directory, load_snapshot(task["id"]), task["id"])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
