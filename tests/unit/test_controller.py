@@ -279,6 +279,30 @@ def test_each_jobs_file_version_has_a_later_whole_second(tmp_path, monkeypatch):
     assert all(int(b) > int(a) for a, b in zip(seen, seen[1:], strict=False))
 
 
+def test_the_jobs_file_written_from_several_threads_at_once(tmp_path, monkeypatch):
+    """Pods' threads (add_slots) and the main thread (GNU parallel's start) write it together."""
+    import threading
+
+    monkeypatch.setenv("WOMM_HOME", str(tmp_path))
+    rundir = RunDir("t-race", max_slots=64, local_slots=0)
+    errors = []
+
+    def writer(n):
+        try:
+            for _ in range(200):
+                rundir.set_jobs(n)
+        except OSError as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(1, 9)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rundir.close()
+    assert errors == []
+
+
 def test_a_replacement_pod_ready_before_its_predecessor_ends_adds_no_slot(tmp_path, monkeypatch):
     """GNU parallel must never hear of more slots than the task has fifos for."""
     monkeypatch.setenv("WOMM_HOME", str(tmp_path))

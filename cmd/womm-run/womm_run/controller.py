@@ -56,8 +56,6 @@ class Scheduler:
     def add_slots(self, slots):
         with self.lock:
             self.live.update(slots)
-            if self.live:
-                self.some_live.set()
             # A replacement pod may be ready before its predecessor's streams end: never
             # more slots than the task has fifos for. Only grow: a lost pod's jobs wait.
             live = min(len(self.live), self.rundir.max_slots - self.rundir.local_slots)
@@ -66,6 +64,8 @@ class Scheduler:
                 self.rundir.set_jobs(self.rundir.local_slots + self.granted)
             for slot in slots:
                 self._give(slot)
+            if self.live:
+                self.some_live.set()
 
     def grant_all(self):
         """Tell GNU parallel of every slot before the pods are there (its jobs wait in the queue),
@@ -308,7 +308,8 @@ def start_parallel(argv, rundir, scheduler, env, local_shell, pass_fds=()):
 
     environ = dict(env)
     environ.update(rundir.environment(local_shell))
-    rundir.set_jobs(rundir.local_slots + scheduler.granted)
+    with scheduler.lock:  # pods' threads write the file too (add_slots)
+        rundir.set_jobs(rundir.local_slots + scheduler.granted)
     # If this controller is killed (even by SIGKILL), GNU parallel must not go on
     # starting jobs nobody serves: it gets SIGTERM, and stops.
     setpriv = shutil.which("setpriv")

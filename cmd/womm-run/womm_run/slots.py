@@ -16,6 +16,7 @@ controller holds no file per slot: only the few of each running job.
 import errno
 import os
 import stat
+import threading
 import time
 from importlib import resources
 
@@ -37,6 +38,7 @@ class RunDir:
         self.job_script.chmod(0o755)
         self.jobs_file = self.path / "jobs"
         self._jobs_mtime = 0
+        self._jobs_lock = threading.Lock()
         self.submit_path = self.path / "submit"
         _mkfifo(self.submit_path)
         # O_RDWR: opening never blocks, and the fifo never reports EOF.
@@ -52,11 +54,12 @@ class RunDir:
         it last looked: a second change within the same second would go unseen (pods
         often become ready together). So each version gets a later whole second.
         """
-        tmp = self.path / f".jobs.{os.getpid()}"
-        tmp.write_text(f"{max(1, n)}\n")
-        self._jobs_mtime = max(int(time.time()), self._jobs_mtime + 1)
-        os.utime(tmp, (self._jobs_mtime, self._jobs_mtime))
-        os.replace(tmp, self.jobs_file)
+        with self._jobs_lock:  # pods' threads and the main thread write it (one temporary name)
+            tmp = self.path / f".jobs.{os.getpid()}"
+            tmp.write_text(f"{max(1, n)}\n")
+            self._jobs_mtime = max(int(time.time()), self._jobs_mtime + 1)
+            os.utime(tmp, (self._jobs_mtime, self._jobs_mtime))
+            os.replace(tmp, self.jobs_file)
 
     def environment(self, local_shell):
         return {
