@@ -175,6 +175,11 @@ def describe(e):
     text = str(e)
     # urllib3: "HTTPSConnectionPool(host=..., port=...): Max retries exceeded ... (Caused by X('...'))"
     host = re.search(r"host='([^']+)', port=(\d+)", text)
+    import socket
+
+    if isinstance(e, OSError) and not isinstance(e, (ConnectionError, TimeoutError, socket.gaierror)) \
+            and not host and e.strerror:
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror  # a local failure, not the network's
     for pattern, say in (
         (r"certificate verify failed: ([^(')]+)", "certificate verify failed: {}"),
         (r"\[Errno \d+\] ([^')]+)", "{}"),

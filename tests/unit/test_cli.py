@@ -103,3 +103,11 @@ def test_pod_sizes_are_checked_before_any_request(option, value, monkeypatch, tm
     monkeypatch.setenv("WOMM_HOME", str(tmp_path))
     with pytest.raises(UsageError, match=f"{option} {value}: not "):
         parse("--kube-pods", "1", option, value, "--", "true")
+
+
+def test_a_local_failure_is_not_called_the_servers():
+    from womm.errors import describe
+
+    assert describe(FileNotFoundError(2, "No such file or directory", "/x/.jobs.1")) == \
+        "No such file or directory: /x/.jobs.1"
+    assert describe(ConnectionRefusedError(111, "Connection refused")).startswith("cannot talk to the server")
