@@ -29,6 +29,10 @@ def test_lazy_results_appear_locally(womm, tmp_path):
     assert sorted(out.stdout.split()) == sorted(str(i + 1) for i in range(6))
     for i in range(6):
         assert (d / f"in{i}.count").read_text() == f"{i + 1}\n"
+    # The pods' sshfs mounts propagate to the node (this machine): gone with them, or the kubelet
+    # could not remove the pods' volumes, and the pods would stay Terminating.
+    womm.wait_no_objects(timeout=60)
+    assert not [line for line in open("/proc/mounts") if line.split()[2] == "fuse.sshfs" and str(d) in line]
 
 
 def test_lazy_propagation_both_ways(womm, tmp_path, record_property):

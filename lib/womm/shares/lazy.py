@@ -28,6 +28,7 @@ from womm.errors import UsageError, WommError, describe, with_hint
 from womm.shares.base import Share
 
 MOUNT_TIMEOUT = 60
+MOUNT_ATTEMPTS = 3
 CACHE_PORT = 2222
 
 
@@ -55,7 +56,7 @@ class LazyShare(Share):
         sidecar = {
             "name": manifests.SHARE_CONTAINER,
             "image": task["helper_image"],
-            "command": ["womm-idle"],
+            "command": ["womm-lazy-idle", mount["mountPath"]],
             "securityContext": {"privileged": True},
             "volumeMounts": [share_mount],
             # No CPU request: the pod's request stays what the user asked for (--kube-cpu).
@@ -155,12 +156,18 @@ class LazyShare(Share):
         """Mount the directory in the pod's share container, from the cache (a short exec)."""
         if not self.ready.wait(MOUNT_TIMEOUT * 5) or self.failed:
             raise WommError(self.failed or "the lazy share's cache is not ready")
-        stream = self.cluster.exec_stream(pod, ["womm-lazy-mount", self.directory, self.cache_ip, str(CACHE_PORT)],
-                                          container=manifests.SHARE_CONTAINER)
-        status, _, err = stream.collect(self.token.encode() + b"\n")
-        if status != 0 or b"mounted" not in err:
-            raise WommError(f"the lazy share did not mount in pod {pod}: "
-                            f"{err.decode(errors='replace').strip() or f'exit {status}'}")
+        # A mount may fail for a moment (the cache's connection reset): tried a few times, then
+        # this pod fails (and the run, if no pod has worked yet).
+        for attempt in range(MOUNT_ATTEMPTS):
+            stream = self.cluster.exec_stream(pod, ["womm-lazy-mount", self.directory, self.cache_ip,
+                                                    str(CACHE_PORT)], container=manifests.SHARE_CONTAINER)
+            status, _, err = stream.collect(self.token.encode() + b"\n")
+            if status == 0 and b"mounted" in err:
+                return
+            if attempt + 1 < MOUNT_ATTEMPTS:
+                time.sleep(attempt + 1)
+        raise WommError(f"the lazy share did not mount in pod {pod} ({MOUNT_ATTEMPTS} tries): "
+                        f"{err.decode(errors='replace').strip() or f'exit {status}'}")
 
     def close(self):
         self.closing = True
