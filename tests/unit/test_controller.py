@@ -329,3 +329,11 @@ def test_frames_round_trip_in_any_pieces():
         got += d.feed(data[i:i + 13])
     assert [(k, s, j, len(p)) for k, s, j, p in got] == [(frames.OUT, 1, 7, 70000), (frames.EXIT, 65535, 2**32 - 1, 1),
                                                            (frames.PING, 0, 0, 0)]
+
+
+def test_the_functions_a_command_uses_are_named_for_the_no_bash_warning():
+    from womm_run import jobenv
+
+    environ = {b"BASH_FUNC_myf%%": b"() {  echo x\n}", b"BASH_FUNC_which%%": b"() {  :\n}", b"HOME": b"/h"}
+    assert jobenv.used_functions(environ, [b"myf {}; echo", b":::", b"a"]) == ["myf"]
+    assert jobenv.used_functions(environ, [b"echo", b"{}"]) == []  # a profile's `which` is no news

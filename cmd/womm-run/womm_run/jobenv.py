@@ -52,3 +52,9 @@ def frame_payload(environ, names=()):
     if not sh and not bash:
         return b""
     return json.dumps({"sh": sh.decode("latin-1"), "bash": bash.decode("latin-1")}).encode()
+
+
+def used_functions(environ, command):
+    """The exported functions (names, str) that the command's words mention: those the jobs need."""
+    words = set(re.findall(rb"[A-Za-z_][A-Za-z0-9_:.-]*", b" ".join(command)))
+    return sorted(name.decode("utf-8", "replace") for name in functions(environ) if name in words)

@@ -90,7 +90,8 @@ def run(task, cluster, reporter):
     pods.jobs_done = lambda: scheduler.done
     parsed = parallel_options.parse(command[1:])
     names = [n.encode() for n in parsed.env_names]
-    attacher = Attacher(cluster, task, share, scheduler, pods, jobenv.frame_payload(os.environb, names), reporter.log)
+    attacher = Attacher(cluster, task, share, scheduler, pods, jobenv.frame_payload(os.environb, names), reporter.log,
+                        functions=jobenv.used_functions(os.environb, [os.fsencode(w) for w in command[1:]]))
     proc = None
     try:
         if not in_cluster:  # a leader's client made the Lease

@@ -25,10 +25,12 @@ RUN = "/.womm-pod"  # the pod's directory shared by its womm and job containers 
 class Attacher:
     """The task's links, one per ready pod."""
 
-    def __init__(self, cluster, task, share, scheduler, pods, env_script, log):
+    def __init__(self, cluster, task, share, scheduler, pods, env_script, log, functions=()):
         self.cluster, self.task, self.share = cluster, task, share
         self.scheduler, self.pods, self.log = scheduler, pods, log
         self.env_script = env_script
+        self.functions = list(functions)  # exported bash functions the command uses: they need bash
+        self.no_bash_said = False
         self.links = {}
         self.lock = threading.Lock()
         self.stopping = pods.stopping
@@ -99,6 +101,10 @@ class PodLink:
             return
         self.stream, self.heard = stream, time.monotonic()
         self.hello = hello
+        if a.functions and not hello.get("bash") and not a.no_bash_said:
+            a.no_bash_said = True
+            a.log(f"the image has no bash: the exported function{'s' * (len(a.functions) > 1)} "
+                  f"{', '.join(a.functions)} cannot run in its pods (pod {self.pod})")
         if a.env_script:
             self._send(frames.encode(frames.ENV, payload=a.env_script))
         self.slots = [Slot(self, i) for i in range(1, int(hello.get("slots", 1)) + 1)]
