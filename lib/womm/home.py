@@ -40,9 +40,23 @@ def projects_dir(host: str | None = None) -> Path:
 
 def project_file(directory, host: str | None = None) -> Path:
     real = os.path.realpath(directory)
+    if not _is_utf8(real):
+        from womm.errors import UsageError
+
+        raise UsageError(f"the path of this directory is not UTF-8 ({os.fsencode(real)!r}): the pods see it at "
+                         "the same path, and Kubernetes spells paths in UTF-8; rename it (file names inside "
+                         "may be any bytes)")
     digest = hashlib.sha256(real.encode()).hexdigest()[:12]
     name = os.path.basename(real.rstrip("/")) or "root"
     return projects_dir(host) / f"{name}-{digest}.json"
+
+
+def _is_utf8(path):
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # undecodable bytes, kept by Python as surrogates
+        return False
 
 
 def tasks_dir() -> Path:

@@ -77,3 +77,17 @@ def test_no_import_circles():
     for node in sorted(g):
         if node not in state:
             visit(node, [node])
+
+
+def test_a_directory_whose_path_is_not_utf8_is_refused_in_one_line(tmp_path, monkeypatch):
+    import os
+
+    import pytest
+
+    from womm import home
+    from womm.errors import UsageError
+
+    monkeypatch.setenv("WOMM_HOME", str(tmp_path / "h"))
+    with pytest.raises(UsageError, match=r"not UTF-8 \(b'/x/bad\\xffdir'\)"):
+        home.project_file(os.fsdecode(b"/x/bad\xffdir"))
+    assert home.project_file("/x/caf\u00e9 [1]").name.startswith("caf\u00e9 [1]-")
