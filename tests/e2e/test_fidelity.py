@@ -141,3 +141,19 @@ def test_async_reads_its_input_files(womm, tmp_path):
     logs = womm("logs", task, cwd=d, timeout=300)
     assert logs.stdout == "one\ntwo\n"
     womm("finish", task, cwd=d)
+
+
+@pytest.mark.parametrize("share", ["eager", "lazy"])
+def test_file_names_of_any_bytes(womm, tmp_path, share):
+    d = womm.setup_dir(tmp_path / "proj", share)
+    name = os.fsdecode(b"f\xff 'q' [1].txt")
+    (d / name).write_bytes(b"xyz")
+    r = womm("parallel", "--kube-pods", "1", "--", "wc -c < {}; echo {}", ":::", name, cwd=d, input=b"")
+    assert r.stdout == b"3\n" + os.fsencode(name) + b"\n", r.stderr
+
+
+def test_a_directory_whose_path_is_not_utf8_is_refused_in_one_line(womm, tmp_path):
+    bad = tmp_path / os.fsdecode(b"bad\xffdir")
+    bad.mkdir()
+    r = womm("setup", "--share", "none", "--yes", cwd=bad, check=False)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and "not UTF-8" in r.stderr
