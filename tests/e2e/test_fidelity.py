@@ -157,3 +157,12 @@ def test_a_directory_whose_path_is_not_utf8_is_refused_in_one_line(womm, tmp_pat
     bad.mkdir()
     r = womm("setup", "--share", "none", "--yes", cwd=bad, check=False)
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and "not UTF-8" in r.stderr
+
+
+def test_a_million_lines_through_pipe_over_two_pods(womm, tmp_path):
+    d = womm.setup_dir(tmp_path / "proj", "none")
+    data = "".join(f"{i}\n" for i in range(1, 1000001)).encode()
+    r = womm("parallel", "--kube-pods", "2", "--kube-cpu", "0.5", "--pipe", "--block", "1M", "--", "wc", "-l",
+             cwd=d, input=data, timeout=600)
+    counts = [int(n) for n in r.stdout.split()]
+    assert sum(counts) == 1000000 and len(counts) > 1, r.stderr

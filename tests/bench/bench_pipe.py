@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Job stdin through womm: --pipe and --pipepart throughput beside local GNU parallel (not a test).
+
+    tests/cluster/up && eval "$(tests/cluster/env)" && python3 tests/bench/bench_pipe.py
+
+Makes a file of SIZE MB of text lines, then, in one run, for each of `--pipe` (the file on stdin)
+and `--pipepart -a FILE`, runs `wc -l` over blocks of 1 MB through local `parallel -jSLOTS` and
+through womm (PODS pods x 1 slot: the same number of slots), and prints MB/s for both (the whole
+command; womm's includes its pods' start, also printed alone) and whether the line counts agree.
+Needs: womm on PATH, GNU parallel.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_parallel import sh  # noqa: E402
+
+NAMESPACE = "womm-bench-pipe"
+
+
+def timed(cmd, stdin_path, cwd, env=None):
+    with open(stdin_path, "rb") if stdin_path else open(os.devnull, "rb") as f:
+        t = time.monotonic()
+        p = subprocess.run(cmd, stdin=f, capture_output=True, cwd=cwd, env=env)
+    if p.returncode != 0:
+        sys.exit(f"bench: {' '.join(cmd[:5])} failed ({p.returncode}): {p.stderr[-500:].decode(errors='replace')}")
+    return time.monotonic() - t, sum(int(n) for n in p.stdout.split())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size-mb", type=int, default=100)
+    ap.add_argument("--pods", type=int, default=2)
+    ap.add_argument("--kube-cpu", default="0.5")
+    args = ap.parse_args()
+    registry, base = os.environ.get("WOMM_TEST_REGISTRY"), os.environ.get("WOMM_TEST_BASE_IMAGE")
+    if not (registry and base):
+        sys.exit("bench: eval \"$(tests/cluster/env)\" first")
+    subprocess.run(["kubectl", "create", "namespace", NAMESPACE], capture_output=True)
+    home, work = tempfile.mkdtemp(prefix="womm-bench-home-"), tempfile.mkdtemp(prefix="womm-bench-dir-")
+    env = dict(os.environ, WOMM_HOME=home)
+    sh(["womm", "build-images", "--prefix", f"{registry}/womm-bench/", "--base-image", base], env=env)
+    sh(["womm", "cluster-setup", "--apply", "--namespace", NAMESPACE], env=env)
+    sh(["womm", "setup", "--share", "none", "--image", base, "--namespace", NAMESPACE, "--yes"], cwd=work, env=env)
+    big = os.path.join(work, "big.txt")
+    line = b"womm bench line, some words to count on the way: 0123456789\n"
+    with open(big, "wb") as f:
+        f.write(line * (args.size_mb * 2**20 // len(line)))
+    mb = os.path.getsize(big) / 2**20
+    lines = os.path.getsize(big) // len(line)
+    womm = ["womm", "parallel", "--kube-pods", str(args.pods), "--kube-cpu", args.kube_cpu, "--kube-mem", "256Mi"]
+    t_start, _ = timed(womm + ["--", "true", ":::", "1"], None, work, env)  # the pods' start alone
+    print(f"{mb:.0f} MB, {lines} lines; {args.pods} slots; a womm run of one `true` job: {t_start:.2f} s")
+    for name, opts, stdin in (("--pipe", ["--pipe", "--block", "1M"], big),
+                              ("--pipepart", ["--pipepart", "-a", big, "--block", "1M"], None)):
+        t_local, n_local = timed(["parallel", "-j", str(args.pods), *opts, "wc", "-l"], stdin, work)
+        t_womm, n_womm = timed(womm + [*opts, "--", "wc", "-l"], stdin, work, env)
+        print(f"{name}: local {mb / t_local:.0f} MB/s ({t_local:.2f} s), womm {mb / t_womm:.1f} MB/s ({t_womm:.2f} s, "
+              f"{mb / max(0.01, t_womm - t_start):.1f} MB/s without the pods' start); lines "
+              f"{'agree' if n_local == n_womm == lines else f'DIFFER: {n_local} {n_womm} {lines}'}")
+    subprocess.run(["kubectl", "delete", "namespace", NAMESPACE, "--wait=false"], capture_output=True)
+
+
+if __name__ == "__main__":
+    main()
