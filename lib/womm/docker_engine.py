@@ -3,8 +3,6 @@
 `docker` is imported inside functions (it costs ~0.14 s).
 """
 
-import sys
-
 from womm.errors import WommError
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -79,22 +77,37 @@ def push(c, image, progress=True):
     """
     from docker.errors import APIError
 
+    from womm.report import Progress
+
     repo, tag = split_tag(image)
-    show = progress and sys.stderr.isatty()
+    line = Progress() if progress else None
     layers = {}
     try:
         for chunk in c.api.push(repo, tag=tag, stream=True, decode=True):
             if "error" in chunk:
                 raise WommError(_push_error(image, chunk["error"]))
-            if show and chunk.get("id"):
-                layers[chunk["id"]] = chunk.get("status", "")
-                done = sum(1 for s in layers.values() if s in ("Pushed", "Layer already exists", "Mounted from"))
-                sys.stderr.write(f"\rpushing {image}: {done}/{len(layers)} layers")
-                sys.stderr.flush()
+            if line is not None and chunk.get("id"):
+                line.update(f"pushing {image}: {push_progress(layers, chunk)}")
     except APIError as e:
         raise WommError(_push_error(image, e.explanation or str(e))) from None
-    if show:
-        sys.stderr.write("\n")
+    finally:
+        if line is not None:
+            line.done()
+
+
+def push_progress(layers, chunk):
+    """What a push has done, from the engine's messages so far: layers, and bytes of those sending."""
+    layer = layers.setdefault(chunk["id"], {"status": "", "current": 0, "total": 0})
+    layer["status"] = chunk.get("status", "")
+    detail = chunk.get("progressDetail") or {}
+    if detail.get("total"):
+        layer["current"], layer["total"] = detail.get("current", 0), detail["total"]
+    finished = ("Pushed", "Layer already exists", "Mounted from")
+    done = sum(1 for x in layers.values() if x["status"].startswith(finished))
+    total = sum(x["total"] for x in layers.values())
+    sent = sum(x["total"] if x["status"].startswith(finished) else x["current"] for x in layers.values())
+    size = f", {sent / 1e6:.1f}/{total / 1e6:.1f} MB" if total else ""
+    return f"{done}/{len(layers)} layers{size}"
 
 
 def _push_error(image, message):

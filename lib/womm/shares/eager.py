@@ -228,6 +228,56 @@ def rsync_stats(text):
     return stats
 
 
+_PROGRESS = re.compile(r"^\s*([\d,]+)\s+(\d+)%\s+(\S+/s)\s+\S+(?:\s+\(xfr#(\d+), \w+-chk=(\d+)/(\d+)\))?")
+
+
+def rsync_progress(line):
+    """The progress line to show for one of rsync's --info=progress2 lines; None for other lines."""
+    m = _PROGRESS.match(line)
+    if not m:
+        return None
+    sent, percent, rate, done, left, total = m.groups()
+    files = f", {int(total) - int(left)}/{total} files" if total else ""
+    return f"{int(sent.replace(',', '')) / 1e6:.1f} MB ({percent}%){files}, {rate}"
+
+
+def run_rsync(argv, what):
+    """Run rsync; (status, stdout, stderr). On a terminal, its progress (bytes, files) on one line."""
+    from womm.report import Progress
+
+    progress = Progress()
+    if not progress.tty:
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        return proc.returncode, proc.stdout, proc.stderr
+    # Bytes: rsync rewrites its progress line with "\r", which text mode would take for a newline.
+    proc = subprocess.Popen([argv[0], "--info=progress2", *argv[1:]], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    err = []
+    reader = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
+    reader.start()
+    out, line = [], bytearray()
+    try:
+        while True:
+            c = proc.stdout.read(1)
+            if c in (b"\r", b"\n", b""):
+                text = line.decode(errors="replace")
+                shown = rsync_progress(text)
+                if shown:
+                    progress.update(f"{what}: {shown}")
+                elif text:
+                    out.append(text + "\n")
+                line.clear()
+                if not c:
+                    break
+            else:
+                line += c
+    finally:
+        progress.done()
+    proc.wait()
+    reader.join()
+    return proc.returncode, "".join(out), b"".join(err).decode(errors="replace")
+
+
 def upload(server, share_id, directory, task_id):
     """Send the directory to the share server as task_id's base: only what changed. rsync's figures."""
     password = share_password(share_id)
@@ -237,16 +287,16 @@ def upload(server, share_id, directory, task_id):
         raise WommError(f"the share server refused share {share_id}: {err.decode(errors='replace').strip()}")
     latest = out.decode().split()
     src = directory.rstrip("/") + "/"
-    proc = subprocess.run(
+    returncode, out, err = run_rsync(
         ["rsync", "-a", "--delete", "--numeric-ids", "--stats", *(f"--link-dest={p}" for p in latest[-1:]),
          *excludes.rsync_args(excludes.excluded()),
          "-e", server.rsh(), src, f"{server.pod}:/shares/{share_id}/tasks/{task_id}/base/"],
-        capture_output=True, text=True,
+        f"sending {directory}",
     )
-    if proc.returncode != 0:
-        raise WommError(f"rsync to the share server failed ({proc.returncode}): {_last_line(proc.stderr)}")
+    if returncode != 0:
+        raise WommError(f"rsync to the share server failed ({returncode}): {_last_line(err)}")
     server.mark(share_id, task_id)
-    stats = rsync_stats(proc.stdout)
+    stats = rsync_stats(out)
     _log_sync(share_id, task_id, "upload", stats)
     return stats
 
