@@ -105,6 +105,10 @@ def main():
     home = tempfile.mkdtemp(prefix="womm-bench-home-")
     work = tempfile.mkdtemp(prefix="womm-bench-dir-")
     env = dict(os.environ, WOMM_HOME=home)
+    registry = os.environ.get("WOMM_TEST_REGISTRY")
+    if registry:  # the local cluster: womm's helper image built and the namespace prepared here
+        sh(["womm", "build-images", "--prefix", f"{registry}/womm-bench/", "--base-image", args.image], env=env)
+        sh(["womm", "cluster-setup", "--apply", "--namespace", NAMESPACE], env=env)
     sh(["womm", "setup", "--share", "none", "--image", args.image, "--namespace", NAMESPACE, "--yes"], cwd=work, env=env)
     jobs_input = "".join(f"{i}\n" for i in range(args.jobs))
     womm_cmd = ["womm", "parallel", "--kube-pods", "4", "--procs-per-pod", "2", "--kube-cpu", args.kube_cpu,

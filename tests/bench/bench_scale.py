@@ -39,7 +39,10 @@ JOB = 'a=$(date +%s.%N); sleep {S}; echo "{{}} $a $(date +%s.%N)"'
 
 
 def limit_files(n):
-    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (n, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    def limit():
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n if hard == resource.RLIM_INFINITY else min(n, hard), hard))
+    return limit
 
 
 def run(cmd, stdin, env, cwd, nofile):
