@@ -166,3 +166,13 @@ def test_a_million_lines_through_pipe_over_two_pods(womm, tmp_path):
              cwd=d, input=data, timeout=600)
     counts = [int(n) for n in r.stdout.split()]
     assert sum(counts) == 1000000 and len(counts) > 1, r.stderr
+
+
+def test_env_underscore_carries_what_record_env_did_not_see(womm, tmp_path):
+    d = womm.setup_dir(tmp_path / "proj", "none")
+    config = tmp_path / "parallel-home"
+    config.mkdir()
+    (config / "ignored_vars").write_text("\n".join(os.environ) + "\n")  # as `parallel --record-env` here
+    env = {"PARALLEL_HOME": str(config), "WOMM_E2E_NEW": "new $x 'y'"}
+    ours, theirs = run_both(womm, d, ["--env", "_", 'echo "$WOMM_E2E_NEW"', ":::", "a"], None, env=env)
+    assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout) == (0, b"new $x 'y'\n")

@@ -637,3 +637,11 @@ def test_getopt_long_agrees(posix, home):
     env = clean_env(home, **({"POSIXLY_CORRECT": "1"} if posix else {}))
     for argv, expected in zip(cases, oracle(cases, posix), strict=True):
         assert as_oracle(parse(argv, env)) == expected, argv
+
+
+def test_env_underscore_is_every_variable_record_env_did_not_see(home):
+    env = {**clean_env(home), "WOMM_NEW": "1", "PATH": "/bin"}
+    assert parse(["--env", "_", "echo"], env).env_names_expanded(env, str(home)) == ["_"]  # no record: GNU parallel fails
+    (home / ".parallel" / "ignored_vars").write_text("PATH\nHOME\n")
+    names = parse(["--env", "A,_", "echo"], env).env_names_expanded(env, str(home))
+    assert names[0] == "A" and "WOMM_NEW" in names and "PATH" not in names and "_" not in names

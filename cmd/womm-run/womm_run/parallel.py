@@ -89,7 +89,7 @@ def run(task, cluster, reporter):
     pods = TaskPods(cluster, task, share, reporter.log, on_fatal)
     pods.jobs_done = lambda: scheduler.done
     parsed = parallel_options.parse(command[1:])
-    names = [n.encode() for n in parsed.env_names]
+    names = [os.fsencode(n) for n in parsed.env_names_expanded()]
     attacher = Attacher(cluster, task, share, scheduler, pods, jobenv.frame_payload(os.environb, names), reporter.log,
                         functions=jobenv.used_functions(os.environb, [os.fsencode(w) for w in command[1:]]))
     proc = None

@@ -372,6 +372,22 @@ class Parsed:
         """The names --env copies to the jobs (`--env A,B` is two), in order; `_` as given."""
         return [name for value in self.values("env") for name in value.split(",")]
 
+    def env_names_expanded(self, environ=None, home=None):
+        """env_names with `_` replaced, as GNU parallel does, by every variable of the environment
+        that ~/.parallel/ignored_vars (written by `parallel --record-env`) does not name. Without
+        that file `_` stays (GNU parallel itself then fails, saying to run --record-env)."""
+        environ = os.environ if environ is None else environ
+        names = self.env_names
+        if "_" not in names:
+            return names
+        config = (_config_dirs(environ, home) or [_home(environ, home) + "/.parallel"])[0]
+        try:
+            with open(os.path.join(config, "ignored_vars")) as f:
+                ignored = set(f.read().splitlines())
+        except OSError:
+            return names
+        return [n for n in names if n != "_"] + sorted(n for n in environ if n not in ignored and n != "_")
+
     @property
     def record_env(self):
         return self.given("recordenv")
