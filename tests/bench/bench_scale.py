@@ -115,7 +115,8 @@ def main():
 
     print("slots  jobs  local/s  womm/s  womm-steady/s  ramp-s  busy  cpu-ms/job(local womm)  client-MB  execs/pod  "
           "api/job")
-    cpu = 0.0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = usage.ru_utime + usage.ru_stime  # what the set-up above used is not the first run's
     for layout in args.layouts.split(","):
         pods, per = map(int, layout.split("x"))
         slots = pods * per
