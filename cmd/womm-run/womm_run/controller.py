@@ -73,7 +73,7 @@ class Scheduler:
         with self.lock:
             self.granted = self.rundir.max_slots - self.rundir.local_slots
 
-    def remove_slots(self, slots, reason):
+    def remove_slots(self, slots, reason, quiet=False):
         """A pod's stream ended: its slots go, and their jobs are lost with them."""
         with self.lock:
             for slot in slots:
@@ -83,7 +83,7 @@ class Scheduler:
                 except ValueError:
                     pass
                 if slot.job is not None:
-                    self._lose(slot, slot.job, reason)
+                    self._lose(slot, slot.job, reason, quiet)
 
     # ---------------------------------------------------------------- jobs come and go
 
@@ -135,7 +135,7 @@ class Scheduler:
             if job.where is not None:
                 job.where.link.kill(job.where.index, job.attempt)
 
-    def _lose(self, slot, job, reason):
+    def _lose(self, slot, job, reason, quiet=False):
         slot.job, job.attempt, job.where = None, None, None
         if job.cancelled:
             job.done = True
@@ -151,7 +151,8 @@ class Scheduler:
             self.wake(job)
             return
         self.rerun += 1
-        self.log(f"job {job.seq} lost with {slot}: {reason}; running it again")
+        if not quiet:
+            self.log(f"job {job.seq} lost with {slot}: {reason}; running it again")
         if self.idle:
             self._run(self.idle.popleft(), job)
         else:

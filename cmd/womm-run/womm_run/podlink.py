@@ -197,7 +197,9 @@ class PodLink:
         self.connected = False
         a = self.attacher
         if not self._current():
-            a.scheduler.remove_slots(self.slots, self._why(f"pod {self.pod} went away"))
+            # Closed by the run's end (or replaced): its jobs' reruns, if any, are no news.
+            a.scheduler.remove_slots(self.slots, self._why(f"pod {self.pod} went away"),
+                                     quiet=self.closed or a.stopping.is_set())
             return
         time.sleep(0.5)  # the watch may know in a moment why the stream ended
         a.scheduler.remove_slots(self.slots, self._why(f"the stream to pod {self.pod} broke"))
