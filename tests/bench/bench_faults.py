@@ -17,12 +17,11 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_parallel import sh  # noqa: E402
+from benchlib import prepare, sh  # noqa: E402
 
 NAMESPACE = "womm-bench-faults"
 # Whether `sleep 8` runs in the container (images need not have ps).
@@ -103,15 +102,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--api-restart", action="store_true", help="also kill and restart the API server")
     args = ap.parse_args()
-    registry, base = os.environ.get("WOMM_TEST_REGISTRY"), os.environ.get("WOMM_TEST_BASE_IMAGE")
-    if not (registry and base):
-        sys.exit("bench: eval \"$(tests/cluster/env)\" first")
-    subprocess.run(["kubectl", "create", "namespace", NAMESPACE], capture_output=True)
-    home, work = tempfile.mkdtemp(prefix="womm-bench-home-"), tempfile.mkdtemp(prefix="womm-bench-dir-")
-    env = dict(os.environ, WOMM_HOME=home)
-    sh(["womm", "build-images", "--prefix", f"{registry}/womm-bench/", "--base-image", base], env=env)
-    sh(["womm", "cluster-setup", "--apply", "--namespace", NAMESPACE], env=env)
-    sh(["womm", "setup", "--share", "none", "--image", base, "--namespace", NAMESPACE, "--yes"], cwd=work, env=env)
+    home, work, env = prepare(NAMESPACE)
     womm = ["womm", "parallel", "--kube-cpu", "0.2", "--kube-mem", "64Mi"]
     pod_loss(womm, env, work)
     if args.api_restart:

@@ -19,18 +19,15 @@ Needs: womm installed (womm on PATH), GNU parallel, kubectl.
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import api_requests, delta, prepare, sh  # noqa: E402
+
 NAMESPACE = "womm-bench"
-
-
-def sh(cmd, **kw):
-    return subprocess.run(cmd, shell=isinstance(cmd, str), check=True, capture_output=True, text=True, **kw)
 
 
 def timed(cmd, input=None, env=None, cwd=None):
@@ -39,21 +36,6 @@ def timed(cmd, input=None, env=None, cwd=None):
     if proc.returncode != 0:
         sys.exit(f"bench: {cmd[:3]} failed ({proc.returncode}): {proc.stderr[-500:]}")
     return time.monotonic() - t, proc
-
-
-def api_requests():
-    """The API server's request counts (all clients) by (verb, resource/subresource)."""
-    text = sh(["kubectl", "get", "--raw", "/metrics"]).stdout
-    counts = {}
-    for m in re.finditer(r"^apiserver_request_total\{([^}]*)\} ([0-9.e+]+)$", text, re.M):
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
-        key = (labels.get("verb", ""), "/".join(filter(None, (labels.get("resource"), labels.get("subresource")))))
-        counts[key] = counts.get(key, 0) + float(m.group(2))
-    return counts
-
-
-def delta(after, before):
-    return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0) > 0}
 
 
 def pod_start_time(image):
@@ -101,15 +83,7 @@ def main():
     if not args.image:
         sys.exit("bench: give --image (or eval tests/cluster/env for WOMM_TEST_BASE_IMAGE)")
 
-    subprocess.run(["kubectl", "create", "namespace", NAMESPACE], capture_output=True)
-    home = tempfile.mkdtemp(prefix="womm-bench-home-")
-    work = tempfile.mkdtemp(prefix="womm-bench-dir-")
-    env = dict(os.environ, WOMM_HOME=home)
-    registry = os.environ.get("WOMM_TEST_REGISTRY")
-    if registry:  # the local cluster: womm's helper image built and the namespace prepared here
-        sh(["womm", "build-images", "--prefix", f"{registry}/womm-bench/", "--base-image", args.image], env=env)
-        sh(["womm", "cluster-setup", "--apply", "--namespace", NAMESPACE], env=env)
-    sh(["womm", "setup", "--share", "none", "--image", args.image, "--namespace", NAMESPACE, "--yes"], cwd=work, env=env)
+    home, work, env = prepare(NAMESPACE, args.image)
     jobs_input = "".join(f"{i}\n" for i in range(args.jobs))
     womm_cmd = ["womm", "parallel", "--kube-pods", "4", "--procs-per-pod", "2", "--kube-cpu", args.kube_cpu,
                 "--kube-mem", "128Mi", "--", "true"]

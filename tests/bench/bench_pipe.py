@@ -14,11 +14,10 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_parallel import sh  # noqa: E402
+from benchlib import prepare  # noqa: E402
 
 NAMESPACE = "womm-bench-pipe"
 
@@ -38,15 +37,7 @@ def main():
     ap.add_argument("--pods", type=int, default=2)
     ap.add_argument("--kube-cpu", default="0.5")
     args = ap.parse_args()
-    registry, base = os.environ.get("WOMM_TEST_REGISTRY"), os.environ.get("WOMM_TEST_BASE_IMAGE")
-    if not (registry and base):
-        sys.exit("bench: eval \"$(tests/cluster/env)\" first")
-    subprocess.run(["kubectl", "create", "namespace", NAMESPACE], capture_output=True)
-    home, work = tempfile.mkdtemp(prefix="womm-bench-home-"), tempfile.mkdtemp(prefix="womm-bench-dir-")
-    env = dict(os.environ, WOMM_HOME=home)
-    sh(["womm", "build-images", "--prefix", f"{registry}/womm-bench/", "--base-image", base], env=env)
-    sh(["womm", "cluster-setup", "--apply", "--namespace", NAMESPACE], env=env)
-    sh(["womm", "setup", "--share", "none", "--image", base, "--namespace", NAMESPACE, "--yes"], cwd=work, env=env)
+    home, work, env = prepare(NAMESPACE)
     big = os.path.join(work, "big.txt")
     line = b"womm bench line, some words to count on the way: 0123456789\n"
     with open(big, "wb") as f:

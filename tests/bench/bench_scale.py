@@ -23,14 +23,13 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 import psutil
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_parallel import api_requests, delta, sh  # noqa: E402
+from benchlib import api_requests, delta, prepare, sh  # noqa: E402
 
 NAMESPACE = "womm-bench-scale"
 LAYOUTS = [(4, 2), (8, 8), (16, 16), (50, 20)]
@@ -100,16 +99,7 @@ def main():
     ap.add_argument("--nofile", type=int, default=1024, help="the soft open-file limit womm starts with")
     ap.add_argument("--check", action="store_true", help="also 50x20, 3,000 jobs of `sleep 3; echo {}`")
     args = ap.parse_args()
-    registry, base = os.environ.get("WOMM_TEST_REGISTRY"), os.environ.get("WOMM_TEST_BASE_IMAGE")
-    if not (registry and base):
-        sys.exit("bench: eval \"$(tests/cluster/env)\" first")
-
-    subprocess.run(["kubectl", "create", "namespace", NAMESPACE], capture_output=True)
-    home, work = tempfile.mkdtemp(prefix="womm-bench-home-"), tempfile.mkdtemp(prefix="womm-bench-dir-")
-    env = dict(os.environ, WOMM_HOME=home)
-    sh(["womm", "build-images", "--prefix", f"{registry}/womm-bench/", "--base-image", base], env=env)
-    sh(["womm", "cluster-setup", "--apply", "--namespace", NAMESPACE], env=env)
-    sh(["womm", "setup", "--share", "none", "--image", base, "--namespace", NAMESPACE, "--yes"], cwd=work, env=env)
+    home, work, env = prepare(NAMESPACE)
     womm = ["womm", "parallel", "--kube-cpu", args.kube_cpu, "--kube-mem", "64Mi"]
     sh(womm + ["--kube-pods", "1", "--", "true", ":::", "1"], cwd=work, env=env)  # the image on the node
 

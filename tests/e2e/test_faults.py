@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+from womm_fixtures import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -32,16 +33,6 @@ def background(womm, d, *args, stdin=None):
 def worker_pods(womm, running=True):
     pods = womm.k8s.core.list_namespaced_pod(womm.namespace, label_selector="womm.dev/role=worker").items
     return [p for p in pods if not running or (p.status.phase == "Running" and not p.metadata.deletion_timestamp)]
-
-
-def wait_for(what, seconds, check):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {seconds}s waiting for {what}")
 
 
 def test_a_job_that_keeps_losing_its_runner_fails_as_a_job_within_bounds(womm, tmp_path):

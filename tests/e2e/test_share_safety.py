@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from womm_fixtures import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -30,16 +31,6 @@ def running_workers(womm, task=None):
     pods = womm.k8s.core.list_namespaced_pod(womm.namespace, label_selector=selector).items
     return [p for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp
             and p.status.container_statuses and all(s.ready for s in p.status.container_statuses)]
-
-
-def wait_for(what, seconds, check):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {seconds}s waiting for {what}")
 
 
 def test_syncback_never_writes_through_a_link_to_elsewhere(womm, tmp_path):

@@ -38,6 +38,17 @@ def run_womm(args, home, cwd=None, input=None, timeout=300, check=True, env=None
     return proc
 
 
+def wait_for(what, seconds, check):
+    """check()'s first true value within seconds; the test fails naming what it waited for."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {seconds}s waiting for {what}")
+
+
 @pytest.fixture(scope="session")
 def womm_session_home(tmp_path_factory):
     return tmp_path_factory.mktemp("womm-session-home")
