@@ -29,7 +29,9 @@ SCENARIOS = {  # name: (GNU parallel's arguments, stdin)
     "combinations": (["-k", "echo", ":::", "a", "b", ":::", "1", "2"], None),
     "linked-inputs": (["-k", "echo", "{1}{2}", ":::", "a", "b", ":::+", "1", "2"], None),
     "quoting": (["-k", "echo", ":::", "a b", "c'd", "$HOME", "x;y", "q\"r", "*"], None),
-    "halt-now": (["--halt", "now,fail=1", "sleep 0.{}; exit {}", ":::", "1", "2", "0"], None),
+    # The first job fails while the second runs (killed at once), the third never starts.
+    "halt-now": (["--halt", "now,fail=1", "case {} in f) sleep 0.5; exit 1;; esac; sleep {}", ":::", "f", "5", "0"],
+                 None),
     # The first job fails after both slots have their job, the second is let finish, the third
     # never starts (a first job failing at once may end before GNU parallel starts the second).
     "halt-soon": (["-k", "--halt", "soon,fail=1", "case {} in f) sleep 0.5; exit 1;; esac; sleep {}; echo {}", ":::",
@@ -39,7 +41,7 @@ SCENARIOS = {  # name: (GNU parallel's arguments, stdin)
     "big-and-binary-output": (["-k", "head -c 3000000 /dev/zero | tr '\\0' {}; printf '\\000\\377\\n'", ":::", "x",
                                "y"], None),
     "line-buffer": (["-k", "--line-buffer", "echo {}; sleep 0.2; echo {}", ":::", "a", "b"], None),
-    "exit-status": (["echo {}; exit {}", ":::", "0", "1", "2"], None),
+    "exit-status": (["-k", "echo {}; exit {}", ":::", "0", "1", "2"], None),  # -k: jobs at once end in any order
     "pipe": (["-k", "--pipe", "--block", "100k", "wc", "-l"], FILE_100K),
     "spreadstdin": (["-k", "--spreadstdin", "-N", "3", "cat"], "1\n2\n3\n4\n5\n6\n7\n"),
     "pipe-cat": (["-k", "--pipe", "--cat", "-N", "2", "wc -l < {}"], "1\n2\n3\n4\n"),
