@@ -337,3 +337,12 @@ def test_the_functions_a_command_uses_are_named_for_the_no_bash_warning():
     environ = {b"BASH_FUNC_myf%%": b"() {  echo x\n}", b"BASH_FUNC_which%%": b"() {  :\n}", b"HOME": b"/h"}
     assert jobenv.used_functions(environ, [b"myf {}; echo", b":::", b"a"]) == ["myf"]
     assert jobenv.used_functions(environ, [b"echo", b"{}"]) == []  # a profile's `which` is no news
+
+
+def test_a_fatal_end_says_how_far_it_got_with_the_doctor_hint_last():
+    from womm.errors import with_hint
+    from womm_run.parallel import _ended
+
+    e = _ended("pod p cannot start: ErrImagePull: x; run `womm doctor`", 0)
+    assert with_hint(None, e) == "pod p cannot start: ErrImagePull: x; nothing ran; run `womm doctor`"
+    assert str(_ended("lost the Kubernetes API: refused", 3)) == "lost the Kubernetes API: refused (3 jobs had finished)"

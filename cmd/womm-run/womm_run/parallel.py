@@ -110,7 +110,7 @@ def run(task, cluster, reporter):
         if not task["local_procs"]:
             while not scheduler.some_live.wait(0.5):
                 if fatal:
-                    raise WommError(fatal[0] + "; nothing ran")
+                    raise _ended(fatal[0], 0)
         if parsed.divides_by_slots:
             scheduler.grant_all()
         proc = proc_holder["proc"] = controller.start_parallel(
@@ -122,9 +122,7 @@ def run(task, cluster, reporter):
         if not in_cluster and (scheduler.done or not fatal):
             share.bring_back(task)  # what the jobs that ended left, even when the run ends badly
         if fatal:
-            done = f" ({scheduler.done} jobs had finished)" if scheduler.done else "; nothing ran"
-            message, hinted = split_hint(fatal[0])
-            raise WommError(message + done, doctor=hinted)
+            raise _ended(fatal[0], scheduler.done)
         return status
     finally:
         with deferred_signals(reporter.log):  # a second Ctrl-C or SIGTERM waits for the cleanup
@@ -133,6 +131,12 @@ def run(task, cluster, reporter):
             attacher.close()
             rundir.close()
             end_task(task, pods, share, reporter)
+
+
+def _ended(fatal, done):
+    """The error a fatal event ends the run with, saying how far it got (`womm doctor`'s hint last)."""
+    message, hinted = split_hint(fatal)
+    return WommError(message + (f" ({done} jobs had finished)" if done else "; nothing ran"), doctor=hinted)
 
 
 def _record_progress(task, scheduler, stopping, every=2.0):
