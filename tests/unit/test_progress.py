@@ -20,3 +20,4 @@ def test_push_progress_counts_layers_and_bytes():
     assert push_progress(layers, {"id": "a", "status": "Pushing", "progressDetail": {"current": 5e6, "total": 2e7}}) \
         == "1/2 layers, 5.0/20.0 MB"
     assert push_progress(layers, {"id": "a", "status": "Pushed"}) == "2/2 layers, 20.0/20.0 MB"
+
