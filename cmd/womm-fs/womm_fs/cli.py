@@ -87,12 +87,12 @@ def build_parser():
     serve.add_argument("--token-file", metavar="FILE", help="with --listen: the token each connection begins with")
     serve.add_argument("--exclude", metavar="PATH", action="append", help="never serve PATH (at any depth)")
     serve.add_argument("directory", help="the shared directory")
-    # sshfs's "ssh command" in a worker's share container: the share cache, reached with the task's token.
+    # A worker's share container: the share cache, reached with the task's token, as sshfs's stdin and stdout.
     conn = cli.add_hidden_verb(verbs, "sftp-connect")
     conn.add_argument("host")
     conn.add_argument("port", type=int)
     conn.add_argument("token_file")
-    conn.add_argument("ssh_args", nargs=argparse.REMAINDER, help="what sshfs gives ssh: ignored")
+    conn.add_argument("command", nargs=argparse.REMAINDER, help="run on the connection (sshfs -o passive ...)")
     return parser
 
 

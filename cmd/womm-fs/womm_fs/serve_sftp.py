@@ -1,4 +1,5 @@
-"""`womm-fs serve-sftp DIR`: an SFTP v3 server for DIR alone; `womm-fs sftp-connect`: its client's end.
+"""`womm-fs serve-sftp DIR`: an SFTP v3 server for DIR alone; `womm-fs sftp-connect`: its client's end
+(in a worker's share container, the connection for sshfs).
 
 On the user's machine it answers on stdin and stdout: the lazy share's one stream, to the
 task's share cache in the cluster (womm.shares.lazy). In the share cache, with --listen, it
@@ -12,7 +13,6 @@ import hmac
 import json  # noqa: F401 - womm.errors' last-resort error path imports it lazily
 import os
 import re  # noqa: F401 - likewise
-import select
 import signal
 import socket
 import sys
@@ -70,26 +70,21 @@ def listen(directory, port, token_file):
 
 
 def connect(args):
-    """sshfs's "ssh command" in a worker's share container: the share cache's server, through its token."""
+    """`sftp-connect HOST PORT TOKEN_FILE COMMAND...` in a worker's share container: the connection to
+    the share cache's server, opened with the task's token, becomes COMMAND's stdin and stdout
+    (`sshfs -o passive`). Nothing sits between sshfs and the socket: every byte a pod reads goes
+    straight from the connection into sshfs."""
+    if not args.command:
+        raise UsageError("sftp-connect: give the command to run on the connection")
     with open(args.token_file, "rb") as f:
         token = f.read().strip()
     sock = socket.create_connection((args.host, args.port), timeout=30)
     sock.settimeout(None)
     sock.sendall(token + b"\n")
-    fds = {0: sock.fileno(), sock.fileno(): 1}  # where what comes from each side goes
-    while fds:
-        readable, _, _ = select.select(list(fds), [], [])
-        for fd in readable:
-            data = os.read(fd, 1 << 16)
-            if not data:
-                if fd == 0:
-                    sock.shutdown(socket.SHUT_WR)
-                    del fds[0]
-                else:
-                    return 0
-                continue
-            out = fds[fd]
-            while data:
-                n = os.write(out, data)
-                data = data[n:]
-    return 0
+    os.dup2(sock.fileno(), 0)
+    os.dup2(sock.fileno(), 1)
+    sock.close()
+    try:
+        os.execvp(args.command[0], args.command)
+    except OSError as e:
+        raise WommError(f"sftp-connect: cannot run {args.command[0]}: {e.strerror}") from None
