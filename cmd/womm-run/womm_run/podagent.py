@@ -423,8 +423,11 @@ class Agent:
     # ---------------------------------------------------------------- the stream to the controller
 
     def send(self, kind, slot=0, number=0, payload=b""):
+        """Queue a frame: the loop writes what its events queued in one go (one message for the
+        jobs that ended together, a job's last output with its EXIT)."""
         self.out += frames.encode(kind, slot, number, payload)
-        self._flush()
+        if len(self.out) >= OUTPUT_HIGH:
+            self._flush()
 
     def _flush(self):
         while self.out:

@@ -122,7 +122,13 @@ class PodLink:
             pass  # the reader sees the stream end, and the slots' jobs are lost with it
 
     def start(self, index, job):
-        self._send(frames.encode(frames.JOB, index, job.attempt, frames.encode_job(job.seq, job.slot, job.command, job.env)))
+        data = frames.encode(frames.JOB, index, job.attempt, frames.encode_job(job.seq, job.slot, job.command, job.env))
+        if job.stdin.eof and not job.stdin.size:
+            # Most jobs' stdin is empty (GNU parallel's, without --pipe): its end goes in the same
+            # message, one message less per job through the API server, the kubelet and the runtime.
+            job.eof_sent = True
+            data += frames.encode(frames.IN, index, job.attempt, b"")
+        self._send(data)
 
     def send_in(self, index, number, data):
         self._send(frames.encode(frames.IN, index, number, data))

@@ -286,6 +286,7 @@ class Job:
             stdin = Stdin.from_fifo(u.stdin_file, run_dir, u.remove, on_stdin or (lambda: None))
         else:
             stdin = Stdin(inp, run_dir)
+            stdin.read_more()  # most often its end already: the job's first frame can say so
         env = ()
         if u.env:
             with open(f"/proc/{pid}/environ", "rb") as f:
