@@ -346,3 +346,44 @@ def test_a_fatal_end_says_how_far_it_got_with_the_doctor_hint_last():
     e = _ended("pod p cannot start: ErrImagePull: x; run `womm doctor`", 0)
     assert with_hint(None, e) == "pod p cannot start: ErrImagePull: x; nothing ran; run `womm doctor`"
     assert str(_ended("lost the Kubernetes API: refused", 3)) == "lost the Kubernetes API: refused (3 jobs had finished)"
+
+
+def test_a_job_with_an_empty_stdin_is_one_message_to_its_pod(tmp_path):
+    """JOB and the end of an empty stdin go together: each message costs the API server, the kubelet
+    and the runtime on its way (womm_run.podlink)."""
+    h = Harness(tmp_path, n_pods=1, procs=2)
+    try:
+        (pod, stream), = h.cluster.streams
+        sent = []
+        send = stream.send
+        stream.send = lambda data: (sent.append(data), send(data))
+        status, out, _ = h.run(["echo", ":::", *map(str, range(20))])
+        assert status == 0 and sorted(out.split()) == sorted(str(i).encode() for i in range(20))
+        assert len(sent) == 20, f"{len(sent)} messages for 20 jobs"
+        for data in sent:
+            kinds = [f[0] for f in frames.Decoder().feed(data)]
+            assert kinds == [frames.JOB, frames.IN], kinds
+    finally:
+        h.close()
+
+
+def test_the_agent_writes_what_one_loop_queued_in_one_message(tmp_path):
+    from womm_run import podagent
+
+    r, w = os.pipe()
+    agent = podagent.Agent(str(tmp_path), 2, stdin=-1, stdout=w)
+    os.set_blocking(w, False)
+    agent.send(frames.OUT, 1, 7, b"last words")
+    agent.send(frames.EXIT, 1, 7, b"0")
+    os.set_blocking(r, False)
+    try:
+        early = os.read(r, 1 << 16)
+    except BlockingIOError:
+        early = b""
+    assert early == b"", "nothing written before the loop's flush"
+    agent._flush()
+    data = os.read(r, 1 << 16)
+    assert [(k, s, n, p) for k, s, n, p in frames.Decoder().feed(data)] == [
+        (frames.OUT, 1, 7, b"last words"), (frames.EXIT, 1, 7, b"0")]
+    os.close(r)
+    os.close(w)

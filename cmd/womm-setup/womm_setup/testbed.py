@@ -76,6 +76,10 @@ fi
 # What womm's runtime needs in the image: a POSIX shell and sleep (the pods' PID 1).
 CHECK = "command -v sh >/dev/null && command -v sleep >/dev/null && echo ok"
 
+# The exec's terminal gets its size with the first resize, just after the exec starts: the shell
+# waits for it (a second at most), or it would draw its first prompt 80 columns wide.
+WAIT_FOR_SIZE = 'i=0; while [ "$(stty size 2>/dev/null)" = "0 0" ] && [ $i -lt 50 ]; do sleep 0.02; i=$((i+1)); done; '
+
 
 class Caller:
     """Who runs womm setup: the testbed's user is the same."""
@@ -154,9 +158,7 @@ class Testbed:
         rc = f"/tmp/.womm-rc-{self.caller.uid}"
         self.run_root(["sh", "-c", f"printf '%s\\n' {shlex.quote(at_exit + '; ' + record)} > {rc}; chmod 644 {rc}"])
         env = {**self._exec_env(), "PROMPT_COMMAND": f"{record}; {at_exit}", "ENV": rc}
-        shell_cmd = (
-            "if [ -x /bin/bash ]; then exec /bin/bash --login; fi; exec /bin/sh -l"
-        )
+        shell_cmd = WAIT_FOR_SIZE + "if [ -x /bin/bash ]; then exec /bin/bash --login; fi; exec /bin/sh -l"
         exec_id = api.exec_create(
             self.container.id, ["sh", "-c", shell_cmd], stdin=True, tty=True, user=self.user,
             workdir=self.directory, environment=env,
