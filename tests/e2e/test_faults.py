@@ -162,3 +162,22 @@ def test_the_api_server_killed_and_started_again_mid_run(womm, tmp_path, cluster
     assert proc.returncode == 0, out["stderr"]
     assert sorted(out["stdout"].splitlines()) == sorted(f"job {i}" for i in range(60))
     assert "attached again" in out["stderr"]
+
+
+def test_a_run_left_without_pods_ends_within_its_pending_timeout(womm, tmp_path, k8s):
+    """Its ReplicaSet deleted mid-run (as with its namespace): no pod comes back for the lost jobs,
+    and the run ends, bounded, naming the cause, and leaves nothing behind."""
+    d = womm.setup_dir(tmp_path / "proj", "none")
+    proc, out, t = background(womm, d, "--kube-pods", "1", "--kube-pending-timeout", "15s", "--",
+                              "sleep 60; echo {}", ":::", "a", "b")
+    wait_for("a worker running", 120, lambda: worker_pods(womm))
+    time.sleep(2)  # its jobs run
+    start = time.monotonic()
+    k8s.apps.delete_collection_namespaced_replica_set(womm.namespace, label_selector="womm.dev/role=worker",
+                                                      propagation_policy="Foreground")
+    t.join(120)
+    assert not t.is_alive(), "the run did not end"
+    assert time.monotonic() - start < 60
+    assert proc.returncode == 255, out
+    assert "no pod has been ready for 15 s" in out["stderr"] and "Traceback" not in out["stderr"], out["stderr"]
+    womm.wait_no_objects(timeout=30)

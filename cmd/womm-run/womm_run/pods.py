@@ -47,12 +47,25 @@ class TaskPods:
     def _pending_watchdog(self, timeout):
         """While pods start: the progress line on a terminal, each reason they wait for said once
         (after SAY_AFTER seconds: a moment's churn is no news), and the pending timeout: no pod
-        working by then ends the run with the reasons; some working goes on with those."""
+        working by then ends the run with the reasons; some working goes on with those. Later, the
+        same timeout bounds a run left with no pod at all (its ReplicaSet or namespace deleted, its
+        nodes gone): its lost jobs would wait for slots that never come."""
         from womm.report import Progress
 
         progress, start, timed_out = Progress(), time.monotonic(), False
+        none_since = None
         while not self.stopping.wait(1):
             now = time.monotonic()
+            if self.working.is_set() and not self.ready:
+                none_since = none_since or now
+                if now - none_since >= timeout:
+                    progress.done()
+                    gone = "; ".join(sorted({w for w, _ in self.waiting.values()})) or \
+                        "its pods were deleted and none replaced them"
+                    self.on_fatal(f"no pod has been ready for {timeout:g} s: {gone}")
+                    return
+            else:
+                none_since = None
             for why, since in list(self.waiting.values()):
                 if now - since >= SAY_AFTER and why not in self._said:
                     self._said.add(why)
