@@ -56,13 +56,13 @@ class TaskPods:
         none_since = None
         while not self.stopping.wait(1):
             now = time.monotonic()
+            waiting_for = "; ".join(sorted({w for w, _ in self.waiting.values()}))
             if self.working.is_set() and not self.ready:
                 none_since = none_since or now
                 if now - none_since >= timeout:
                     progress.done()
-                    gone = "; ".join(sorted({w for w, _ in self.waiting.values()})) or \
-                        "its pods were deleted and none replaced them"
-                    self.on_fatal(f"no pod has been ready for {timeout:g} s: {gone}")
+                    self.on_fatal(f"no pod has been ready for {timeout:g} s: "
+                                  f"{waiting_for or 'its pods were deleted and none replaced them'}")
                     return
             else:
                 none_since = None
@@ -72,7 +72,7 @@ class TaskPods:
                     progress.done()
                     count = sum(1 for w, _ in self.waiting.values() if w == why)
                     self.log(f"{count} of {self.task['pods']} pods wait: {why}")
-            reasons = "; ".join(sorted({w for w, _ in self.waiting.values()})) or "they are still being created"
+            reasons = waiting_for or "they are still being created"
             if len(self.ready) < self.task["pods"] and not timed_out:
                 done = self.jobs_done()
                 progress.update(f"{len(self.ready)}/{self.task['pods']} pods ready"
