@@ -5,7 +5,11 @@
 # Layout (each root overridable by an environment variable):
 #   $WOMM_CLUSTER_CACHE (/var/cache/womm-cluster)  built binaries, base rootfs tarball, Go build dir
 #   $WOMM_CLUSTER_STATE (/var/lib/womm-cluster)    pki, kubeconfigs, configs, data, logs/, pids/
-#   $WOMM_CLUSTER_RUN   (/run/womm-cluster)        sockets and runtime state of the second containerd
+#   $WOMM_CLUSTER_RUN   (/run/womm-cluster)        sockets and runtime state of the nodes' containerds
+#
+# Two nodes: womm-node is this machine's network namespace; womm-node2 runs its own containerd, kubelet,
+# kube-proxy and NetworkPolicy enforcer in a network namespace of its own (womm-node2, joined to this one by
+# a veth) and in one mount namespace of its own (kept at $RUN/node2/ns/mnt).
 
 CLUSTER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STATE=${WOMM_CLUSTER_STATE:-/var/lib/womm-cluster}
@@ -18,14 +22,23 @@ ETCD_VERSION=$(awk '$1 == "go.etcd.io/etcd/server/v3" && $2 ~ /^v3\./ { print $2
 # CoreDNS is built on its own (its module graph is not Kubernetes'), so its version is pinned here.
 COREDNS_VERSION=v1.12.4
 BIN=$CACHE/bin/$K8S_VERSION
+# The NetworkPolicy enforcer: womm-netpol (netpol/main.go), kube-router's policy controller at the
+# version netpol/go.mod pins; its binary is named by that version and a digest of the module's files.
+NETPOL_DIR=$CLUSTER_DIR/netpol
+KUBE_ROUTER_VERSION=$(awk '$1 == "github.com/cloudnativelabs/kube-router/v2" && $2 ~ /^v2\./ { print $2; exit }' \
+    "$NETPOL_DIR/go.mod")
+NETPOL_BINARY=womm-netpol-$KUBE_ROUTER_VERSION-$(cat "$NETPOL_DIR"/{go.mod,go.sum,main.go} | sha256sum | cut -c1-10)
+NETPOL_HEALTHZ=127.0.0.1:20244
 K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 
 # Network: everything stays on this machine.
 NODE_NAME=womm-node
+NFT_TABLE=womm-cluster         # nftables table (family ip) of the pod range's isolation
 NODE_BRIDGE=wommnode0          # empty bridge carrying the node's /32 address
 NODE_IP=10.250.0.1
 POD_BRIDGE=cni0
 POD_CIDR=10.244.0.0/24
+CLUSTER_CIDR=10.244.0.0/16     # every node's pods
 SVC_CIDR=10.96.0.0/16
 KUBE_SVC_IP=10.96.0.1
 API_PORT=6443
@@ -44,9 +57,30 @@ CTR_SOCK=$RUN/containerd/containerd.sock
 KUBECONFIG_ADMIN=$STATE/kubeconfig/admin.kubeconfig
 CHECK_NS=womm-cluster-check  # up adds a timestamp
 
-# Components in start order; down stops them in the order of STOP_ORDER.
-COMPONENTS=(dockerd registry containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy coredns)
-STOP_ORDER=(coredns kubelet kube-proxy containerd kube-scheduler kube-controller-manager kube-apiserver etcd registry dockerd)
+# The second node. Its processes run in network namespace $NODE2_NETNS (reached from here through the veth
+# $NODE2_VETH: $NODE2_GW here, $NODE2_IP there, a /30) and in one mount namespace shared by its containerd
+# and kubelet ($NODE2_MNTNS, a bind mount of the namespace, in a private mount of its own). Its pods'
+# cgroups live under /$NODE2_CGROUP in every hierarchy; its state under $STATE/node2 and $RUN/node2.
+NODE2_NAME=womm-node2
+NODE2_NETNS=womm-node2
+NODE2_VETH=wommn2h
+NODE2_GW=10.250.1.1
+NODE2_IP=10.250.1.2
+NODE2_POD_CIDR=10.244.1.0/24
+NODE2_CGROUP=womm-node2
+NODE2_STATE=$STATE/node2
+NODE2_RUN=$RUN/node2
+NODE2_MNTNS=$NODE2_RUN/ns/mnt
+NODE2_CTR_SOCK=$NODE2_RUN/containerd/containerd.sock
+NODES=("$NODE_NAME" "$NODE2_NAME")
+
+# Components in start order; down stops them in the order of STOP_ORDER. Those named node2-* are node 2's and
+# run in its namespaces; registry-relay brings the registry (127.0.0.1 only) to node 2.
+COMPONENTS=(dockerd registry containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy coredns
+            womm-netpol registry-relay node2-containerd node2-kubelet node2-kube-proxy node2-womm-netpol)
+STOP_ORDER=(node2-womm-netpol node2-kube-proxy node2-kubelet node2-containerd registry-relay
+            womm-netpol coredns kubelet kube-proxy containerd kube-scheduler kube-controller-manager kube-apiserver etcd
+            registry dockerd)
 # The cluster's DNS (CoreDNS, on the node's address): Services and pods by name, nothing else.
 CLUSTER_DOMAIN=cluster.local
 DNS_IP=$NODE_IP
@@ -82,12 +116,21 @@ component_exe() {
     case $1 in
         dockerd) echo /usr/sbin/dockerd ;;
         registry) echo /usr/bin/docker-registry ;;
-        containerd) echo /usr/bin/containerd ;;
+        containerd|node2-containerd) echo /usr/bin/containerd ;;
+        registry-relay) echo /usr/bin/socat ;;
         etcd) echo "$BIN/etcd" ;;
         coredns) echo "$BIN/coredns-$COREDNS_VERSION" ;;
+        womm-netpol|node2-womm-netpol) echo "$BIN/$NETPOL_BINARY" ;;
+        node2-*) echo "$BIN/${1#node2-}" ;;
         *) echo "$BIN/$1" ;;
     esac
 }
+
+# Run a command in node 2's network namespace (nsenter, not `ip netns exec`: that one remounts /sys for the
+# namespace, which hides /sys/fs/cgroup from what it runs).
+in_node2() { nsenter --net="/run/netns/$NODE2_NETNS" "$@"; }
+# Whether node 2's mount namespace is held at $NODE2_MNTNS.
+node2_mntns_held() { [[ $(stat -f -c %T "$NODE2_MNTNS" 2>/dev/null) == nsfs ]]; }
 
 # Print the pid of a running component, or fail.
 component_pid() {
