@@ -59,6 +59,9 @@ class Interrupted(KeyboardInterrupt):
 
 
 def _interrupted(signum, frame):
+    # From the first signal on, the program unwinds to its end: another one (a second Ctrl-C or
+    # SIGTERM) must not interrupt the unwinding, which removes what the program made.
+    _ignore_signals()
     raise Interrupted(signum)
 
 
@@ -89,12 +92,27 @@ class deferred_signals:  # noqa: N801 - used as a statement: `with deferred_sign
                 self.saved[signum] = signal.signal(signum, self._noted)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         import signal
 
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            _ignore_signals()  # the program ends, interrupted: what comes now changes nothing
+            return False
         for signum, handler in self.saved.items():
             signal.signal(signum, handler)
         return False
+
+
+def _ignore_signals():
+    """For a program that ends because it was interrupted: a second signal, even one that comes while
+    Python shuts down (when its handlers are gone), must not kill it with that signal instead of its
+    exit status. Ignored dispositions survive Python's shutdown; its own handlers do not."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for name in deferred_signals.SIGNALS:
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 def debugging():
@@ -107,11 +125,18 @@ def prog_name():
 
 def error(message, prog=None):
     """Print one error line in the common format."""
-    print(f"{prog or prog_name()}: error: {message}", file=sys.stderr, flush=True)
+    _line(f"{prog or prog_name()}: error: {message}")
 
 
 def warn(message, prog=None):
-    print(f"{prog or prog_name()}: warning: {message}", file=sys.stderr, flush=True)
+    _line(f"{prog or prog_name()}: warning: {message}")
+
+
+def _line(text):
+    from womm.report import clear_progress, printable
+
+    clear_progress()  # never at the end of a progress line
+    print(printable(text), file=sys.stderr, flush=True)  # what it quotes from the cluster may hold anything
 
 
 def run_main(main, argv=None, prog=None, error_exit=exitcodes.FAILURE):
@@ -123,8 +148,9 @@ def run_main(main, argv=None, prog=None, error_exit=exitcodes.FAILURE):
     import signal
 
     prog = prog or prog_name()
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _interrupted)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # what was ignored when we started (nohup) stays so
+            signal.signal(signum, _interrupted)
     try:
         status = main(argv)
     except WommError as e:
@@ -133,6 +159,7 @@ def run_main(main, argv=None, prog=None, error_exit=exitcodes.FAILURE):
         error(with_hint(None, e), prog)
         sys.exit(e.exit_code if e.exit_code is not None else error_exit)
     except KeyboardInterrupt as e:
+        _ignore_signals()
         if debugging():
             raise
         print(file=sys.stderr)

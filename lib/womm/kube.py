@@ -6,10 +6,31 @@ websocket-client, the kubernetes library's own transports, without the library's
 classes: importing and building those costs ~1.2 s here (kubernetes 37), which `womm status`
 and every run's first job would pay. Objects go and come as the API's JSON; errors are
 ApiError, with the server's status and message.
+
+The API server's pushback is waited out here, for every caller: a request answered 429
+(throttled, by API Priority and Fairness or a proxy in front) or 503 is sent again after the
+server's Retry-After (else a growing delay), for RETRY_FOR seconds at most, and the user is told
+once per process. Its Warning headers (Pod Security's warn mode, deprecations) are shown once
+per distinct text. Both go through womm.report.notice, which a task's Reporter takes over.
+
+A load balancer or NAT between here and the API server may forget a connection idle for a while
+(nginx and ELB after 60 s, Azure 240 s, NLB 350 s) without a FIN or a RST: what is sent on it then
+vanishes, and a read on it waits for ever. So no connection here stays silent that long, and none is
+waited on for ever: a watch asks the server to end it after WATCH_SECONDS (with bookmarks, so a
+healthy one speaks before then), and one silent for WATCH_GRACE seconds more was dropped on the way
+(Silent); a pooled connection idle for IDLE_REUSE seconds is connected anew; an exec stream's
+keepalive() pings it, and ends it once silent for DEAD_AFTER seconds; a request that may be sent twice
+(a GET) and is not answered within its timeout is sent again on a new connection. The kubeconfig's
+proxy-url (an http:// proxy), or the environment's as kubectl reads it, carries requests and exec streams.
 """
 
 import json
+import random
+import re
+import select
+import socket
 import threading
+import time
 from urllib.parse import quote, urlencode
 
 from womm.errors import WommError
@@ -25,6 +46,23 @@ KINDS = {
     "CronJob": ("/apis/batch/v1", "cronjobs"), "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
 }
 GROUPS = {name: group for group, name in KINDS.values()}
+
+# The exec API's channels (Kubernetes' remotecommand, v4 and v5.channel.k8s.io): each message's first byte.
+STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255  # ERROR: the exec's status, as JSON
+
+RETRY_FOR = 60  # seconds one request may spend being pushed back before its error stands
+PUSHBACK = {429: "is throttling requests", 503: "is unavailable"}
+# Sent again after a 503 without Retry-After, or a connection reset: doing them twice changes nothing.
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+RESETS = 2  # times an idempotent request whose connection was reset or went silent is sent again
+
+# Each below the 60 s after which the most impatient load balancers forget an idle connection.
+WATCH_SECONDS = 30  # a watch's length, asked of the server; it sends a bookmark 2 s before the end
+WATCH_GRACE = 10  # seconds beyond that after which a watch that said nothing was dropped on the way
+IDLE_REUSE = 30  # seconds a connection may wait in the pool and still be used as it is
+PING_EVERY = 30  # seconds between an exec stream's keepalive pings (the API server answers each)
+DEAD_AFTER = 90  # seconds without a byte after which a pinged exec stream was dropped on the way
+CLOSE_WAIT = 3  # seconds a closed exec stream waits for the server's answer before the connection is cut
 
 
 class ApiError(WommError):
@@ -47,6 +85,34 @@ class Unreachable(WommError):
     doctor = True
 
 
+class Silent(Unreachable):
+    """A long-lived connection that said nothing for longer than it may: dropped on the way."""
+
+    doctor = False
+
+
+def _fresh(pool_class):
+    """pool_class (one of urllib3's connection pools), whose connections idle for more than IDLE_REUSE
+    seconds are connected anew before their next request: a load balancer may have forgotten them, and
+    a request sent on one would wait out its whole read timeout for nothing."""
+
+    class Fresh(pool_class):
+        def _get_conn(self, timeout=None):
+            conn = super()._get_conn(timeout)
+            idle_since, conn.womm_idle_since = getattr(conn, "womm_idle_since", None), None
+            if idle_since is not None and time.monotonic() - idle_since > IDLE_REUSE:
+                conn.close()  # urllib3 connects a closed connection again when it is used
+            return conn
+
+        def _put_conn(self, conn):
+            if conn is not None:
+                conn.womm_idle_since = time.monotonic()
+            super()._put_conn(conn)
+
+    Fresh.__name__ = "Fresh" + pool_class.__name__
+    return Fresh
+
+
 class Cluster:
     """One cluster connection: where the API is, who we are, and the namespace to use."""
 
@@ -60,6 +126,15 @@ class Cluster:
         self._lock = threading.Lock()
         self.last_date = None
         self.connect_timeout = 10  # seconds; `womm doctor` asks for less
+        self.retry_for = RETRY_FOR
+
+    @classmethod
+    def of(cls, record, args=None):
+        """The cluster a project's or task's record (a dict) names; --context and --namespace
+        (args, when given) win over it."""
+        record = record or {}
+        return cls(getattr(args, "context", None) or record.get("context"),
+                   getattr(args, "namespace", None) or record.get("namespace"))
 
     @property
     def server(self):
@@ -73,7 +148,16 @@ class Cluster:
                 kw = {"ssl_context": self.credentials.ssl_context, "maxsize": 8, "block": False, "retries": False}
                 if self.credentials.server_hostname:
                     kw["server_hostname"] = self.credentials.server_hostname
-                self._pools = urllib3.PoolManager(**kw)
+                proxy = self.credentials.proxy_url
+                if proxy:
+                    user = proxy_user(proxy)
+                    headers = urllib3.make_headers(proxy_basic_auth=":".join(user)) if user else None
+                    pools = urllib3.ProxyManager(_without_user(proxy), proxy_headers=headers, **kw)
+                else:
+                    pools = urllib3.PoolManager(**kw)
+                pools.pool_classes_by_scheme = {"http": _fresh(urllib3.HTTPConnectionPool),
+                                                "https": _fresh(urllib3.HTTPSConnectionPool)}
+                self._pools = pools
             return self._pools
 
     def path(self, kind, name=None, namespace=None, subresource=None, all_namespaces=False):
@@ -92,7 +176,8 @@ class Cluster:
         params = [(k, v) for k, v in (query or {}).items() if v is not None]
         return self.server + path + ("?" + urlencode(params) if params else "")
 
-    def _open(self, method, path, query=None, body=None, timeout=60, stream=False, content_type=None):
+    def _open(self, method, path, query=None, body=None, timeout=60, stream=False, content_type=None,
+              idempotent=None):
         import urllib3
 
         headers = {"Accept": "application/json", **self.credentials.headers()}
@@ -100,43 +185,75 @@ class Cluster:
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
             data = json.dumps(body).encode()
-        try:
-            query = dict(query or {}, fieldManager="womm") if method in ("POST", "PATCH", "PUT") else query
-            response = self._pool().request(
-                method, self._url(path, query), body=data, headers=headers, preload_content=not stream,
-                timeout=urllib3.Timeout(connect=self.connect_timeout, read=timeout), redirect=False,
-            )
-        except urllib3.exceptions.HTTPError as e:
-            raise Unreachable(f"cannot reach the Kubernetes API at {self.server}: {_reason(e)}") from None
-        self.last_date = response.headers.get("Date")  # the server's clock (womm.taskobjects' heartbeats)
-        if not 200 <= response.status <= 299:
-            body = response.data if not stream else response.read()
+        query = dict(query or {}, fieldManager="womm") if method in ("POST", "PATCH", "PUT") else query
+        url = self._url(path, query)
+        idempotent = method in IDEMPOTENT if idempotent is None else idempotent
+        backoff, resets = Backoff(self.retry_for), 0
+        while True:
+            try:
+                response = self._pool().request(
+                    method, url, body=data, headers=headers, preload_content=not stream,
+                    timeout=urllib3.Timeout(connect=self.connect_timeout, read=timeout), redirect=False,
+                )
+            except (urllib3.exceptions.ProtocolError, urllib3.exceptions.ReadTimeoutError) as e:
+                # The connection was reset (or closed while idle in the pool) under the request, or it
+                # went silent (dropped on the way, the server never heard it): sent again on a new one.
+                if idempotent and resets < RESETS and not stream:
+                    resets += 1
+                    continue
+                raise Unreachable(f"cannot reach the Kubernetes API at {self.server}: {_reason(e)}") from None
+            except urllib3.exceptions.HTTPError as e:
+                raise Unreachable(f"cannot reach the Kubernetes API at {self.server}: {_reason(e)}") from None
+            self.last_date = response.headers.get("Date")  # the server's clock (womm.taskobjects' heartbeats)
+            # http.client reads headers as Latin-1; the API server writes its warnings in UTF-8.
+            show_warnings([_utf8(v) for v in response.headers.getlist("Warning")])
+            if 200 <= response.status <= 299:
+                return response
+            error_body = response.data if not stream else response.read()
             response.release_conn()
-            raise ApiError(response.status, response.reason or "", body)
-        return response
+            wait = backoff.wait(response.status, response.headers.get("Retry-After"), idempotent)
+            if wait is None:
+                raise ApiError(response.status, response.reason or "", error_body)
+            pushed_back(response.status)
+            time.sleep(wait)
 
-    def request(self, method, path, query=None, body=None, timeout=60, content_type=None):
-        """One API request; the decoded JSON answer."""
-        response = self._open(method, path, query, body, timeout, content_type=content_type)
+    def request(self, method, path, query=None, body=None, timeout=60, content_type=None, idempotent=None):
+        """One API request; the decoded JSON answer. idempotent: whether it may be sent twice (default:
+        by its method; a merge patch that sets a value may say so)."""
+        response = self._open(method, path, query, body, timeout, content_type=content_type, idempotent=idempotent)
         return json.loads(response.data) if response.data else None
 
-    def stream(self, path, query=None):
-        """The body of a long GET (a watch, a followed log) in chunks of bytes, as they come."""
+    def stream(self, path, query=None, silent_after=None):
+        """The body of a long GET (a watch, a followed log) in chunks of bytes, as they come; Silent
+        once nothing came for silent_after seconds (None: wait for ever)."""
         import urllib3
 
-        response = self._open("GET", path, query, timeout=None, stream=True)
+        response = self._open("GET", path, query, timeout=silent_after, stream=True)
+        whole = False
         try:
             yield from response.stream(65536, decode_content=False)
+            whole = True
+        except urllib3.exceptions.ReadTimeoutError:
+            raise Silent(f"the connection to the Kubernetes API at {self.server} said nothing for "
+                         f"{silent_after:g} s (dropped on the way?)") from None
         except urllib3.exceptions.HTTPError as e:
             raise Unreachable(f"lost the Kubernetes API at {self.server}: {_reason(e)}") from None
         finally:
+            if not whole:
+                response.close()  # the rest of its body may still come: the connection is not reused
             response.release_conn()
 
-    def watch(self, path, query=None, timeout_seconds=300):
-        """(type, object) events of a watch, objects as dicts; ends when the server ends it."""
-        query = dict(query or {}, watch="true", timeoutSeconds=timeout_seconds)
+    def watch(self, path, query=None, resource_version=None, timeout_seconds=None):
+        """(type, object) events of a watch, objects as dicts, from resource_version (None: every object
+        first, as ADDED events); ends when the server ends it, after timeout_seconds (WATCH_SECONDS);
+        Silent when it said nothing for WATCH_GRACE seconds more. BOOKMARK events (an object with only
+        its resourceVersion) come too: the first after a list ends the list (the server marks it
+        k8s.io/initial-events-end), and the last is where the next watch goes on."""
+        timeout_seconds = timeout_seconds or WATCH_SECONDS
+        query = dict(query or {}, watch="true", timeoutSeconds=timeout_seconds, allowWatchBookmarks="true",
+                     resourceVersion=resource_version)
         pending = b""
-        for chunk in self.stream(path, query):
+        for chunk in self.stream(path, query, silent_after=timeout_seconds + WATCH_GRACE):
             pending += chunk
             *lines, pending = pending.split(b"\n")
             for line in lines:
@@ -173,6 +290,105 @@ class Cluster:
         return ExecStream(self, pod, command, container, namespace or self.namespace, tty)
 
 
+class Backoff:
+    """The waits between one request's attempts while the API server pushes back, within a budget."""
+
+    def __init__(self, budget=RETRY_FOR):
+        self.deadline = time.monotonic() + budget
+        self.delay = 0.5
+
+    def wait(self, status, retry_after=None, idempotent=True):
+        """Seconds to wait before the next attempt; None when the answer stands (not pushback, a 503 to
+        a request that may not be sent twice, or no time left)."""
+        seconds = retry_after_seconds(retry_after)
+        if not (status == 429 or (status == 503 and (idempotent or seconds is not None))):
+            return None
+        if seconds is None:
+            seconds = random.uniform(self.delay / 2, self.delay)
+            self.delay = min(self.delay * 2, 8)
+        else:
+            # At least what the server asked; a little more, so that the clients it throttled
+            # together do not all come back in the same instant.
+            seconds = max(seconds, 0.2) + random.uniform(0, 0.1 + seconds / 10)
+        if time.monotonic() + seconds > self.deadline:
+            return None
+        return seconds
+
+
+def retry_after_seconds(value):
+    """A Retry-After header's delay in seconds (it may be a number or an HTTP date); None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+_said = set()  # what notices this process has given (each is given once)
+_said_lock = threading.Lock()
+
+
+def _once(key):
+    with _said_lock:
+        if key in _said:
+            return False
+        _said.add(key)
+        return True
+
+
+def pushed_back(status):
+    """Tell the user, once per process and status, that requests wait for the API server."""
+    if _once(("pushback", status)):
+        from womm.report import notice
+
+        notice(f"the API server {PUSHBACK.get(status, 'pushes back')} ({status}); retrying")
+
+
+# RFC 7234's warning-value: code, agent, "quoted text", an optional "date"; several per header, comma-separated.
+_WARNING = re.compile(r'\s*(\d{3})\s+(\S+)\s+"((?:[^"\\]|\\.)*)"(?:\s+"[^"]*")?\s*(?:,|$)')
+
+
+def warning_texts(values):
+    """The texts of Warning header values, as the API server wrote them (unquoted)."""
+    texts = []
+    for value in values:
+        found = [re.sub(r"\\(.)", r"\1", m.group(3)) for m in _WARNING.finditer(value)]
+        texts += found or [value.strip()]
+    return [t for t in texts if t]
+
+
+def _utf8(value):
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
+def printable(text):
+    """text with control (and other invisible) characters spelled out: a server's words cannot move
+    the cursor, recolour the terminal or reorder what is shown."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def show_warnings(values):
+    """The API server's Warning headers, each distinct text once per process."""
+    for text in warning_texts(values):
+        text = printable(text)
+        if _once(("warning", text)):
+            from womm.report import notice
+
+            notice(f"warning from the Kubernetes API: {text}")
+
+
 def _reason(e):
     text = str(getattr(e, "reason", None) or e)
     for marker in ("Connection refused", "timed out", "Name or service not known", "certificate verify failed",
@@ -182,12 +398,33 @@ def _reason(e):
     return text.splitlines()[0][:200] if text else type(e).__name__
 
 
+def proxy_user(url):
+    """(user, password) written in a proxy's URL, percent-decoded; None without them."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    return (unquote(parts.username), unquote(parts.password or "")) if parts.username else None
+
+
+def _without_user(url):
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+    return urlunsplit((parts.scheme, host + (f":{parts.port}" if parts.port else ""), parts.path, "", ""))
+
+
+# A host name that matches none: websocket-client would otherwise go around the kubeconfig's proxy for
+# NO_PROXY's hosts (and, before 1.8, for localhost), where kubectl does not.
+NO_BYPASS = ["no-bypass.invalid"]
+
+
 class ExecStream:
     """A process in a pod, through the exec API (WebSocket, the v5 channel protocol): send() to
     its stdin, recv() its output.
 
-    recv() returns (channel, bytes) with channel 1 for stdout, 2 for stderr,
-    3 for the exec status; None when the stream has ended.
+    recv() returns (channel, bytes) with channel STDOUT, STDERR or ERROR (the exec's status);
+    None when the stream has ended (also once keepalive() gave it up: self.silent says so).
     """
 
     PROTOCOLS = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
@@ -204,18 +441,41 @@ class ExecStream:
         sslopt = {"context": cluster.credentials.ssl_context}
         if cluster.credentials.server_hostname:
             sslopt["server_hostname"] = cluster.credentials.server_hostname
-        # enable_multithread: the controller sends from several threads while one reads.
-        self.ws = websocket.WebSocket(sslopt=sslopt, skip_utf8_validation=True, enable_multithread=True)
         headers = [f"{k}: {v}" for k, v in cluster.credentials.headers().items()]
-        try:
-            self.ws.connect(url, header=headers, subprotocols=self.PROTOCOLS, timeout=30)
-        except websocket.WebSocketBadStatusException as e:
-            raise ApiError(e.status_code, str(e).split(" -+-+- ")[0], e.resp_body or b"") from None
-        except (websocket.WebSocketException, OSError) as e:
-            raise Unreachable(f"cannot reach the Kubernetes API at {cluster.server}: {_reason(e)}") from None
+        proxy = {}
+        if cluster.credentials.proxy_url:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(cluster.credentials.proxy_url)
+            proxy = {"http_proxy_host": parts.hostname, "http_proxy_port": parts.port or 80, "proxy_type": "http",
+                     "http_proxy_auth": proxy_user(cluster.credentials.proxy_url), "http_no_proxy": NO_BYPASS}
+        backoff = Backoff(cluster.retry_for)
+        while True:
+            # enable_multithread: the controller sends from several threads while one reads.
+            self.ws = websocket.WebSocket(sslopt=sslopt, skip_utf8_validation=True, enable_multithread=True)
+            try:
+                self.ws.connect(url, header=headers, subprotocols=self.PROTOCOLS, timeout=30, **proxy)
+                break
+            except websocket.WebSocketBadStatusException as e:
+                # Not sent again after a reset or a plain 503: the command may have started.
+                got = e.resp_headers or {}  # websocket-client names them in lower case
+                wait = backoff.wait(e.status_code, got.get("retry-after"), idempotent=False)
+                if wait is None:
+                    raise ApiError(e.status_code, e.status_message or "", e.resp_body or b"") from None
+                show_warnings([got["warning"]] if got.get("warning") else [])
+                pushed_back(e.status_code)
+                time.sleep(wait)
+            except (websocket.WebSocketException, OSError) as e:
+                raise Unreachable(f"cannot reach the Kubernetes API at {cluster.server}: {_reason(e)}") from None
+        got = self.ws.getheaders() or {}
+        show_warnings([got["warning"]] if got.get("warning") else [])
         self.ws.settimeout(None)
         self.v5 = self.ws.subprotocol == "v5.channel.k8s.io"
         self.status_text = b""
+        self.heard = time.monotonic()  # when the last frame came (a pong too)
+        self.silent = None  # the seconds of silence after which keepalive() gave the stream up
+        self.ended = threading.Event()
+        self._reading = threading.Event()  # a thread waits in recv()
 
     def _write(self, channel, data):
         import websocket
@@ -226,24 +486,81 @@ class ExecStream:
             raise OSError(str(e)) from None
 
     def send(self, data):
-        self._write(0, data)
+        self._write(STDIN, data)
 
     def resize(self, columns, lines):
         try:
-            self._write(4, json.dumps({"Width": columns, "Height": lines}).encode())
+            self._write(RESIZE, json.dumps({"Width": columns, "Height": lines}).encode())
         except OSError:
             pass  # a resize is best effort
 
     def close_stdin(self):
         """The end of the remote stdin (v5 only: v4 streams cannot half-close)."""
         if self.v5:
-            self._write(255, b"\0")
+            self._write(CLOSE, bytes([STDIN]))
 
     def ping(self):
         try:
             self.ws.ping()
         except Exception as e:  # noqa: BLE001 - websocket-client raises several kinds
             raise OSError(str(e)) from None
+
+    def keepalive(self, every=None, dead_after=None, on_silent=None):
+        """Ping the stream every `every` seconds (PING_EVERY) until it ends: the API server answers each
+        with a pong, so the connection is never idle long enough for a load balancer to forget it. One
+        dropped anyway, that heard nothing for dead_after seconds (DEAD_AFTER), is ended (recv() returns
+        None) with self.silent set, then on_silent() is called. A thread of its own."""
+        every, dead_after = every or PING_EVERY, dead_after or DEAD_AFTER
+
+        def run():
+            pinged, pinger = time.monotonic(), None
+            while not self.ended.wait(min(every, 5)):
+                now = time.monotonic()
+                if self._unread():
+                    self.heard = now  # it came, and waits for a reader busy elsewhere
+                if now - self.heard > dead_after:
+                    self.silent = dead_after
+                    self.abort()
+                    if on_silent is not None:
+                        on_silent()
+                    return
+                # Each ping from a thread of its own: on a dropped connection a sender may block (the
+                # buffers full) holding the stream's lock, and this thread must still see the silence.
+                if now - pinged >= every and not (pinger and pinger.is_alive()):
+                    pinged = now
+                    pinger = threading.Thread(target=self._ping_quietly, name="exec ping", daemon=True)
+                    pinger.start()
+
+        threading.Thread(target=run, name="exec keepalive", daemon=True).start()
+
+    def _ping_quietly(self):
+        try:
+            self.ping()
+        except OSError:
+            pass  # broken: its reader sees the end
+
+    def _unread(self):
+        """Whether bytes arrived that no one read yet (without reading them)."""
+        sock = self.ws.sock
+        if sock is None:
+            return False
+        try:
+            return bool(self.pending() or select.select([sock], [], [], 0)[0])
+        except (OSError, ValueError):
+            return False
+
+    def abort(self):
+        """End the stream at once, with no closing handshake (a dropped connection would never answer
+        it): a reader blocked in recv() returns None."""
+        self.ended.set()
+        sock = self.ws.sock
+        if sock is not None:
+            try:
+                # The plain socket's shutdown, under TLS: it wakes a reader in another thread, which
+                # closing alone would not; SSLSocket's own would pull its TLS state from under that reader.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def fileno(self):
         return self.ws.sock.fileno()
@@ -253,25 +570,39 @@ class ExecStream:
         sock = self.ws.sock
         return sock.pending() if hasattr(sock, "pending") else 0
 
-    def recv(self):
+    def recv(self, control=False):
+        """The next (channel, bytes); with control, (None, b"") for a control frame (a pong) too, so
+        that a caller that waits in select() is not then held here until the next output."""
+        self._reading.set()
+        try:
+            return self._recv(control)
+        finally:
+            self._reading.clear()
+
+    def _recv(self, control):
         from websocket import ABNF, WebSocketException
 
         while True:
             try:
                 opcode, frame = self.ws.recv_data_frame(True)
-            except (WebSocketException, OSError, AttributeError):
+            except (WebSocketException, OSError, AttributeError, ValueError):
+                self.ended.set()
                 return None
+            self.heard = time.monotonic()
             if opcode == ABNF.OPCODE_CLOSE:
+                self.ended.set()
                 return None
             if opcode not in (ABNF.OPCODE_BINARY, ABNF.OPCODE_TEXT):
+                if control:
+                    return None, b""
                 continue
             data = frame.data
             if not data:
                 continue
             channel = data[0]
-            if channel == 255:  # v5: the other side closed a channel
+            if channel == CLOSE:  # v5: the other side closed a channel
                 continue
-            if channel == 3:
+            if channel == ERROR:
                 self.status_text += data[1:]
             return channel, data[1:]
 
@@ -291,34 +622,70 @@ class ExecStream:
         return None
 
     def drain(self, on_output):
-        """Read the command's output to its end, on_output(channel, bytes) for stdout (1) and
-        stderr (2); the exit status (None if unknown). Closes the stream."""
+        """Read the command's output to its end, on_output(channel, bytes) for STDOUT and
+        STDERR; the exit status (None if unknown). Closes the stream."""
         while (item := self.recv()) is not None:
-            if item[0] in (1, 2):
+            if item[0] in (STDOUT, STDERR):
                 on_output(*item)
         status = self.exit_status()
         self.close()
         return status
 
-    def collect(self, stdin=b""):
-        """Send stdin, then read everything: (status, stdout, stderr)."""
-        if stdin:
-            self.send(stdin)
-        out = {1: bytearray(), 2: bytearray()}
-        status = self.drain(lambda channel, data: out[channel].extend(data))
+    def collect(self, stdin=b"", timeout=None):
+        """Send stdin, then read everything: (status, stdout, stderr). With a timeout: TimeoutError
+        once the command has not ended within it (the stream is ended)."""
+        timer, fired = None, threading.Event()
+        if timeout is not None:
+            timer = threading.Timer(timeout, lambda: (fired.set(), self.abort()))
+            timer.daemon = True
+            timer.start()
+        try:
+            if stdin:
+                self.send(stdin)
+            out = {STDOUT: bytearray(), STDERR: bytearray()}
+            status = self.drain(lambda channel, data: out[channel].extend(data))
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if fired.is_set() and status is None:  # (a cancelled Timer's `finished` is set too)
+            raise TimeoutError(f"not ended within {timeout:g} s")
         return status, bytes(out[1]), bytes(out[2])
 
     def close(self):
+        """End the stream: a close frame tells the server (which ends the command), then the connection
+        is closed. A reader in recv() in another thread returns None when the server answers, or after
+        CLOSE_WAIT seconds: a dropped connection answers nothing."""
+        self.ended.set()
+        if self._reading.is_set():
+            # websocket-client's close() would wait for that reader's lock, for ever on a dropped
+            # connection. The frame goes from a thread of its own: a sender blocked on full buffers may
+            # hold the stream.
+            threading.Thread(target=self._send_close, name="exec close", daemon=True).start()
+            deadline = time.monotonic() + CLOSE_WAIT
+            while self._reading.is_set() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            self.abort()
+            self.ws.shutdown()
+            return
         try:
             self.ws.close()
         except Exception:  # noqa: BLE001 - closing a broken stream
             pass
 
+    def _send_close(self):
+        try:
+            self.ws.send_close()
+        except Exception:  # noqa: BLE001 - a broken stream: nothing to tell
+            pass
+
 
 def relay_stdio(stream):
-    """Join this process's stdin/stdout/stderr to an exec stream; the remote exit status."""
+    """Join this process's stdin/stdout/stderr to an exec stream, kept alive while it lasts; the remote
+    exit status (255 when unknown: stream.silent says whether the stream was dropped on the way)."""
     import os
     import sys
+
+    stream.keepalive()
 
     def pump_stdin():
         while True:
@@ -338,7 +705,7 @@ def relay_stdio(stream):
                 return
 
     threading.Thread(target=pump_stdin, daemon=True).start()
-    out = {1: sys.stdout.buffer, 2: sys.stderr.buffer}
+    out = {STDOUT: sys.stdout.buffer, STDERR: sys.stderr.buffer}
 
     def write(channel, data):
         out[channel].write(data)

@@ -3,7 +3,8 @@ ServiceAccount inside the cluster.
 
 KUBECONFIG (a list of files; the first to name a context, cluster or user wins, and the
 current-context comes from the first file that sets one), else ~/.kube/config. Read here:
-server, certificate-authority(-data), insecure-skip-tls-verify, tls-server-name,
+server, certificate-authority(-data), insecure-skip-tls-verify, tls-server-name, proxy-url
+(http:// proxies: womm's transports have no SOCKS or TLS to a proxy, so other kinds are refused),
 client-certificate(-data) and client-key(-data), token and tokenFile, username and password,
 and exec credential plugins (EKS, GKE, AKS...). A user entry with anything else (the old
 auth-provider plugins) is loaded by the kubernetes library's own loader instead, which costs
@@ -36,8 +37,9 @@ class Credentials:
     """How to reach the API: its URL, a TLS context, and the headers that authenticate us."""
 
     def __init__(self, server, context_name, namespace, ssl_context, headers=None, token_file=None,
-                 exec_spec=None, base_dir=None, server_hostname=None):
+                 exec_spec=None, base_dir=None, server_hostname=None, proxy_url=None):
         self.server = server.rstrip("/")
+        self.proxy_url = proxy_url  # an http:// proxy every connection to the API goes through
         self.context = context_name
         self.namespace = namespace
         self.ssl_context = ssl_context
@@ -108,10 +110,11 @@ def _load(context, present, where):
     if not cluster or not cluster.get("server"):
         raise KubeconfigError(f"context '{name}' names no cluster with a server in {where}")
     namespace = ctx.get("namespace") or "default"
+    proxy = proxy_url(cluster.get("proxy-url"), f"context '{name}' in {where}") or environment_proxy(cluster["server"])
     known = {"client-certificate", "client-certificate-data", "client-key", "client-key-data", "token",
              "tokenFile", "username", "password", "exec"}
     if set(user) - known:
-        return _with_library(name, namespace)
+        return _with_library(name, namespace, where)
     try:
         tls = _ssl_context(cluster, cluster_dir, user, user_dir)
     except (ValueError, ssl.SSLError) as e:  # bad base64, PEM that is not a certificate or key
@@ -125,7 +128,91 @@ def _load(context, present, where):
         headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
     token_file = _path(user.get("tokenFile"), user_dir) if user.get("tokenFile") and not user.get("token") else None
     return Credentials(cluster["server"], name, namespace, tls, headers, token_file, user.get("exec"), user_dir,
-                       cluster.get("tls-server-name"))
+                       cluster.get("tls-server-name"), proxy)
+
+
+def environment_proxy(server):
+    """The proxy kubectl takes from the environment for a server the kubeconfig gives no proxy-url
+    (Go's ProxyFromEnvironment): HTTPS_PROXY for https:// (HTTP_PROXY for http://), either case, a value
+    without a scheme meaning http://; none for a host NO_PROXY names, nor for localhost or a loopback
+    address. Refused in one line, as a proxy-url would be, if womm cannot go through it."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(server)
+    scheme = "https" if parts.scheme == "https" else "http"
+    host, port = (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
+    url = _environ(f"{scheme}_proxy")
+    if not url or host == "localhost" or _loopback(host) or _no_proxy(host, port, _environ("no_proxy")):
+        return None
+    if "://" not in url:
+        url = "http://" + url
+    return proxy_url(url, f"the environment's {scheme.upper()}_PROXY (for {server})", "")
+
+
+def _environ(name):
+    return os.environ.get(name.upper()) or os.environ.get(name) or ""
+
+
+def _loopback(host):
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _no_proxy(host, port, value):
+    """Whether NO_PROXY's value names the host, as Go reads it: `*`; an address or a network
+    (10.0.0.0/8); a name, which its subdomains match too (`.name`: only they); each with an optional port."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for entry in (e.strip().lower() for e in value.split(",")):
+        if entry == "*":
+            return True
+        if not entry:
+            continue
+        try:
+            network = ipaddress.ip_network(entry, strict=False)
+            if address is not None and address in network:
+                return True
+            continue
+        except ValueError:
+            pass
+        name, _, entry_port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+        if entry_port and entry_port != str(port):
+            continue
+        name = name.strip("[]")
+        if name.startswith("*."):
+            name = name[1:]
+        if name == host or (name.startswith(".") and host.endswith(name)) or host.endswith("." + name):
+            return True
+    return False
+
+
+def proxy_url(url, where, name="proxy-url "):
+    """A cluster's proxy-url if womm can go through it (an http:// proxy), else KubeconfigError naming it;
+    None without one. where: the context and file (or the variable), for the message."""
+    if not url:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(str(url))
+        port = parts.port
+    except ValueError:
+        parts = port = None
+    if parts is None or not parts.hostname or not parts.scheme:
+        raise KubeconfigError(f"{where}: {name or 'the proxy '}is not a URL")
+    shown = f"{parts.scheme}://{parts.hostname}" + (f":{port}" if port else "")  # without its password
+    if parts.scheme != "http":
+        raise KubeconfigError(f"{where}: {name}{shown} is a {parts.scheme} proxy: womm reaches the "
+                              "Kubernetes API through http:// proxies only")
+    return str(url)
 
 
 def in_cluster():
@@ -136,8 +223,9 @@ def in_cluster():
         namespace = f.read().strip()
     tls = ssl.create_default_context(cafile=os.path.join(SERVICE_ACCOUNT, "ca.crt"))
     host = f"[{host}]" if ":" in host else host
-    return Credentials(f"https://{host}:{port}", None, namespace, tls,
-                       token_file=os.path.join(SERVICE_ACCOUNT, "token"))
+    server = f"https://{host}:{port}"
+    return Credentials(server, None, namespace, tls, token_file=os.path.join(SERVICE_ACCOUNT, "token"),
+                       proxy_url=environment_proxy(server))
 
 
 def _kubeconfig_files():
@@ -251,7 +339,7 @@ def run_exec_plugin(spec, base):
     return status.get("token"), when
 
 
-def _with_library(name, namespace):
+def _with_library(name, namespace, where):
     """A user entry only the kubernetes library knows (auth-provider): its loader, our transport."""
     from kubernetes import client, config
 
@@ -269,4 +357,5 @@ def _with_library(name, namespace):
     auth = configuration.get_api_key_with_prefix("authorization") or configuration.get_api_key_with_prefix("BearerToken")
     if auth:
         headers["Authorization"] = auth
-    return Credentials(configuration.host, name, namespace, tls, headers)
+    proxy = proxy_url(configuration.proxy, f"context '{name}' in {where}") or environment_proxy(configuration.host)
+    return Credentials(configuration.host, name, namespace, tls, headers, proxy_url=proxy)

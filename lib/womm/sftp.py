@@ -23,6 +23,22 @@ A symlink may be created with any target: it is data, resolved by the pod's
 kernel. This server follows a symlink only while it stays beneath DIR (so never
 an absolute one, even one pointing inside). Metadata changes through a followed
 path use /proc/self/fd/N of the fd the kernel resolved: the object itself.
+
+Within DIR, two lists (womm.excludes, womm.protect) are enforced on what the
+kernel resolved, before anything changes: an existing file is first opened
+O_PATH, checked, then reopened through /proc/self/fd with the flags asked for
+(so O_TRUNC never reaches a file the checks refuse), and a new one is made
+O_EXCL | O_NOFOLLOW beneath its checked parent (never through a symlink).
+- The secrets: never read, listed, written or made, whatever name or link leads
+  to them (a hard link is matched by device and inode); no rename may make or
+  unmake one, so renaming `.docker`, or anything to `.docker`, is refused.
+- The protected paths (.git, .envrc, ...): read, but nothing beneath them is
+  written, made, removed, renamed, linked or given other attributes.
+No setuid, setgid or sticky bit, no ownership change, and no write for group or
+others that the user's umask takes away comes from a client (womm.protect.mode).
+
+Replies are written as they are made: pipelined requests never pile up replies
+in memory, and a client that does not read stops the server from reading more.
 """
 
 import errno
@@ -31,7 +47,7 @@ import stat
 import struct
 import time
 
-from womm import confine
+from womm import confine, excludes, protect
 from womm.confine import beneath
 from womm.errors import WommError
 
@@ -56,6 +72,8 @@ MAX_PACKET = 256 * 1024  # as OpenSSH's sftp-server
 MAX_READ = MAX_PACKET - 1024
 MAX_HANDLES = 512
 READDIR_BATCH = 100
+READ_AHEAD = 1 << 18  # bytes of requests read at once: what may wait for the replies before them
+FLUSH_AT = 1 << 16  # replies gathered into one write up to this size
 
 EXTENSIONS = ((b"posix-rename@openssh.com", b"1"), (b"statvfs@openssh.com", b"2"), (b"fstatvfs@openssh.com", b"2"),
               (b"hardlink@openssh.com", b"1"), (b"fsync@openssh.com", b"1"), (b"lsetstat@openssh.com", b"1"),
@@ -84,6 +102,14 @@ class Status(Exception):
 
 def denied():
     return Status(PERMISSION_DENIED, "outside the shared directory")
+
+
+def hidden():
+    return Status(NO_SUCH_FILE, "not shared")
+
+
+def guarded():
+    return Status(PERMISSION_DENIED, "protected: the cluster may read it, not change it (share-protect)")
 
 
 # -- the wire -------------------------------------------------------------------------------------
@@ -198,7 +224,7 @@ class Handle:
 
 
 class Server:
-    def __init__(self, directory, exclude=()):
+    def __init__(self, directory, exclude=(), protected=()):
         try:
             self.rootfd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             self.root = os.fsencode(os.path.realpath(directory))
@@ -208,8 +234,15 @@ class Server:
         if (here.st_dev, here.st_ino) != (there.st_dev, there.st_ino):
             raise WommError(f"cannot serve {directory}: it moved while starting")
         self.prefix = self.root.rstrip(b"/") + b"/"
-        # Paths never served (womm.secrets): matched on what the kernel resolved, so a link to them hides nothing.
-        self.exclude = [tuple(os.fsencode(p).split(b"/")) for p in exclude]
+        self.umask = protect.umask()  # read now: Landlock hides /proc/self/status
+        # The secrets (never served) and the protected paths (never changed), matched on what the kernel
+        # resolved, so a link to them hides nothing; beyond their names, found now (before Landlock hides
+        # the home directory): their files' other hard links, and where their symlinks lead in DIR.
+        self.lists = bool(exclude or protected)
+        secret, guard = (excludes.scan(os.fsdecode(self.root), [exclude, protected], home=os.path.expanduser("~"))
+                         if self.lists else (excludes.Found(), excludes.Found()))
+        self.secret, self.secret_inodes = secret.rules(exclude, hold=True), secret.inodes
+        self.guard, self.guard_inodes = guard.rules(protected), guard.inodes
         self.handles, self.next_handle = {}, 0
         self.requests = {
             OPEN: self.open, CLOSE: self.close, READ: self.read, WRITE: self.write, LSTAT: self.lstat,
@@ -228,28 +261,31 @@ class Server:
     # -- the loop
 
     def serve(self, infd=0, outfd=1):
-        """Answer requests until infd ends (or outfd closes)."""
-        buf = bytearray()
-        while True:
-            data = os.read(infd, 1 << 20)
-            if not data:
-                return
-            buf += data
-            out, pos = [], 0
-            while len(buf) - pos >= 4:
-                (n,) = _U32.unpack_from(buf, pos)
-                if n == 0 or n > MAX_PACKET:
-                    raise WommError(f"serve-sftp: a packet of {n} bytes: not SFTP, or a broken client")
-                if len(buf) - pos - 4 < n:
-                    break
-                out.append(self.packet(bytes(buf[pos + 4:pos + 4 + n])))
-                pos += 4 + n
-            del buf[:pos]
-            if out:
-                try:
-                    _write_all(outfd, b"".join(out))
-                except BrokenPipeError:
+        """Answer requests until infd ends (or outfd closes).
+
+        At most READ_AHEAD bytes of requests are read ahead of their answers, and replies are written
+        as they are made (gathered up to FLUSH_AT): memory stays bounded whatever a client pipelines,
+        and a client that does not read its replies stops the server reading (it waits in write)."""
+        buf, out = bytearray(), Replies(outfd)
+        try:
+            while True:
+                data = os.read(infd, READ_AHEAD)
+                if not data:
                     return
+                buf += data
+                pos = 0
+                while len(buf) - pos >= 4:
+                    (n,) = _U32.unpack_from(buf, pos)
+                    if n == 0 or n > MAX_PACKET:
+                        raise WommError(f"serve-sftp: a packet of {n} bytes: not SFTP, or a broken client")
+                    if len(buf) - pos - 4 < n:
+                        break
+                    out.add(self.packet(bytes(buf[pos + 4:pos + 4 + n])))
+                    pos += 4 + n
+                del buf[:pos]
+                out.flush()
+        except BrokenPipeError:
+            return
 
     def packet(self, p):
         """The reply to one packet (its length prefix removed)."""
@@ -288,33 +324,65 @@ class Server:
             path = path[len(self.prefix):]
         return path.lstrip(b"/") or b"."
 
-    def resolve(self, path, flags, mode=0):
-        """An fd of path, following symlinks while they stay beneath DIR."""
+    def resolve(self, path, flags, mode=0, change=False):
+        """An fd of path, following symlinks while they stay beneath DIR; refused (before anything is
+        done to it) if it is a secret, or protected and change is asked."""
         fd = _Fd(beneath(self.rootfd, self.rel(path), flags, mode))
-        if self.exclude and self.excluded(self.real(fd)):
-            os.close(fd)
-            raise Status(NO_SUCH_FILE, "not shared")
+        if self.lists:
+            try:
+                self.check(self.real(fd), os.fstat(fd), change)
+            except BaseException:
+                os.close(fd)
+                raise
         return fd
 
-    def parent(self, path):
-        """An O_PATH fd of path's directory, and the last name (not followed) in it."""
+    def parent(self, path, change=False):
+        """An O_PATH fd of path's directory, and the last name (not followed) in it; refused if that
+        name is a secret, or protected and change is asked."""
         head, _, name = self.rel(path).rstrip(b"/").rpartition(b"/")
         if name in (b"", b".", b".."):
             raise Status(PERMISSION_DENIED, "that name is not an entry of the shared directory")
         fd = _Fd(beneath(self.rootfd, head or b".", os.O_PATH | os.O_DIRECTORY))
-        if self.exclude and self.excluded(self.real(fd).rstrip(b"/") + b"/" + name):
-            os.close(fd)
-            raise Status(NO_SUCH_FILE, "not shared")
+        if self.lists:
+            try:
+                self.check(self.entry(fd, name), None, change)
+            except BaseException:
+                os.close(fd)
+                raise
         return fd, name
 
     def real(self, fd):
         """Where fd is, relative to DIR (what the kernel resolved)."""
         path = os.readlink(f"/proc/self/fd/{fd}".encode())
-        return b"" if path == self.root else path[len(self.prefix):]
+        if path == self.root:
+            return b""
+        if not path.startswith(self.prefix):
+            raise denied()
+        return path[len(self.prefix):]
 
-    def excluded(self, rel):
-        parts = rel.split(b"/")
-        return any(parts[i:i + len(p)] == list(p) for p in self.exclude for i in range(len(parts) - len(p) + 1))
+    def entry(self, dirfd, name):
+        """The relative path of name in the directory dirfd."""
+        return (self.real(dirfd) + b"/" + name).lstrip(b"/")
+
+    def check(self, rel, st=None, change=False):
+        """Refuse rel (relative to DIR, as resolved; st: its stat, for its inode) if it is a secret, or
+        protected and change is asked."""
+        where = os.fsdecode(rel)
+        key = (st.st_dev, st.st_ino) if st is not None else None
+        if self.secret.covers(where) or key in self.secret_inodes:
+            raise hidden()
+        if change and (self.guard.covers(where) or key in self.guard_inodes):
+            raise guarded()
+
+    def check_rename(self, ofd, old, nfd, new):
+        """Refuse a rename from old or to new that could make or unmake a secret or a protected path."""
+        if self.lists:
+            for rel in (self.entry(ofd, old), self.entry(nfd, new)):
+                where = os.fsdecode(rel)
+                if self.secret.moves(where):
+                    raise Status(PERMISSION_DENIED, "renaming that would make or unmake a path not shared")
+                if self.guard.moves(where):
+                    raise guarded()
 
     def inside(self, real):
         if real != self.root and not real.startswith(self.prefix):
@@ -344,27 +412,30 @@ class Server:
         path, pflags, attrs = r.string(), r.u32(), r.attrs()
         rw = pflags & (FXF_READ | FXF_WRITE)
         flags = os.O_RDWR if rw == FXF_READ | FXF_WRITE else os.O_WRONLY if rw == FXF_WRITE else os.O_RDONLY
-        for bit, f in ((FXF_APPEND, os.O_APPEND), (FXF_CREAT, os.O_CREAT), (FXF_TRUNC, os.O_TRUNC),
-                       (FXF_EXCL, os.O_EXCL)):
+        for bit, f in ((FXF_APPEND, os.O_APPEND), (FXF_TRUNC, os.O_TRUNC)):
             if pflags & bit:
                 flags |= f
-        mode = attrs.perms & 0o7777 if attrs.perms is not None else 0o666
-        # O_NONBLOCK: a fifo must not stall the server at open; files only, then.
-        flags |= os.O_NONBLOCK | os.O_NOCTTY
-        if self.exclude and flags & os.O_CREAT:
-            # Nothing may be made in an excluded place: look where the parent really is first.
-            pfd, name = self.parent(path)
+        change = bool(pflags & (FXF_WRITE | FXF_APPEND | FXF_CREAT | FXF_TRUNC))
+        if pflags & FXF_CREAT:
+            # A new file: made O_EXCL beneath its checked parent, never through a symlink (the umask applies).
+            mode = protect.mode(attrs.perms if attrs.perms is not None else 0o666, mask=0)
+            pfd, name = self.parent(path, change=True)
             with pfd:
-                fd = beneath(pfd, name, flags, mode)
-        else:
-            fd = beneath(self.rootfd, self.rel(path), flags, mode)
-        if self.exclude and self.excluded(self.real(fd)):
-            os.close(fd)
-            raise Status(NO_SUCH_FILE, "not shared")
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise Status(FAILURE, "not a regular file")
-        os.set_blocking(fd, True)
+                try:
+                    fd = beneath(pfd, name, flags | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NOCTTY, mode)
+                except FileExistsError:
+                    if pflags & FXF_EXCL:
+                        raise
+                else:
+                    return self.new_handle(Handle(fd))
+        # An existing file: found (O_PATH: a fifo does not block, O_TRUNC is not yet applied), checked, then opened.
+        with self.resolve(path, os.O_PATH, change=change) as found:
+            st = os.fstat(found)
+            if not stat.S_ISREG(st.st_mode):
+                raise Status(FAILURE, "not a regular file")
+            fd = os.open(f"/proc/self/fd/{found}", flags | os.O_NOCTTY | os.O_CLOEXEC)
+        if change and st.st_mode & 0o6000:
+            os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~0o6000)  # as the kernel does for writers without CAP_FSETID
         return self.new_handle(Handle(fd))
 
     def close(self, r):
@@ -401,47 +472,54 @@ class Server:
     def fstat(self, r):
         return ATTRS, encode_attrs(os.fstat(self.handle(r).fd))
 
+    def apply(self, st, attrs, truncate, chmod, utime):
+        """attrs onto one object (st: its stat): ownership never changes (refused before anything is
+        done), permissions as womm.protect.mode allows."""
+        if attrs.uid is not None and (attrs.uid, attrs.gid) != (st.st_uid, st.st_gid):
+            raise Status(PERMISSION_DENIED, "ownership is not changed from the cluster")
+        if attrs.size is not None:
+            truncate(attrs.size)
+            if st.st_mode & 0o6000 and attrs.perms is None:
+                chmod(stat.S_IMODE(st.st_mode) & ~0o6000)
+        if attrs.perms is not None:
+            chmod(protect.mode(attrs.perms, stat.S_IMODE(st.st_mode), self.umask))
+        if attrs.atime is not None:
+            utime((attrs.atime, attrs.mtime))
+
     def setstat(self, r):
         path, attrs = r.string(), r.attrs()
-        with self.resolve(path, os.O_PATH) as fd:
+        with self.resolve(path, os.O_PATH, change=True) as fd:
             via = f"/proc/self/fd/{fd}"  # the very object the kernel resolved, whatever the path became since
-            if attrs.size is not None:
-                os.truncate(via, attrs.size)
-            if attrs.perms is not None:
-                os.chmod(via, attrs.perms & 0o7777)
-            if attrs.atime is not None:
-                os.utime(via, (attrs.atime, attrs.mtime))
-            if attrs.uid is not None:
-                os.chown(via, attrs.uid, attrs.gid)
+            self.apply(os.fstat(fd), attrs, lambda n: os.truncate(via, n), lambda m: os.chmod(via, m),
+                       lambda t: os.utime(via, t))
         return ok()
 
     def fsetstat(self, r):
         h, attrs = self.handle(r), r.attrs()
-        if attrs.size is not None:
-            os.ftruncate(h.fd, attrs.size)
-        if attrs.perms is not None:
-            os.fchmod(h.fd, attrs.perms & 0o7777)
-        if attrs.atime is not None:
-            os.utime(h.fd, (attrs.atime, attrs.mtime))
-        if attrs.uid is not None:
-            os.fchown(h.fd, attrs.uid, attrs.gid)
+        st = os.fstat(h.fd)
+        if self.lists:
+            self.check(self.real(h.fd), st, change=True)
+        self.apply(st, attrs, lambda n: os.ftruncate(h.fd, n), lambda m: os.fchmod(h.fd, m),
+                   lambda t: os.utime(h.fd, t))
         return ok()
 
     def lsetstat(self, r):
         path, attrs = r.string(), r.attrs()
         if attrs.size is not None:
             raise Status(OP_UNSUPPORTED, "lsetstat cannot change a size")
-        pfd, name = self.parent(path)
+        pfd, name = self.parent(path, change=True)
         with pfd:
-            if attrs.perms is not None:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            if self.lists:
+                self.check(self.entry(pfd, name), st, change=True)
+
+            def chmod(m):
                 try:
-                    os.chmod(name, attrs.perms & 0o7777, dir_fd=pfd, follow_symlinks=False)
+                    os.chmod(name, m, dir_fd=pfd, follow_symlinks=False)
                 except (ValueError, NotImplementedError):  # Linux has no mode on a symlink
                     raise Status(OP_UNSUPPORTED, "a symlink has no permissions to change") from None
-            if attrs.atime is not None:
-                os.utime(name, (attrs.atime, attrs.mtime), dir_fd=pfd, follow_symlinks=False)
-            if attrs.uid is not None:
-                os.chown(name, attrs.uid, attrs.gid, dir_fd=pfd, follow_symlinks=False)
+
+            self.apply(st, attrs, None, chmod, lambda t: os.utime(name, t, dir_fd=pfd, follow_symlinks=False))
         return ok()
 
     def opendir(self, r):
@@ -455,15 +533,18 @@ class Server:
 
     def readdir(self, r):
         h, out = self.handle(r, directory=True), []
-        here = self.real(h.fd) if self.exclude else b""
+        here = self.real(h.fd) if self.lists else b""
         for entry in h.entries:
             try:
                 st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:  # removed since the listing was read
                 continue
             name = os.fsencode(entry.name)
-            if self.exclude and self.excluded((here + b"/" + name).lstrip(b"/")):
-                continue
+            if self.lists:
+                try:
+                    self.check((here + b"/" + name).lstrip(b"/"), st)
+                except Status:
+                    continue
             out.append((name, longname(name, st), encode_attrs(st)))
             if len(out) >= READDIR_BATCH:
                 break
@@ -472,20 +553,21 @@ class Server:
         return NAME, names(out)
 
     def remove(self, r):
-        pfd, name = self.parent(r.string())
+        pfd, name = self.parent(r.string(), change=True)
         with pfd:
             os.unlink(name, dir_fd=pfd)
         return ok()
 
     def mkdir(self, r):
         path, attrs = r.string(), r.attrs()
-        pfd, name = self.parent(path)
+        pfd, name = self.parent(path, change=True)
         with pfd:
-            os.mkdir(name, attrs.perms & 0o7777 if attrs.perms is not None else 0o777, dir_fd=pfd)
+            # No sticky or setgid bit from the client; the umask applies.
+            os.mkdir(name, protect.mode(attrs.perms if attrs.perms is not None else 0o777, mask=0), dir_fd=pfd)
         return ok()
 
     def rmdir(self, r):
-        pfd, name = self.parent(r.string())
+        pfd, name = self.parent(r.string(), change=True)
         with pfd:
             os.rmdir(name, dir_fd=pfd)
         return ok()
@@ -511,16 +593,17 @@ class Server:
 
     def symlink(self, r):
         target, link = r.string(), r.string()  # OpenSSH's order (the draft's is the other way round)
-        pfd, name = self.parent(link)
+        pfd, name = self.parent(link, change=True)
         with pfd:
             os.symlink(target, name, dir_fd=pfd)
         return ok()
 
     def two(self, r):
+        """Both entries of a rename or a link: their parents' fds and names, each refused as a change."""
         old, new = r.string(), r.string()
-        ofd, oname = self.parent(old)
+        ofd, oname = self.parent(old, change=True)
         try:
-            nfd, nname = self.parent(new)
+            nfd, nname = self.parent(new, change=True)
         except BaseException:
             os.close(ofd)
             raise
@@ -529,6 +612,7 @@ class Server:
     def rename(self, r):
         ofd, old, nfd, new = self.two(r)
         with ofd, nfd:
+            self.check_rename(ofd, old, nfd, new)
             try:
                 confine.renameat2(ofd, old, nfd, new, confine.RENAME_NOREPLACE)  # v3: never replaces
             except OSError as e:
@@ -546,14 +630,22 @@ class Server:
     def posix_rename(self, r):
         ofd, old, nfd, new = self.two(r)
         with ofd, nfd:
+            self.check_rename(ofd, old, nfd, new)
             os.rename(old, new, src_dir_fd=ofd, dst_dir_fd=nfd)
         return ok()
 
     def hardlink(self, r):
         ofd, old, nfd, new = self.two(r)
         with ofd, nfd:
+            st = os.stat(old, dir_fd=ofd, follow_symlinks=False)
+            if self.lists:
+                self.check(self.entry(ofd, old), st, change=True)  # another name for a secret's or protected file
             # follow_symlinks=False: link a symlink itself, never the file it names.
             os.link(old, new, src_dir_fd=ofd, dst_dir_fd=nfd, follow_symlinks=False)
+            made = os.stat(new, dir_fd=nfd, follow_symlinks=False)
+            if (made.st_dev, made.st_ino) != (st.st_dev, st.st_ino):  # old was swapped after the check
+                os.unlink(new, dir_fd=nfd)
+                raise Status(FAILURE, "the file changed while it was linked")
         return ok()
 
     def statvfs(self, r):
@@ -576,6 +668,24 @@ class Server:
         if handler is None:
             raise Status(OP_UNSUPPORTED, f"extension {name.decode(errors='replace')} is not supported")
         return handler(r)
+
+
+class Replies:
+    """Replies on their way out: written once FLUSH_AT bytes have gathered, and at flush()."""
+
+    def __init__(self, fd):
+        self.fd, self.parts, self.size = fd, [], 0
+
+    def add(self, data):
+        self.parts.append(data)
+        self.size += len(data)
+        if self.size >= FLUSH_AT:
+            self.flush()
+
+    def flush(self):
+        if self.parts:
+            data, self.parts, self.size = b"".join(self.parts), [], 0
+            _write_all(self.fd, data)
 
 
 def ok():

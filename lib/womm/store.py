@@ -1,4 +1,5 @@
-"""Records under ~/.womm: small JSON files, written atomically, changed under a lock.
+"""Records under ~/.womm: small JSON files, written atomically, changed under a lock; and
+write_bytes(), the one atomic write of any file.
 
 - A write goes to a uniquely named temporary file in the same directory, is
   fsync'ed, then renamed over the record: a reader sees the old record or the
@@ -71,13 +72,19 @@ def _migrate(path, kind, record):
 
 def write(path, kind, record):
     """Replace the record at path atomically."""
+    record = dict(record, schema=SCHEMAS[kind])
+    write_bytes(path, json.dumps(record, indent=1, sort_keys=True).encode() + b"\n")
+
+
+def write_bytes(path, data, mode=0o600):
+    """Replace the file at path with data, atomically: a reader sees the old file or the new one,
+    never half of either, and a crash leaves the old one. The one way womm writes a file whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = dict(record, schema=SCHEMAS[kind])
-    data = json.dumps(record, indent=1, sort_keys=True).encode() + b"\n"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -13,6 +13,7 @@ selects by label, never by name pattern. Objects are plain dicts, as the API sen
 """
 
 import json
+import os
 import re
 import threading
 import time
@@ -28,6 +29,7 @@ SHARE = "womm.dev/share"
 
 LEASE_SECONDS = 90
 RENEW_EVERY = 30
+RENEW_AGAIN = 5  # seconds after a failed renewal (each renewal also waits out the API's pushback itself)
 COMMAND_CHARS = 1000  # of the command, in annotations: its ::: inputs (and what they expand) stay home
 
 # Annotations: who controls the task (womm status, the reaper) and what it runs.
@@ -37,6 +39,22 @@ ANNOTATIONS = {  # task field: annotation
     "created": "womm.dev/created", "cpu": "womm.dev/cpu", "mem": "womm.dev/mem", "pods": "womm.dev/pods",
 }
 INPUT_SEPARATORS = (":::", "::::", ":::+", "::::+")
+
+
+# A testbed container (womm setup) on this machine's Docker engine, and the process that owns it.
+TESTBED = "womm.dev/testbed"
+TESTBED_PID, TESTBED_PID_START = "womm.dev/pid", "womm.dev/pid-start"
+
+
+def testbed_labels():
+    """The labels of a testbed container started by this process."""
+    pid = os.getpid()
+    return {TESTBED: "1", TESTBED_PID: str(pid), TESTBED_PID_START: str(tasks.process_start(pid))}
+
+
+def testbed_owner_alive(labels_):
+    """Whether the process that started a testbed container (by its labels) still runs."""
+    return tasks.controller_alive(labels_.get(TESTBED_PID), labels_.get(TESTBED_PID_START), tasks.machine_id())
 
 
 def label_value(text):
@@ -54,7 +72,7 @@ def selector(**labels):
 
 
 def labels(task, role="worker"):
-    return {**MANAGED_BY, TASK: task["id"], ROLE: role, HOST: label_value(task["host"])}
+    return {**MANAGED_BY, TASK: task.id, ROLE: role, HOST: label_value(task.host)}
 
 
 def shown_command(command):
@@ -69,16 +87,19 @@ def shown_command(command):
     return text if len(text) <= COMMAND_CHARS else json.dumps([json.dumps(words)[:COMMAND_CHARS] + "..."])
 
 
-def annotations(task):
+def annotations(task, command=False):
+    """What the task's objects say of it. The command (shortened) only where asked: on its Lease,
+    which those who may only read pods (and the built-in `view` role) cannot read, for commands
+    carry secrets often enough (`Authorization: Bearer ...`)."""
     def text(field):
-        value = task.get(field)
+        value = getattr(task, field)
         if field == "command":
             return shown_command(value or [])
         if field == "created":
             return repr(value)
         return "" if value is None else str(value)
 
-    return {key: text(field) for field, key in ANNOTATIONS.items()}
+    return {key: text(field) for field, key in ANNOTATIONS.items() if command or field != "command"}
 
 
 def from_annotations(ann):
@@ -116,9 +137,9 @@ def lease(task):
     return {
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
-        "metadata": {"name": f"womm-task-{task['id']}", "labels": labels(task, role="owner"),
-                     "annotations": annotations(task)},
-        "spec": {"holderIdentity": f"{task['machine']}/{task['pid']}/{task['pid_start']}",
+        "metadata": {"name": f"womm-task-{task.id}", "labels": labels(task, role="owner"),
+                     "annotations": annotations(task, command=True)},
+        "spec": {"holderIdentity": f"{task.machine}/{task.pid}/{task.pid_start}",
                  "leaseDurationSeconds": LEASE_SECONDS, "acquireTime": now, "renewTime": now},
     }
 
@@ -126,28 +147,40 @@ def lease(task):
 def create_owner(cluster, task):
     """Create the task's Lease; the owner reference its other objects carry (also kept in the task)."""
     made = cluster.request("POST", cluster.path("leases"), body=lease(task))
-    task["owner"] = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "name": made["metadata"]["name"],
+    task.owner = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "name": made["metadata"]["name"],
                      "uid": made["metadata"]["uid"]}
-    return task["owner"]
+    return task.owner
 
 
 def renew(cluster, task):
-    cluster.request("PATCH", cluster.path("leases", f"womm-task-{task['id']}"),
+    # Setting renewTime twice is as good as once: sent again after a reset, like a PUT.
+    cluster.request("PATCH", cluster.path("leases", f"womm-task-{task.id}"),
                     body={"spec": {"renewTime": _micro_time()}}, content_type="application/merge-patch+json",
-                    timeout=10)
+                    timeout=10, idempotent=True)
 
 
 def keep_alive(cluster, task, stopping, log=None):
-    """Renew the task's Lease every RENEW_EVERY seconds until stopping is set (a daemon thread)."""
+    """Renew the task's Lease every RENEW_EVERY seconds until stopping is set (a daemon thread).
+
+    A renewal that fails (the API throttling, away, or slow) is tried again after RENEW_AGAIN
+    seconds, not RENEW_EVERY: a live client keeps trying for the whole LEASE_SECONDS before its
+    task reads as ORPHANED elsewhere (womm status, the reaper), and says so once per outage.
+    """
     def loop():
-        while not stopping.wait(RENEW_EVERY):
+        wait, failing = RENEW_EVERY, False
+        while not stopping.wait(wait):
             try:
                 renew(cluster, task)
             except Exception as e:  # noqa: BLE001 - the next renewal may reach the API again
-                if log:
+                if log and not failing:
                     from womm.errors import describe
 
-                    log(f"could not renew the task's heartbeat: {describe(e)}")
+                    log(f"could not renew the task's heartbeat: {describe(e)}; trying again")
+                wait, failing = RENEW_AGAIN, True
+                continue
+            if failing and log:
+                log("the task's heartbeat is renewed again")
+            wait, failing = RENEW_EVERY, False
 
     threading.Thread(target=loop, name="heartbeat", daemon=True).start()
 
@@ -186,33 +219,45 @@ def find(cluster, all_namespaces=False, task_id=None):
         now = cluster.last_date  # the server's clock, as it answered this listing
         for obj in items:
             meta = obj["metadata"]
-            labels_ = meta.get("labels") or {}
-            tid = labels_.get(TASK)
+            tid = (meta.get("labels") or {}).get(TASK)
             if not tid:
                 continue
             t = found.setdefault(tid, {"id": tid, "namespace": meta.get("namespace"), "pods_ready": 0, "leader": None})
             ann = meta.get("annotations") or {}
             if ANNOTATIONS["host"] in ann:
                 t.update(from_annotations(ann))
-            status = obj.get("status") or {}
-            if kind == "leases":
-                t["heartbeat_age"] = heartbeat_age(obj, now)
-            elif kind == "replicasets":
-                t["pods_ready"] = status.get("readyReplicas") or 0
-                t["pods"] = obj["spec"].get("replicas")
-            elif labels_.get(ROLE) == "leader":
-                t["leader"] = status.get("phase")
-                ends = [(s.get("state") or {}).get("terminated") for s in status.get("containerStatuses") or []]
-                if ends and all(ends):
-                    # The kubelet reports the container's end a moment before the pod's phase.
-                    t["leader"] = "Succeeded" if all(e.get("exitCode") == 0 for e in ends) else "Failed"
-                t["leader_pod"] = meta["name"]
+            SEEN_IN[kind](t, obj, now)
     for t in found.values():
         t["status"] = status_of(t)
         local = records.load_task(t["id"])
         if local and "done" in local:
             t["done"] = local["done"]
     return found
+
+
+def _lease_seen(t, lease_, now):
+    t["heartbeat_age"] = heartbeat_age(lease_, now)
+
+
+def _replicaset_seen(t, rs, now):
+    t["pods_ready"] = (rs.get("status") or {}).get("readyReplicas") or 0
+    t["pods"] = rs["spec"].get("replicas")
+
+
+def _pod_seen(t, pod, now):
+    if (pod["metadata"].get("labels") or {}).get(ROLE) != "leader":
+        return
+    status = pod.get("status") or {}
+    t["leader"] = status.get("phase")
+    ends = [(s.get("state") or {}).get("terminated") for s in status.get("containerStatuses") or []]
+    if ends and all(ends):
+        # The kubelet reports the container's end a moment before the pod's phase.
+        t["leader"] = "Succeeded" if all(e.get("exitCode") == 0 for e in ends) else "Failed"
+    t["leader_pod"] = pod["metadata"]["name"]
+
+
+# What find() learns of a task from each kind of its objects.
+SEEN_IN = {"leases": _lease_seen, "replicasets": _replicaset_seen, "pods": _pod_seen}
 
 
 def status_of(t):
@@ -243,6 +288,6 @@ def delete(cluster, task_id, role=None, namespace=None, timeout=10):
     """
     query = {"labelSelector": selector(task=task_id, **({"role": role} if role else {})),
              "propagationPolicy": "Background", "gracePeriodSeconds": 1}
-    kinds = ["replicasets", "pods"] + (["configmaps", "networkpolicies", "leases"] if role is None else [])
+    kinds = ["replicasets", "pods"] + (["secrets", "networkpolicies", "leases"] if role is None else [])
     for kind in kinds:
         cluster.request("DELETE", cluster.path(kind, namespace=namespace), query, timeout=timeout)

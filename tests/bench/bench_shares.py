@@ -162,7 +162,7 @@ def eager_run(work, env, args, log):
     return elapsed, t0, calls, err
 
 
-def main():
+def main():  # noqa: C901 - a bench's steps, read top to bottom
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     ap.add_argument("--size-mb", type=int, help="the lazy share's file (default 200; --quick 4)")

@@ -44,3 +44,7 @@ def dispatcher(tmp_path):
     )
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return path
+
+
+# Fixtures of the local stand-in for the API server (silentapi.py): pki, apis.
+from silentapi import apis, pki  # noqa: E402, F401

@@ -25,7 +25,20 @@ def tree(pid):
 
 
 def kill_tree(pid):
-    for p in reversed(tree(pid)):
+    """All at once, as a container's end kills its processes: each is stopped first (until the tree
+    holds no running process), so that none sees another die and reports it (a wrapper's `exit 137`)."""
+    stopped = set()
+    while True:
+        new = [p for p in tree(pid) if p not in stopped]
+        if not new:
+            break
+        for p in new:
+            try:
+                os.kill(p, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+            stopped.add(p)
+    for p in stopped:
         try:
             os.kill(p, signal.SIGKILL)
         except ProcessLookupError:
@@ -57,7 +70,7 @@ class LocalPod:
 
 
 class LocalStream:
-    """The same send()/recv()/close() as womm.kube.ExecStream, to an agent in a local process."""
+    """The same send()/recv()/close()/abort() as womm.kube.ExecStream, to an agent in a local process."""
 
     def __init__(self, pod, command):
         # ["womm-run", "pod-agent", RUN, SLOTS, options...]: the pod's own directory stands for RUN.
@@ -89,6 +102,8 @@ class LocalStream:
             self.proc.stdin.close()
         except OSError:
             pass
+
+    abort = close
 
     def kill(self):
         """The stream breaks (an API server killed): the agent sees its stdin end."""

@@ -36,10 +36,12 @@ def packet(kind, rid, body=b""):
     return struct.pack(">I", len(p)) + p
 
 
-def attrs(size=None, perms=None, times=None):
+def attrs(size=None, perms=None, times=None, owner=None):
     flags, body = 0, b""
     if size is not None:
         flags, body = flags | 1, body + struct.pack(">Q", size)
+    if owner is not None:
+        flags, body = flags | 2, body + struct.pack(">II", *owner)
     if perms is not None:
         flags, body = flags | 4, body + struct.pack(">I", perms)
     if times is not None:
@@ -185,8 +187,8 @@ close, readdir, fstat = handle_req(CLOSE, "close"), handle_req(READDIR, "readdir
 class Client:
     """One server process; `batch` sends requests in one write and returns their replies by id."""
 
-    def __init__(self, argv):
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    def __init__(self, argv, env=None):
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.buf = b""
         self.next_id = 1
         self.send(struct.pack(">IBI", 5, 1, 3))  # INIT, version 3

@@ -4,13 +4,16 @@ import os
 import subprocess
 import threading
 import time
+from types import SimpleNamespace
 
+import pytest
 from localpods import LocalCluster, LocalPod, LocalPods
 
 from womm.shares.base import NoShare
-from womm_run import controller, frames
+from womm_run import gnuparallel, protocol
+from womm_run.localjobs import RunDir
 from womm_run.podlink import Attacher
-from womm_run.slots import RunDir
+from womm_run.scheduler import PodSlot, Scheduler
 
 
 class Harness:
@@ -20,10 +23,10 @@ class Harness:
         self.shell = shell
         self.rundir = RunDir(task, max_slots=local + (max_pods or n_pods) * procs, local_slots=local)
         self.log = []
-        self.sched = controller.Scheduler(self.rundir, retries=retries, log=self.log.append)
+        self.sched = Scheduler(self.rundir, retries=retries, log=self.log.append)
         self.cluster = LocalCluster()
         self.pods = LocalPods(self.cluster)
-        self.task = {"id": task, "procs_per_pod": procs, "cwd": str(tmp_path)}
+        self.task = SimpleNamespace(id=task, procs_per_pod=procs, cwd=str(tmp_path), helper_image="local")
         self.attacher = Attacher(self.cluster, self.task, NoShare(str(tmp_path), None, None, None), self.sched,
                                  self.pods, env_script, log=self.log.append)
         self.n = 0
@@ -62,12 +65,12 @@ def run_with_io(argv, rundir, sched, env, stdin, out, err):
         os.dup2(r, 0)
         os.dup2(out.fileno(), 1)
         os.dup2(err.fileno(), 2)
-        proc = controller.start_parallel(argv, rundir, sched, env, "/bin/sh")
+        proc = gnuparallel.start(argv, rundir, sched, env, "/bin/sh")
         try:
             rewindable = not any(a in ("-u", "--ungroup", "--line-buffer") for a in argv)
-            return controller.serve_parallel(proc, rundir, sched, rewindable=rewindable)
+            return gnuparallel.serve(proc, rundir, sched, rewindable=rewindable)
         finally:
-            controller.stop_parallel(proc)
+            gnuparallel.stop(proc)
     finally:
         for fd, orig in zip((0, 1, 2), saved, strict=True):
             os.dup2(orig, fd)
@@ -128,38 +131,47 @@ def test_local_slots_run_locally(tmp_path):
 
 def test_halt_kills_the_remote_job_and_its_children(tmp_path):
     marker = tmp_path / "still-running"
-    # job 2 starts a grandchild that would touch the marker after 2 s
+    # job 2 starts a grandchild that would touch the marker a second later
     args = ["--halt", "now,fail=1",
-            f"if [ {{}} = 1 ]; then sleep 0.5; exit 1; else sh -c 'sleep 2; touch {marker}'; fi",
+            f"if [ {{}} = 1 ]; then sleep 0.3; exit 1; else sh -c 'sleep 1; touch {marker}'; fi",
             ":::", "1", "2"]
     status, _, _, _ = run(args, tmp_path)
     assert status == 1
-    time.sleep(2.5)
+    time.sleep(1.5)
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_a_job_that_ignores_term_is_killed_and_its_slot_reused(tmp_path):
     marker = tmp_path / "survived"
+    # GNU parallel's --timeout TERMs job 1 at 1 s or a little later, the pod KILLs its tree 1 s after:
+    # well before the grandchild would touch the marker.
     args = ["--timeout", "1", "-k",
-            f"if [ {{}} = 1 ]; then trap '' TERM; sh -c \"trap '' TERM; sleep 4; touch {marker}\" & sleep 5; fi; "
+            f"if [ {{}} = 1 ]; then trap '' TERM; sh -c \"trap '' TERM; sleep 3.5; touch {marker}\" & sleep 4; fi; "
             "echo {}", ":::", "1", "2", "3"]
     t = time.monotonic()
     status, out, _, _ = run(args, tmp_path, procs=1)
-    assert status == 1 and out == b"2\n3\n"
-    assert time.monotonic() - t < 4.5  # slot 1 served jobs 2 and 3 after the kill, well before 5 s
-    time.sleep(4.5 - (time.monotonic() - t) + 0.5)
-    assert not marker.exists()
+    assert status == 1 and out == b"2\n3\n"  # the one slot served jobs 2 and 3 after the kill
+    time.sleep(max(0, 4 - (time.monotonic() - t)))
+    assert not marker.exists()  # the TERM-ignoring tree was killed
+
+
+def when_a_job_started(tmp_path, then):
+    """Run then() once some job has touched started.N in tmp_path (in a thread)."""
+    def wait():
+        while not list(tmp_path.glob("started.*")):
+            time.sleep(0.02)
+        then()
+
+    threading.Thread(target=wait, daemon=True).start()
 
 
 def test_a_lost_stream_reruns_its_jobs_and_output_appears_once(tmp_path):
     h = Harness(tmp_path, n_pods=2, procs=1)
     try:
-        def break_soon():
-            time.sleep(0.6)
-            h.cluster.streams[0][1].kill()
-
-        threading.Thread(target=break_soon, daemon=True).start()
-        status, out, _ = h.run(["-k", "echo start {}; sleep 1; echo end {}", ":::", "1", "2", "3"])
+        when_a_job_started(tmp_path, lambda: h.cluster.streams[0][1].kill())
+        status, out, _ = h.run(["-k", f"echo start {{}}; touch {tmp_path}/started.{{}}; sleep 1; echo end {{}}",
+                                ":::", "1", "2", "3"])
         assert status == 0
         assert out == b"".join(b"start %d\nend %d\n" % (i, i) for i in (1, 2, 3))
         assert h.sched.rerun >= 1
@@ -171,12 +183,8 @@ def test_a_lost_stream_reruns_its_jobs_and_output_appears_once(tmp_path):
 def test_a_restarted_job_container_reruns_its_jobs(tmp_path):
     h = Harness(tmp_path, n_pods=1, procs=2)
     try:
-        def restart_soon():
-            time.sleep(0.6)
-            h.cluster.pods["pod0"].restart_job_container()
-
-        threading.Thread(target=restart_soon, daemon=True).start()
-        status, out, _ = h.run(["-k", "sleep 1; echo {}", ":::", "1", "2", "3", "4"])
+        when_a_job_started(tmp_path, lambda: h.cluster.pods["pod0"].restart_job_container())
+        status, out, _ = h.run(["-k", f"touch {tmp_path}/started.{{}}; sleep 1; echo {{}}", ":::", "1", "2", "3", "4"])
         assert status == 0 and out == b"1\n2\n3\n4\n"
         assert h.sched.rerun >= 1
     finally:
@@ -188,27 +196,11 @@ def test_a_job_lost_every_time_fails_as_a_job_after_its_retries(tmp_path):
     joblog = tmp_path / "joblog"
     # It kills the wrapper that runner.sh started it in: to the agent the job vanished, as with its container.
     args = ["--joblog", str(joblog), "if [ {} = bad ]; then kill -9 $PPID; sleep 1; fi; echo {}", ":::", "ok", "bad"]
-    t = time.monotonic()
     status, out, _, h = run(args, tmp_path, n_pods=1, procs=1, retries=2)
     assert status == 1 and out == b"ok\n"
-    assert time.monotonic() - t < 30
     rows = [r.split("\t") for r in joblog.read_text().splitlines()[1:]]
     assert sorted(r[6] for r in rows) == ["0", "255"]
     assert any("failed: lost 3 times" in m for m in h.log), h.log
-
-
-def test_throughput_against_local_parallel(tmp_path):
-    """Not a benchmark (tests/bench is): just that per-job cost is in the same league."""
-    n = 300
-    t = time.monotonic()
-    local(["-j4", "true", ":::", *map(str, range(n))])
-    t_local = time.monotonic() - t
-    t = time.monotonic()
-    status, _, _, h = run(["true", ":::", *map(str, range(n))], tmp_path, n_pods=2, procs=2)
-    t_womm = time.monotonic() - t
-    assert status == 0 and h.sched.done == n
-    print(f"local {n / t_local:.0f} jobs/s, womm with local agents {n / t_womm:.0f} jobs/s")
-    assert t_womm < 6 * t_local + 2
 
 
 def test_results_joblog_and_retries_as_local(tmp_path):
@@ -250,6 +242,7 @@ def test_exported_functions_and_env_variables_reach_the_jobs(tmp_path):
     assert out == b"myf a it's $x \"q\"\nline2\nmyf b it's $x \"q\"\nline2\n"
 
 
+@pytest.mark.slow
 def test_slots_added_within_one_second_all_reach_gnu_parallel(tmp_path):
     """Pods often become ready together; GNU parallel sees -j file changes by whole-second mtimes."""
     h = Harness(tmp_path, n_pods=1, procs=1, max_pods=4)  # room for 4 pods' slots, 1 ready
@@ -311,24 +304,24 @@ def test_a_replacement_pod_ready_before_its_predecessor_ends_adds_no_slot(tmp_pa
     class Link:
         pod = "p"
 
-    sched = controller.Scheduler(rundir)
+    sched = Scheduler(rundir)
     for _ in range(2):  # 2 pods' slots, then the replacement's while the old ones still stream
-        sched.add_slots([controller.Slot(Link(), 1)])
-    sched.add_slots([controller.Slot(Link(), 1), controller.Slot(Link(), 2)])
+        sched.add_slots([PodSlot(Link(), 1)])
+    sched.add_slots([PodSlot(Link(), 1), PodSlot(Link(), 2)])
     rundir.close()
     assert sched.granted == 2
     assert rundir.jobs_file.read_text().strip() == "3"
 
 
 def test_frames_round_trip_in_any_pieces():
-    data = b"".join(frames.encode(k, s, j, p) for k, s, j, p in
-                    [(frames.OUT, 1, 7, b"x" * 70000), (frames.EXIT, 65535, 2**32 - 1, b"0"), (frames.PING, 0, 0, b"")])
-    d = frames.Decoder()
+    data = b"".join(protocol.encode(k, s, j, p) for k, s, j, p in
+                    [(protocol.OUT, 1, 7, b"x" * 70000), (protocol.EXIT, 65535, 2**32 - 1, b"0"), (protocol.PING, 0, 0, b"")])
+    d = protocol.Decoder()
     got = []
     for i in range(0, len(data), 13):
         got += d.feed(data[i:i + 13])
-    assert [(k, s, j, len(p)) for k, s, j, p in got] == [(frames.OUT, 1, 7, 70000), (frames.EXIT, 65535, 2**32 - 1, 1),
-                                                           (frames.PING, 0, 0, 0)]
+    assert [(k, s, j, len(p)) for k, s, j, p in got] == [(protocol.OUT, 1, 7, 70000), (protocol.EXIT, 65535, 2**32 - 1, 1),
+                                                           (protocol.PING, 0, 0, 0)]
 
 
 def test_the_functions_a_command_uses_are_named_for_the_no_bash_warning():
@@ -348,23 +341,24 @@ def test_a_fatal_end_says_how_far_it_got_with_the_doctor_hint_last():
     assert str(_ended("lost the Kubernetes API: refused", 3)) == "lost the Kubernetes API: refused (3 jobs had finished)"
 
 
-def test_a_job_with_an_empty_stdin_is_one_message_to_its_pod(tmp_path):
+def test_a_job_whose_stdin_has_ended_is_one_message_to_its_pod(tmp_path):
     """JOB and the end of an empty stdin go together: each message costs the API server, the kubelet
-    and the runtime on its way (womm_run.podlink)."""
-    h = Harness(tmp_path, n_pods=1, procs=2)
-    try:
-        (pod, stream), = h.cluster.streams
-        sent = []
-        send = stream.send
-        stream.send = lambda data: (sent.append(data), send(data))
-        status, out, _ = h.run(["echo", ":::", *map(str, range(20))])
-        assert status == 0 and sorted(out.split()) == sorted(str(i).encode() for i in range(20))
-        assert len(sent) == 20, f"{len(sent)} messages for 20 jobs"
-        for data in sent:
-            kinds = [f[0] for f in frames.Decoder().feed(data)]
-            assert kinds == [frames.JOB, frames.IN], kinds
-    finally:
-        h.close()
+    and the runtime on its way (womm_run.podlink). Where the end has not come yet, JOB goes alone."""
+    from womm_run.localjobs import Job, Stdin
+    from womm_run.podlink import PodLink
+
+    sent = []
+    link = PodLink(SimpleNamespace(), "p")
+    link.stream = SimpleNamespace(send=sent.append)
+    ended, open_ = Stdin(-1, str(tmp_path)), Stdin(-1, str(tmp_path))
+    ended.eof = True
+    for stdin in (ended, open_):
+        job = Job(1, 3, 7, b"echo x", -1, -1, -1, {}, stdin)
+        job.new_attempt(5, None)
+        link.start(2, job)
+    first, second = ([(k, s, n, p) for k, s, n, p in protocol.Decoder().feed(data)] for data in sent)
+    assert first == [(protocol.JOB, 2, 5, protocol.job(7, 3, b"echo x")), (protocol.IN, 2, 5, b"")]
+    assert second == [(protocol.JOB, 2, 5, protocol.job(7, 3, b"echo x"))]
 
 
 def test_the_agent_writes_what_one_loop_queued_in_one_message(tmp_path):
@@ -373,8 +367,8 @@ def test_the_agent_writes_what_one_loop_queued_in_one_message(tmp_path):
     r, w = os.pipe()
     agent = podagent.Agent(str(tmp_path), 2, stdin=-1, stdout=w)
     os.set_blocking(w, False)
-    agent.send(frames.OUT, 1, 7, b"last words")
-    agent.send(frames.EXIT, 1, 7, b"0")
+    agent.send(protocol.OUT, 1, 7, b"last words")
+    agent.send(protocol.EXIT, 1, 7, b"0")
     os.set_blocking(r, False)
     try:
         early = os.read(r, 1 << 16)
@@ -383,7 +377,7 @@ def test_the_agent_writes_what_one_loop_queued_in_one_message(tmp_path):
     assert early == b"", "nothing written before the loop's flush"
     agent._flush()
     data = os.read(r, 1 << 16)
-    assert [(k, s, n, p) for k, s, n, p in frames.Decoder().feed(data)] == [
-        (frames.OUT, 1, 7, b"last words"), (frames.EXIT, 1, 7, b"0")]
+    assert [(k, s, n, p) for k, s, n, p in protocol.Decoder().feed(data)] == [
+        (protocol.OUT, 1, 7, b"last words"), (protocol.EXIT, 1, 7, b"0")]
     os.close(r)
     os.close(w)

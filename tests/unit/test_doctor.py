@@ -39,7 +39,14 @@ def healthy_routes(allowed=lambda rule: True):
         a = body["spec"]["resourceAttributes"]
         return {"status": {"allowed": allowed((a["verb"], a["group"], a["resource"], a.get("subresource")))}}
 
-    return {
+    def create_pod(query, body):
+        if not (query or {}).get("dryRun"):  # a test pod of doctor's: it ends at once, as if all went well
+            routes[("GET", f"/api/v1{ns}/pods/{body['metadata']['name']}")] = {
+                "spec": {"nodeName": "node-1"},
+                "status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}}
+        return body
+
+    routes = {
         ("GET", "/version"): {"gitVersion": "v1.34.4"},
         ("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"): review,
         ("GET", f"/apis/apps/v1{ns}/deployments/womm-fs"): {
@@ -48,7 +55,13 @@ def healthy_routes(allowed=lambda rule: True):
         ("GET", f"/api/v1{ns}/services/womm-fs"): {"spec": {"clusterIP": "10.0.0.9"}},
         ("GET", f"/api/v1{ns}/pods"): {"items": []},
         ("GET", f"/api/v1{ns}/configmaps/womm-config"): {"data": {"helper-image": "reg/womm:1"}},
+        ("POST", f"/api/v1{ns}/pods"): create_pod,  # a dry run, admitted
+        ("DELETE", f"/api/v1{ns}/pods"): {},
+        ("GET", f"/api/v1{ns}/limitranges"): {"items": []},
+        ("GET", f"/api/v1{ns}/resourcequotas"): {"items": []},
+        ("GET", f"/apis/networking.k8s.io/v1{ns}/networkpolicies"): {"items": []},
     }
+    return routes
 
 
 class FakeDocker:
@@ -112,7 +125,7 @@ def test_output_lines_and_exit_status(here, monkeypatch, capsys):
         cli.main(["doctor"])
     lines = capsys.readouterr().out.splitlines()
     assert exit_.value.code == 0
-    assert len(lines) == 12
+    assert len(lines) == 14
     assert all(line[:5] in ("ok   ", "skip ") for line in lines), lines
     assert "skip rsync" not in lines
 
@@ -176,7 +189,7 @@ def test_no_share_server(here, monkeypatch):
     use(monkeypatch, FakeCluster(routes))
     found = by_name(doctor.Doctor(None, None, str(here)).run())
     assert found["share server"].detail == "no Deployment womm-fs in namespace team"
-    assert "womm build-images" in found["helper image"].detail
+    assert "womm build-images" in found["helper image"].fix
     assert "womm doctor" not in found["helper image"].line()  # the hint is for the other programs' errors
 
 
@@ -290,7 +303,7 @@ def test_lazy_share_probe_pod(here, monkeypatch):
     assert "opened /dev/fuse on node-1" in found[doctor.FUSE].detail
     assert found["lazy share, here"].ok and "sshfs runs in the pods" in found["lazy share, here"].detail
     assert found["share server"].ok is None and found["rsync"].ok is None
-    body = next(c[3] for c in cluster.calls if c[0] == "POST" and c[1].endswith("/pods"))
+    body = next(c[3] for c in cluster.calls if c[0] == "POST" and c[1].endswith("/pods") and not c[2])  # not a dry run
     container = body["spec"]["containers"][0]
     assert container["securityContext"] == {"privileged": True} and container["image"] == "reg/womm:1"
     assert body["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "womm"
@@ -420,3 +433,174 @@ def test_a_fatal_message_keeps_its_hint_at_the_end():
     text, hinted = errors.split_hint(message)
     assert hinted and text == "pod p cannot start: ErrImagePull: not found"
     assert errors.with_hint(errors.with_hint(text)) == message
+
+
+# ---------------------------------------------------------------- admission: Pod Security, quotas, limits
+
+
+def forbidden(message):
+    return kube.ApiError(403, "Forbidden", json.dumps({"message": message}).encode())
+
+
+def test_pod_security_that_refuses_root_jobs_is_met_by_running_them_as_a_user(here, monkeypatch):
+    routes = healthy_routes()
+
+    def dry_run(query, body):
+        assert query == {"dryRun": "All"}
+        if (body["spec"].get("securityContext") or {}).get("runAsNonRoot"):
+            return body
+        return forbidden('pods "womm-admission-check-x" is forbidden: violates PodSecurity "restricted:latest": '
+                         'runAsNonRoot != true')
+
+    routes[("POST", "/api/v1/namespaces/team/pods")] = dry_run
+    use(monkeypatch, FakeCluster(routes))
+    check = by_name(doctor.Doctor(None, None, str(here)).run())[doctor.ADMISSION]
+    assert check.ok and "run as user" in check.detail
+
+
+def test_pod_security_that_refuses_any_pod_of_womms_is_named(here, monkeypatch):
+    routes = healthy_routes()
+    routes[("POST", "/api/v1/namespaces/team/pods")] = forbidden(
+        'pods "x" is forbidden: violates PodSecurity "restricted:latest": seccompProfile')
+    use(monkeypatch, FakeCluster(routes))
+    check = by_name(doctor.Doctor(None, None, str(here)).run())[doctor.ADMISSION]
+    assert check.ok is False and "(Pod Security): violates PodSecurity" in check.detail
+
+
+def test_a_full_quota_is_named(here, monkeypatch):
+    routes = healthy_routes()
+    routes[("GET", "/api/v1/namespaces/team/resourcequotas")] = {"items": [{
+        "metadata": {"name": "team-quota"}, "spec": {},
+        "status": {"hard": {"requests.cpu": "2", "pods": "10"}, "used": {"requests.cpu": "2000m", "pods": "3"}}}]}
+    use(monkeypatch, FakeCluster(routes))
+    check = by_name(doctor.Doctor(None, None, str(here)).run())[doctor.ADMISSION]
+    assert check.ok is False and "quota team-quota: requests.cpu 2000m of 2 used" in check.detail
+
+
+def test_a_limit_range_below_the_job_size_is_named(here, monkeypatch):
+    routes = healthy_routes()
+    routes[("GET", "/api/v1/namespaces/team/limitranges")] = {"items": [{
+        "metadata": {"name": "small"}, "spec": {"limits": [{"type": "Container", "max": {"memory": "128Mi"}}]}}]}
+    use(monkeypatch, FakeCluster(routes))
+    check = by_name(doctor.Doctor(None, None, str(here)).run())[doctor.ADMISSION]
+    assert check.ok is False and "LimitRange small's maximum per container, 128Mi" in check.detail
+    assert "job container's memory" in check.detail
+
+
+def test_an_edit_user_is_told_that_only_an_admin_prepares_the_namespace(here, monkeypatch):
+    routes = healthy_routes(allowed=lambda rule: rule[2] not in ("roles", "rolebindings"))
+    del routes[("GET", "/api/v1/namespaces/team/configmaps/womm-config")]
+    use(monkeypatch, FakeCluster(routes))
+    check = by_name(doctor.Doctor(None, None, str(here)).run())["helper image"]
+    assert check.ok is False and "only an admin of namespace team" in check.fix
+    assert "womm cluster-setup --apply --namespace team" in check.fix
+
+
+# ---------------------------------------------------------------- the network between workers and the share server
+
+REFUSED = {"exitCode": 10, "reason": "Error",
+           "message": "rsync: [Receiver] failed to connect to 10.0.0.9 (10.0.0.9): Connection refused (111)\n"}
+DENY_EGRESS = {"metadata": {"name": "deny-egress"}, "spec": {"podSelector": {}, "policyTypes": ["Egress"]}}
+
+
+def network_routes(ended, policies=()):
+    routes, deleted = probe_routes({"containerStatuses": [{"state": {"terminated": ended}}]})
+    routes[("GET", "/apis/networking.k8s.io/v1/namespaces/team/networkpolicies")] = {"items": list(policies)}
+    create = routes[("POST", "/api/v1/namespaces/team/pods")]
+    routes[("POST", "/api/v1/namespaces/team/pods")] = lambda q, body: body if q else create(q, body)
+    return routes, deleted
+
+
+def test_network_probe_is_labelled_as_the_shares_workers(here, monkeypatch):
+    routes, deleted = network_routes({"exitCode": 0, "reason": "Completed"})
+    cluster = use(monkeypatch, FakeCluster(routes))
+    check = by_name(doctor.Doctor(None, None, str(here)).run())[doctor.NETWORK]
+    assert check.ok and check.detail == ("a pod labelled as this share's workers connected to the share server "
+                                         "(10.0.0.9:873)")
+    body = next(c[3] for c in cluster.calls if c[0] == "POST" and c[1].endswith("/pods") and not c[2])
+    labels = body["metadata"]["labels"]
+    assert labels["app.kubernetes.io/managed-by"] == "womm" and labels["womm.dev/share"] == "abc"
+    assert labels["womm.dev/role"] == "worker" and "womm.dev/task" not in labels  # no task's: womm status ignores it
+    assert "rsync://10.0.0.9:873/" in body["spec"]["containers"][0]["command"][-1]
+    assert body["spec"]["securityContext"]["runAsNonRoot"] and body["spec"]["activeDeadlineSeconds"]
+    assert deleted and deleted[0]["fieldSelector"] == f"metadata.name={body['metadata']['name']}"
+
+
+def test_network_refused_names_the_policy_that_denies_it(here, monkeypatch):
+    routes, deleted = network_routes(REFUSED, [DENY_EGRESS])
+    use(monkeypatch, FakeCluster(routes))
+    check = by_name(doctor.Doctor(None, None, str(here)).run())[doctor.NETWORK]
+    assert check.ok is False and deleted
+    assert check.detail == ("a pod labelled as this share's workers cannot connect to the share server (10.0.0.9:873: "
+                            "failed to connect to 10.0.0.9 (10.0.0.9): Connection refused (111)): NetworkPolicy "
+                            "deny-egress of namespace team selects the worker pods and allows them no egress to the "
+                            "share server")
+    assert "TCP port 8873" in check.fix
+
+
+def test_network_refused_without_a_policy_to_blame(here, monkeypatch):
+    routes, _ = network_routes(REFUSED)
+    use(monkeypatch, FakeCluster(routes))
+    check = by_name(doctor.Doctor(None, None, str(here)).run())[doctor.NETWORK]
+    assert check.ok is False and check.detail.endswith("no NetworkPolicy of the namespace explains it")
+
+
+def test_a_policy_the_network_does_not_enforce_is_said_beside_ok(here, monkeypatch):
+    routes, _ = network_routes({"exitCode": 0}, [DENY_EGRESS])
+    use(monkeypatch, FakeCluster(routes))
+    check = by_name(doctor.Doctor(None, None, str(here)).run())[doctor.NETWORK]
+    assert check.ok and "does not enforce NetworkPolicies" in check.detail and "deny-egress" in check.detail
+
+
+def test_network_check_is_for_eager_shares_only(here, monkeypatch):
+    lazy_here(here, monkeypatch)
+    use(monkeypatch, FakeCluster(healthy_routes()))
+    assert by_name(doctor.Doctor(None, None, str(here)).run())[doctor.NETWORK].ok is None
+
+
+def policy(name, spec):
+    return {"metadata": {"name": name}, "spec": spec}
+
+
+WORKER = {"app.kubernetes.io/managed-by": "womm", "womm.dev/role": "worker", "womm.dev/share": "abc"}
+SERVER = {"app.kubernetes.io/managed-by": "womm", "womm.dev/role": "share-server"}
+NS = {"kubernetes.io/metadata.name": "team"}
+
+
+def denied(*policies, server_ip="10.244.0.7"):
+    return doctor.denying(list(policies), WORKER, SERVER, NS, server_ip, 8873, "rsync")
+
+
+def test_denying_follows_networkpolicy_semantics():
+    from womm import manifests
+
+    womms_own = manifests.share_server("reg/womm:1")[2]  # admits womm's pods of some share to port 8873
+    assert denied(womms_own) == ([], [])
+    assert denied() == ([], [])
+    assert denied(DENY_EGRESS) == (["deny-egress"], [])
+    to_server = {"to": [{"podSelector": {"matchLabels": {"womm.dev/role": "share-server"}}}],
+                 "ports": [{"port": 8873}]}
+    assert denied(DENY_EGRESS, policy("to-server", {"podSelector": {}, "policyTypes": ["Egress"],
+                                                    "egress": [to_server]})) == ([], [])
+    by_name_of_port = {**to_server, "ports": [{"protocol": "TCP", "port": "rsync"}]}
+    named = policy("named", {"podSelector": {}, "egress": [by_name_of_port]})
+    assert denied(DENY_EGRESS, named) == ([], ["named"])  # no policyTypes, so Ingress too: it denies the server's
+    named["spec"]["policyTypes"] = ["Egress"]
+    assert denied(DENY_EGRESS, named) == ([], [])
+    dns_only = policy("dns", {"podSelector": {}, "policyTypes": ["Egress"],
+                              "egress": [{"ports": [{"protocol": "UDP", "port": 53}]}]})
+    assert denied(dns_only) == (["dns"], [])
+    other_ns = {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "elsewhere"}},
+                        "podSelector": {}}]}
+    assert denied(policy("other", {"podSelector": {}, "policyTypes": ["Egress"], "egress": [other_ns]})) == (
+        ["other"], [])
+    block = {"to": [{"ipBlock": {"cidr": "10.244.0.0/24", "except": ["10.244.0.128/25"]}}]}
+    by_block = policy("block", {"podSelector": {"matchLabels": {"womm.dev/role": "worker"}}, "egress": [block]})
+    assert denied(by_block) == ([], [])
+    assert denied(by_block, server_ip="10.244.0.200") == (["block"], [])
+    not_womm = policy("not-womm", {"podSelector": {"matchExpressions": [
+        {"key": "app.kubernetes.io/managed-by", "operator": "NotIn", "values": ["womm"]}]}, "policyTypes": ["Egress"]})
+    assert denied(not_womm) == ([], [])
+    deny_ingress = policy("deny-in", {"podSelector": {}, "policyTypes": ["Ingress"]})
+    assert denied(deny_ingress) == ([], ["deny-in"])
+    assert denied(deny_ingress, womms_own) == ([], [])  # one policy that admits is enough

@@ -1,6 +1,7 @@
 """What never leaves this machine: the secrets lists, in serve-sftp, and the NetworkPolicies' selectors."""
 
 import os
+import subprocess
 import sys
 
 from sftpclient import CREAT, OK, WRITE_, Client, close, open_, opendir, read, readdir
@@ -60,8 +61,12 @@ def selects(selector, labels):
 
 def test_network_policies_select_what_they_should():
     """The local cluster's bridge CNI enforces no NetworkPolicy: what they select is checked here."""
-    task = {"id": "abcdefgh", "host": "h", "share": "eager", "share_id": "s1", "helper_image": "img", "pods": 1,
-            "cpu": "1", "mem": "1Gi", "cwd": "/d", "image": "u"}
+    import dataclasses
+
+    from womm.tasks import Task
+
+    task = Task(id="abcdefgh", kind="parallel", mode="sync", command=[], cwd="/d", root="/d", namespace="ns",
+                image="u", host="h", share="eager", share_id="s1", helper_image="img", mem="1Gi")
     server = next(o for o in manifests.share_server("img", "ns") if o["kind"] == "NetworkPolicy")
     worker = manifests.worker_replicaset(task, {}, "img", "true")["spec"]["template"]["metadata"]["labels"]
     server_pod = manifests.share_server("img", "ns")[0]["spec"]["template"]["metadata"]["labels"]
@@ -69,14 +74,36 @@ def test_network_policies_select_what_they_should():
     (rule,) = server["spec"]["ingress"]
     assert selects(rule["from"][0]["podSelector"], worker)  # an eager share's worker may reach it
     stranger = {"app": "something-else"}
-    none_share = manifests.worker_replicaset(dict(task, share="none"), {}, "img", "true")
+    none_share = manifests.worker_replicaset(dataclasses.replace(task, share="none"), {}, "img", "true")
     assert not selects(rule["from"][0]["podSelector"], stranger)
     assert not selects(rule["from"][0]["podSelector"], none_share["spec"]["template"]["metadata"]["labels"])
-    assert rule["ports"] == [{"protocol": "TCP", "port": manifests.RSYNC_PORT}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": manifests.RSYNC_CONTAINER_PORT}]
 
     cache_pod, cache_policy = manifests.share_cache(task, 2222)
     assert selects(cache_policy["spec"]["podSelector"], cache_pod["metadata"]["labels"])
     (rule,) = cache_policy["spec"]["ingress"]
     assert selects(rule["from"][0]["podSelector"], worker)
-    other_task = manifests.worker_replicaset(dict(task, id="zzzzzzzz"), {}, "img", "true")
+    other_task = manifests.worker_replicaset(dataclasses.replace(task, id="zzzzzzzz"), {}, "img", "true")
     assert not selects(rule["from"][0]["podSelector"], other_task["spec"]["template"]["metadata"]["labels"])
+
+
+def test_an_eager_upload_leaves_out_every_other_name_of_a_secret(tmp_path, monkeypatch):
+    """rsync with excludes.rsync_args: hard links to secrets (here or in the home directory) and what a
+    secret's symlink leads to stay here, whatever their names."""
+    d, user_home, sent = tmp_path / "proj", tmp_path / "user-home", tmp_path / "sent"
+    (d / ".ssh").mkdir(parents=True)
+    (d / ".ssh" / "id_rsa").write_bytes(SECRET)
+    (d / "dotfiles").mkdir()
+    (d / "dotfiles" / "ssh_config").write_text("Host *\n")
+    (d / ".ssh" / "config").symlink_to("../dotfiles/ssh_config")
+    (d / "src.txt").write_text("shared\n")
+    os.link(d / ".ssh" / "id_rsa", d / "backup-key")
+    os.link(d / ".ssh" / "id_rsa", d / "we*ird [1]")  # rsync reads wildcards in a pattern
+    (user_home / ".aws").mkdir(parents=True)
+    (user_home / ".aws" / "credentials").write_text("aws\n")
+    os.link(user_home / ".aws" / "credentials", d / "aws-copy")
+    monkeypatch.setenv("HOME", str(user_home))
+    args = excludes.rsync_args(excludes.DEFAULT, str(d))
+    subprocess.run(["rsync", "-a", *args, f"{d}/", f"{sent}/"], check=True)
+    assert sorted(os.listdir(sent)) == ["dotfiles", "src.txt"]
+    assert os.listdir(sent / "dotfiles") == []

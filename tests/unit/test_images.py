@@ -2,9 +2,12 @@
 
 import time
 
+import pytest
+
 from womm_fs import images
 
 
+@pytest.mark.slow
 def test_the_wheel_of_womm_is_the_same_twice(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()

@@ -91,3 +91,17 @@ def test_a_directory_whose_path_is_not_utf8_is_refused_in_one_line(tmp_path, mon
     with pytest.raises(UsageError, match=r"not UTF-8 \(b'/x/bad\\xffdir'\)"):
         home.project_file(os.fsdecode(b"/x/bad\xffdir"))
     assert home.project_file("/x/caf\u00e9 [1]").name.startswith("caf\u00e9 [1]-")
+
+
+def test_runner_sh_follows_the_pod_run_directorys_layout():
+    """runner.sh is sh, not Python: it names womm.podrun's files itself, and this holds them together."""
+    from womm import podrun
+
+    runner = (PACKAGES["womm_run"] / "runner.sh").read_text()
+    assert "womm.podrun" in runner  # its header points at the layout's owner
+    for name in (podrun.CTL, podrun.RUNNER, podrun.ENV, podrun.JOBS):
+        assert f'"$run/{name}' in runner, name
+    for name in (*podrun.FIFOS, podrun.JOB, podrun.PID):
+        assert f'"$j/{name}"' in runner, name
+    agent = (PACKAGES["womm_run"] / "podagent.py").read_text()
+    assert '"ctl"' not in agent and '"jobs"' not in agent and '"runner"' not in agent  # podrun's names only

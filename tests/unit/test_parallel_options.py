@@ -130,12 +130,14 @@ def test_options_that_divide_the_work_by_the_slots(argv, divides, home):
     (["-kj4"], 4), (["-kuj", "4"], 4), (["-k", "-j4"], 4), (["-j3"], 3), (["--jobs=3"], 3), (["+j", "3"], 3),
     (["--j", "3"], 3),  # --j is exactly j's name: no abbreviation of --joblog or --jobs
 ])
+@pytest.mark.oracle
 def test_real_program_reads_the_same_jobs(argv, jobs, home):
     env = clean_env(home)
     assert parse(argv, env).value("jobs") == str(jobs)
     assert real_jobs(argv, env) == jobs
 
 
+@pytest.mark.oracle
 @real
 def test_real_program_fails_on_a_dash_equals_value(home):
     env = clean_env(home)
@@ -144,6 +146,7 @@ def test_real_program_fails_on_a_dash_equals_value(home):
     assert out.returncode == 255 and "Parsing of --jobs/-j/--max-procs/-P failed" in out.stderr
 
 
+@pytest.mark.oracle
 @real
 @pytest.mark.parametrize("argv", [["-ku"], ["-uk"], ["--ungr"], ["--UNGROUP"], ["--U"], ["+u"], ["--tty"]])
 def test_real_program_sees_the_same_ungrouped_output(argv, home):
@@ -152,6 +155,7 @@ def test_real_program_sees_the_same_ungrouped_output(argv, home):
     assert real_ungrouped(argv, env)
 
 
+@pytest.mark.oracle
 @real
 @pytest.mark.parametrize("argv", [["-k"], ["--tty", "--group"], ["--", "readlink /proc/self/fd/1;", "echo", "-u"]])
 def test_real_program_sees_the_same_grouped_output(argv, home):
@@ -196,6 +200,7 @@ def test_ambiguous_abbreviations(given, message, candidates, home):
     assert parsed.options == () and parsed.command == ("3", "echo")  # Getopt::Long goes on after it
 
 
+@pytest.mark.oracle
 @real
 @pytest.mark.parametrize("given", ["--sshl", "--jo", "--colo"])
 def test_real_program_finds_the_same_ambiguity(given, home):
@@ -205,6 +210,7 @@ def test_real_program_finds_the_same_ambiguity(given, home):
     assert out.stderr.splitlines()[0] == parse([given, "3"], env).problems[0].message
 
 
+@pytest.mark.oracle
 @real
 def test_real_program_reads_the_same_abbreviations(home):
     env = clean_env(home)
@@ -239,7 +245,7 @@ def test_refused(argv, reason, home):
 
 
 @pytest.mark.parametrize("argv", [
-    ["--spreadstdin"], ["--pipep", "-a", "f"], ["--cat"],  # a job's stdin reaches its pod (womm_run.frames' IN)
+    ["--spreadstdin"], ["--pipep", "-a", "f"], ["--cat"],  # a job's stdin reaches its pod (womm_run.protocol's IN)
     ["-k", "--tag", "--joblog", "x", "--halt", "now,fail=1", "--results", "r", "-n", "2"],
     ["--block", "1M", "--tee", "--roundrobin"],  # without --pipe they do nothing to stdin
     ["--", "sort", "-u", "-j", "4", "-S", "x"],
@@ -266,6 +272,7 @@ def test_jobs_from_a_profile_or_parallel_are_overridden_by_womms_own(home):
     assert refused(parse(["echo"], env)).startswith(f"-S (in {home}/.parallel/config): -S (--sshlogin) is not")
 
 
+@pytest.mark.oracle
 @real
 def test_real_program_lets_the_command_line_override_jobs_from_a_profile_and_parallel(home):
     (home / ".parallel" / "config").write_text("-j 4\n")
@@ -350,6 +357,7 @@ def test_a_false_parallel_is_ignored(value, home):
     assert parse(["echo"], clean_env(home, PARALLEL=value)).options == ()
 
 
+@pytest.mark.oracle
 @real
 def test_real_program_reads_profiles_as_parsed(home, tmp_path):
     (home / ".parallel" / "config").write_text("-j 4\n")
@@ -374,6 +382,7 @@ def test_real_program_reads_profiles_as_parsed(home, tmp_path):
     assert variables & {"A", "B"} == set(parsed.env_names) == {"A"}
 
 
+@pytest.mark.oracle
 @real
 @pytest.mark.parametrize("value, tag", [('--tagstring "a\\b"', "ab"), ("--tagstring 'a\\'b'", "a\\'b"),
                                         ("--tagstring my\\ tag", "my tag")])
@@ -383,6 +392,7 @@ def test_real_program_splits_parallel_as_parsed(value, tag, home):
     assert run_parallel(["echo", ":::", "1"], env).stdout == f"{tag}\t1\n"
 
 
+@pytest.mark.oracle
 @real
 def test_real_program_ignores_what_is_ignored(home):
     (home / ".parallel" / "config").write_text("-j 4\n")
@@ -426,6 +436,7 @@ def test_options_end(argv, command, sources, home):
     (["--arg-sep", ",,", "echo", ",,", "a", ":::", "b"], "", ["echo"], [["a", ":::", "b"]],
      ["echo a", "echo ':::'", "echo b"]),
 ])
+@pytest.mark.oracle
 def test_real_program_finds_the_same_command_and_inputs(argv, stdin, command, inputs, lines, home):
     env = clean_env(home)
     parsed = parse(argv, env)
@@ -478,6 +489,7 @@ def test_facts(home, tmp_path):
     assert parse(["--dry-run", "-u", "echo"], env).ungrouped is False
 
 
+@pytest.mark.oracle
 @real
 def test_real_program_reads_the_same_values(home, tmp_path):
     env = clean_env(home, A="1", B="2", C="3")
@@ -544,6 +556,7 @@ def test_normalized_reads_back_the_same(home):
     assert again.sources == parsed.sources
 
 
+@pytest.mark.oracle
 @real
 def test_real_program_reads_normalized_as_the_original(home):
     (home / ".parallel" / "config").write_text("-j 3 nice\n")
@@ -562,6 +575,7 @@ def test_posixly_correct(home):
     assert names(parsed) == [("ungroup", None)] and parsed.command == ("+k", "echo")
 
 
+@pytest.mark.oracle
 @real
 def test_real_program_posixly_correct(home):
     env = clean_env(home, POSIXLY_CORRECT="1")
@@ -594,6 +608,7 @@ def as_oracle(parsed):
     return {"options": options, "rest": list(parsed.words), "problems": [p.message for p in parsed.problems]}
 
 
+@pytest.mark.oracle
 @real
 def test_the_table_is_gnu_parallels():
     out = subprocess.run(["perl", str(ORACLE), PARALLEL, "--table"], capture_output=True, text=True, timeout=60,
@@ -630,6 +645,7 @@ CHOSEN = [
 ]
 
 
+@pytest.mark.oracle
 @real
 @pytest.mark.parametrize("posix", [False, True])
 def test_getopt_long_agrees(posix, home):

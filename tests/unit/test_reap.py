@@ -61,3 +61,59 @@ def test_a_second_reaper_steps_aside(womm_env):
         fcntl.flock(held, fcntl.LOCK_EX)
         args = type("A", (), {"print_cron": False, "ttl": "24h", "dry_run": False, "context": None, "namespace": None})
         assert commands.reap(args) == 0  # returns at once, touching nothing
+
+
+def test_status_across_namespaces_without_the_right_says_so_without_a_doctor_hint(monkeypatch, capsys):
+    import json
+
+    import pytest
+
+    from womm import kube
+    from womm_reap import cli
+
+    class NoClusterWideRights(kube.Cluster):
+        def __init__(self, context=None, namespace=None):
+            self.namespace, self.context = "team", None
+
+        def request(self, method, path, query=None, body=None, timeout=60, content_type=None):
+            message = 'leases.coordination.k8s.io is forbidden: User "u" cannot list resource "leases" at the cluster scope'
+            raise kube.ApiError(403, "Forbidden", json.dumps({"message": message}).encode())
+
+    from womm_reap import commands
+
+    monkeypatch.setattr(commands, "Cluster", NoClusterWideRights)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["status", "--all-namespaces"])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and len(err.strip().splitlines()) == 1
+    assert "--namespace NS" in err and "womm doctor" not in err
+
+
+def test_a_sync_run_whose_syncback_failed_is_brought_back_by_finish_and_left_alone_by_reap(tmp_path, monkeypatch):
+    """Its results stay on the share server, its record and snapshot here: `womm finish ID` merges them."""
+    from types import SimpleNamespace
+
+    from womm import records
+
+    monkeypatch.setenv("WOMM_HOME", str(tmp_path / "home"))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    record = {"id": "pendingx", "kind": "parallel", "mode": "sync", "command": ["parallel"], "cwd": str(tmp_path),
+              "root": str(tmp_path), "namespace": "team", "image": "i", "share": "eager-syncback", "share_id": "s",
+              "syncback_pending": True, **me(pid=dead.pid)}
+    records.save_task(record)
+    brought = []
+
+    class Share:
+        def bring_back(self, task):
+            brought.append(task.id)
+
+    monkeypatch.setattr(commands.shares, "for_task", lambda task, cluster, log: Share())
+    monkeypatch.setattr(commands.taskobjects, "find", lambda cluster, all_namespaces=False, task_id=None: {})
+    monkeypatch.setattr(commands.taskobjects, "delete", lambda cluster, task_id: None)
+    monkeypatch.setattr(commands, "Cluster", SimpleNamespace(of=lambda record, args: SimpleNamespace(namespace="team")))
+    args = SimpleNamespace(context=None, namespace=None, dry_run=False, all_hosts=False, force=False)
+    commands._forget_gone({"pendingx": record}, set(), dry_run=False)
+    assert records.load_task("pendingx") is not None  # the reaper leaves it
+    commands.finish_one("pendingx", args, os.path.realpath(tmp_path), tasks.machine_id())
+    assert brought == ["pendingx"] and records.load_task("pendingx") is None

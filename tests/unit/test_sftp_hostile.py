@@ -424,6 +424,7 @@ def world(tmp_path):
     return World(tmp_path)
 
 
+@pytest.mark.slow
 def test_no_pipelined_attack_reaches_outside_the_directory(world):
     client = Client(server_argv(world.dir))
     run = Run(client, world)

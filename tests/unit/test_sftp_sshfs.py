@@ -102,6 +102,7 @@ def test_file_operations(mount):
     assert os.listdir(D) == []
 
 
+@pytest.mark.slow
 def test_100_mb_each_way(mount):
     D, M = mount.dir, mount.mnt
     chunk = os.urandom(MB)
@@ -127,6 +128,7 @@ def test_100_mb_each_way(mount):
     assert write > 20 and read > 20, "far slower than this machine gives (over 100 MB/s each way when idle)"
 
 
+@pytest.mark.slow
 def test_ls_r_of_5000_files(mount):
     D, M = mount.dir, mount.mnt
     for i in range(50):
@@ -141,6 +143,7 @@ def test_ls_r_of_5000_files(mount):
     assert len(lines) == 50 + 5000
 
 
+@pytest.mark.slow
 def test_a_directory_swapped_for_an_escaping_link_under_the_kernels_cache(mount, tmp_path):
     """The mount's kernel still holds d/ as a directory when d becomes a link out of DIR: the
     OPEN of DIR/d/f that sshfs then sends must not read the outside file (an unconfined server does)."""

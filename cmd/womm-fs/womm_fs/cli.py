@@ -28,6 +28,9 @@ def build_parser():
     setup.add_argument("--helper-image", metavar="IMAGE",
                        help="womm's helper image: the share server, the pods' agents, --async leaders "
                             "(default: the one `womm build-images` made)")
+    setup.add_argument("--pull-secret", metavar="SECRET",
+                       help="the Secret every pod womm makes pulls the helper image with (a private registry); "
+                            "recorded in the namespace's womm-config")
     setup.add_argument("--apply", action="store_true", help="create or update the objects with the API instead of printing them")
     setup.add_argument("--no-wait", action="store_true",
                        help="with --apply: do not wait (up to 3 minutes) until the share server runs")
@@ -85,7 +88,11 @@ def build_parser():
     serve = cli.add_hidden_verb(verbs, "serve-sftp")
     serve.add_argument("--listen", metavar="PORT", type=int, help="serve over TCP (the share cache), not stdin")
     serve.add_argument("--token-file", metavar="FILE", help="with --listen: the token each connection begins with")
+    serve.add_argument("--max-connections", metavar="N", type=int,
+                       help="with --listen: connections served at once, at most (256)")
     serve.add_argument("--exclude", metavar="PATH", action="append", help="never serve PATH (at any depth)")
+    serve.add_argument("--protect", metavar="PATH", action="append",
+                       help="serve PATH (at any depth) for reading only")
     serve.add_argument("directory", help="the shared directory")
     # A worker's share container: the share cache, reached with the task's token, as sshfs's stdin and stdout.
     conn = cli.add_hidden_verb(verbs, "sftp-connect")

@@ -3,21 +3,24 @@
 import json
 import sys
 
-from womm import manifests
+from womm import exitcodes, manifests
 from womm.errors import WommError
 from womm.settings import resolve
 
 
-def objects(namespace, image, reaper=False):
-    objs = manifests.share_server(image, namespace) + manifests.leader_rbac(namespace)
+def objects(namespace, image, reaper=False, pull_secret=None):
+    objs = manifests.share_server(image, namespace, pull_secret) + manifests.leader_rbac(namespace)
     if reaper:
-        objs += manifests.reaper(image, namespace)
+        objs += manifests.reaper(image, namespace, pull_secret=pull_secret)
     # Worker pods and --async leaders use the image too: record it where they look.
+    data = {"helper-image": image}
+    if pull_secret:
+        data["pull-secret"] = pull_secret
     objs.append({
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": manifests.metadata("womm-config", {**manifests.MANAGED_BY}, namespace=namespace),
-        "data": {"helper-image": image},
+        "data": data,
     })
     return objs
 
@@ -32,18 +35,67 @@ def helper_image(args):
 
 def main(args):
     image = helper_image(args)
+    pull_secret = getattr(args, "pull_secret", None)
     if args.apply:
         from womm.kube import Cluster
 
         cluster = Cluster(args.context, args.namespace)
-        for obj in objects(cluster.namespace, image, args.reaper):
+        objs = objects(cluster.namespace, image, args.reaper, pull_secret)
+        check_allowed(cluster, objs, args)
+        fit_limit_ranges(cluster, objs)
+        for obj in objs:
             print(apply(cluster, obj))
         if not getattr(args, "no_wait", False):
             wait_rolled_out(cluster)
         return 0
     namespace = args.namespace or _current_namespace(args.context)
-    print_objects(objects(namespace, image, args.reaper), args.output)
+    print_objects(objects(namespace, image, args.reaper, pull_secret), args.output)
     return 0
+
+
+def check_allowed(cluster, objs, args):
+    """Before anything is made: may we make all of it? A user with only `edit` may not make Roles
+    and RoleBindings (the --async leader's account): then nothing is made, and what an admin must
+    do is said, as one line."""
+    from womm import access
+    from womm.kube import KINDS
+
+    rules, seen = [], set()
+    for obj in objs:
+        group_path, resource = KINDS[obj["kind"]]
+        group = "" if group_path == "/api/v1" else group_path.split("/")[2]
+        for verb in ("create", "patch"):
+            if (verb, group, resource) not in seen:
+                seen.add((verb, group, resource))
+                rules.append((verb, group, resource, None, obj["kind"]))
+    missing = access.missing(cluster, rules)
+    if not missing:
+        return
+    names = ", ".join(dict.fromkeys(access.name(*rule[:4]) for rule in missing))
+    again = f"womm cluster-setup --apply --namespace {cluster.namespace}" + (" --reaper" if args.reaper else "")
+    raise WommError(f"preparing namespace {cluster.namespace} needs rights you do not have ({names}): nothing was "
+                    f"made; an admin of the namespace runs `{again}` (or applies what `womm cluster-setup "
+                    f"--namespace {cluster.namespace}` prints), and womm then works with the `edit` role",
+                    exit_code=exitcodes.FAILURE)
+
+
+def fit_limit_ranges(cluster, objs):
+    """womm's own pods (share server, reaper) brought within the namespace's LimitRanges."""
+    from womm import admission
+
+    ranges = admission.limit_ranges(cluster)
+    for obj in objs:
+        spec = _pod_spec(obj)
+        if spec is not None and ranges:
+            admission.fit(spec["containers"], ranges)
+
+
+def _pod_spec(obj):
+    if obj["kind"] == "Deployment":
+        return obj["spec"]["template"]["spec"]
+    if obj["kind"] == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return None
 
 
 def print_objects(objs, output="yaml", out=None):
@@ -93,7 +145,7 @@ def wait_rolled_out(cluster, timeout=ROLLOUT_TIMEOUT):
                 print(f"deployment/{manifests.SHARE_SERVER} rolled out")
                 return
             pods = cluster.request("GET", cluster.path("pods"), {"labelSelector": taskobjects.selector(role="share-server")})
-            why, hopeless = server.why_not([p for p in pods["items"] if not p["metadata"].get("deletionTimestamp")])
+            why, hopeless = server.why_not([p for p in pods["items"] if not p["metadata"].get("deletionTimestamp")], d)
             if hopeless or time.monotonic() > deadline:
                 raise WommError(f"the share server did not start within {timeout} s: {why} (run `womm doctor`)")
             progress.update(f"waiting for the share server: {why}")

@@ -16,23 +16,31 @@ share's containers are, that opens /dev/fuse and exits; it is deleted at once. A
 (Pod Security, and any policy webhook) answers its creation, and only a pod on a node can say
 whether FUSE works there. On the local cluster it takes about two seconds, once the helper
 image is on the node.
+
+The network between an eager share's pods and the share server is checked the same way: a pod of
+the helper image labelled as the share's workers are (manifests.network_probe) tries the server's
+rsync port, as their init container does. When it cannot connect, the namespace's NetworkPolicies
+are read to name those that stand in the way: policies that select the workers and allow them no
+egress to the server, or that select the server and admit no worker (denying()).
 """
 
+import ipaddress
 import json
 import os
 import secrets
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from typing import NamedTuple
 
 from womm import records
-from womm.errors import WommError, describe
+from womm.errors import WommError, describe, warn
 
 EAGER_KINDS = ("eager", "eager-syncback")
 FUSE = "privileged pods and FUSE (lazy share)"
+ADMISSION = "Pod Security, quotas and limits"
+NETWORK = "network from worker pods to the share server"
 PROBE_TIMEOUT = 20  # seconds for the FUSE probe's pod to start and end
 API_TIMEOUT = 3  # seconds for one API request
 
@@ -97,6 +105,7 @@ class Doctor:
         self.project = None
         self.cluster = None
         self.helper_image = None
+        self.pull_secret = None  # the helper image's (womm-config's), for the probe pods
 
     @property
     def share(self):
@@ -218,6 +227,20 @@ class Doctor:
                         "ask the namespace's admins for them (a Role and a RoleBinding)")
         return ok(what, f"all {len(access.NEEDS)} womm needs, in namespace {ns}")
 
+    def setup_fix(self):
+        """What prepares the namespace: `womm cluster-setup --apply`, by whoever may make Roles."""
+        from womm import access
+
+        ns = self.cluster.namespace
+        command = f"womm cluster-setup --apply --namespace {ns}"
+        try:
+            may = access.allowed(self.cluster, "create", "rbac.authorization.k8s.io", "roles", timeout=API_TIMEOUT)
+        except WommError:
+            may = True
+        if may:
+            return f"build and push it (`womm build-images`), then `{command}`"
+        return f"only an admin of namespace {ns} can prepare it (it needs Roles): ask one to run `{command}`"
+
     def check_share_server(self):
         what = "share server"
         if self.project is not None and self.share not in EAGER_KINDS:
@@ -231,12 +254,43 @@ class Doctor:
         what = "helper image"
         from womm import registry, settings
 
-        image = self.helper_image = settings.configured_image(self.cluster)
+        try:
+            image = self.helper_image = settings.configured_image(self.cluster)
+            self.pull_secret = settings.configured_pull_secret(self.cluster)
+        except WommError as e:
+            return fail(what, str(e).split(": run `")[0], self.setup_fix())
         state, said = registry.manifest(image, timeout=API_TIMEOUT)
         if state == registry.ABSENT:
             return fail(what, f"{image} is not in its registry ({said})",
                         "build and push it (`womm build-images`), then `womm cluster-setup --apply`")
         return ok(what, image + ("" if state == registry.PRESENT else f" (in its registry? {said})"))
+
+    def check_admission(self, helper):
+        """A worker pod of this directory's image, as the namespace's admission would take it (a dry
+        run: nothing is made), and its ResourceQuotas as they stand."""
+        what = ADMISSION
+        if not helper.result().ok:
+            return skip(what, "no helper image to test them with")
+        from womm import admission, manifests, tasks
+        from womm.errors import WommError
+
+        c, p = self.cluster, self.project or {}
+        task = tasks.Task(id="doctor", kind="parallel", mode="sync", command=[], cwd=self.cwd, root=self.cwd,
+                          namespace=c.namespace, image=p.get("image") or self.helper_image,
+                          helper_image=self.helper_image, pull_secret=p.get("pull_secret"),
+                          helper_pull_secret=self.pull_secret)
+        said = []
+        try:
+            admission.admit(c, task, lambda: manifests.worker_replicaset(task, {}, self.helper_image, "true"),
+                            said.append)
+        except WommError as e:
+            return fail(what, str(e), "ask the namespace's admins (only they change its policies)")
+        full = admission.full_quotas(c)
+        if full:
+            return fail(what, f"pods will wait: {full}", "wait for other pods to end, or ask the admins for more")
+        notes = [f"its jobs run as user {task.run_as} (Pod Security)"] if task.run_as else []
+        notes += admission.quota_summary(c)
+        return ok(what, "a worker pod would be admitted" + (f"; {'; '.join(notes)}" if notes else ""))
 
     def check_fuse(self, helper):
         """The FUSE probe: a privileged pod of the helper image, deleted at once (see the module's docstring)."""
@@ -251,7 +305,7 @@ class Doctor:
         c, ns = self.cluster, self.cluster.namespace
         name = f"womm-doctor-{secrets.token_hex(4)}"
         try:
-            c.create(manifests.fuse_probe(name, self.helper_image))
+            c.create(manifests.fuse_probe(name, self.helper_image, self.pull_secret))
         except ApiError as e:
             if e.status == 403:
                 return fail(what, f"namespace {ns} refuses privileged pods: {e}",
@@ -266,7 +320,7 @@ class Doctor:
                                                      "fieldSelector": f"metadata.name={name}",
                                                      "gracePeriodSeconds": 0}, timeout=API_TIMEOUT)
             except WommError as e:
-                print(f"womm-fs: warning: could not delete the test pod {name}: {e}", file=sys.stderr)
+                warn(f"could not delete the test pod {name}: {e}", "womm-fs")
 
     def _probe_result(self, what, name):
         from womm import manifests, podstatus
@@ -281,7 +335,9 @@ class Doctor:
                 if ended:
                     code = ended.get("exitCode")
                     if code == 0:
-                        return ok(what, f"a privileged pod of the helper image opened /dev/fuse on {pod['spec'].get('nodeName')}")
+                        return ok(what, f"a privileged pod of the helper image opened /dev/fuse on "
+                                        f"{pod['spec'].get('nodeName')} (so whoever may exec into the namespace's "
+                                        "pods is root on its nodes: an eager share needs no privilege)")
                     why = manifests.FUSE_PROBE_EXITS.get(code, f"the test pod ended with {ended.get('reason')} ({code})")
                     return fail(what, why, "lazy shares need FUSE on the nodes: use an eager share "
                                            "(`womm setup --share eager`), or ask the cluster's admins")
@@ -294,6 +350,100 @@ class Doctor:
                 return fail(what, f"the test pod did not end within {PROBE_TIMEOUT} s: "
                                   f"{trouble or status.get('phase', 'Pending')}",
                             "a lazy share's pods would wait as long: see why (`kubectl describe pod`)")
+            time.sleep(0.25)
+
+    def check_network(self, helper, server):
+        """The network probe: a pod labelled as this share's workers tries the share server's port; where
+        it cannot, the NetworkPolicies that deny it are named (see the module's docstring)."""
+        what = NETWORK
+        if self.project is not None and self.share not in EAGER_KINDS:
+            return skip(what, f"this directory's share is {self.share}: only eager shares' pods reach the share server")
+        if not helper.result().ok:
+            return skip(what, "no helper image to test it with")
+        if not server.result().ok:
+            return skip(what, "no share server to reach")
+        from womm import home, manifests, settings, taskobjects
+        from womm.kube import ApiError
+
+        c = self.cluster
+        server_ip = c.request("GET", c.path("services", manifests.SHARE_SERVER), timeout=API_TIMEOUT)["spec"]["clusterIP"]
+        share_id = (self.project or {}).get("share_id") or "doctor"
+        name = f"womm-doctor-{secrets.token_hex(4)}"
+        probe = manifests.network_probe(name, self.helper_image, server_ip, share_id,
+                                        taskobjects.label_value(home.hostname()), settings.configured_pull_secret(c))
+        blocking, unread = self._blocking_policies(probe["metadata"]["labels"])
+        try:
+            c.create(probe)
+        except ApiError as e:
+            if blocking:
+                return fail(what, f"{blocking} (no test pod allowed here to try it: {e})", POLICY_FIX)
+            return skip(what, f"no test pod allowed here: {e}")
+        try:
+            connected, said = self._network_probe_result(name)
+        finally:
+            try:
+                c.request("DELETE", c.path("pods"), {"labelSelector": f"{manifests.NETWORK_PROBE}=network",
+                                                     "fieldSelector": f"metadata.name={name}",
+                                                     "gracePeriodSeconds": 0}, timeout=API_TIMEOUT)
+            except WommError as e:
+                warn(f"could not delete the test pod {name}: {e}", "womm-fs")
+        return network_verdict(f"{server_ip}:{manifests.RSYNC_PORT}", connected, said, blocking, unread)
+
+    def _blocking_policies(self, worker_labels):
+        """(what the namespace's NetworkPolicies deny between workers so labelled and the share server,
+        in words, or ""; why they could not be read, or "")."""
+        from womm import manifests, taskobjects
+        from womm.kube import ApiError
+
+        c, ns = self.cluster, self.cluster.namespace
+        try:
+            policies = c.request("GET", c.path("networkpolicies"), timeout=API_TIMEOUT).get("items") or []
+            if not policies:
+                return "", ""
+            servers = c.request("GET", c.path("pods"), {"labelSelector": taskobjects.selector(role="share-server")},
+                                timeout=API_TIMEOUT).get("items") or []
+        except ApiError as e:
+            return "", f"NetworkPolicies not readable here: {e.status} {e.reason}".strip()
+        try:
+            namespace_labels = (c.request("GET", f"/api/v1/namespaces/{ns}", timeout=API_TIMEOUT)["metadata"]
+                                .get("labels") or {})
+        except ApiError:
+            namespace_labels = {}
+        namespace_labels.setdefault("kubernetes.io/metadata.name", ns)
+        server = servers[0] if servers else {"metadata": {"labels": {**taskobjects.MANAGED_BY,
+                                                                     taskobjects.ROLE: "share-server"}}}
+        egress, ingress = denying(policies, worker_labels, server["metadata"].get("labels") or {},
+                                  namespace_labels, (server.get("status") or {}).get("podIP"),
+                                  manifests.RSYNC_CONTAINER_PORT, "rsync")
+        said = []
+        if egress:
+            said.append(f"NetworkPolicy {', '.join(egress)} of namespace {ns} "
+                        f"{'selects' if len(egress) == 1 else 'select'} the worker pods and allow"
+                        f"{'s' if len(egress) == 1 else ''} them no egress to the share server")
+        if ingress:
+            said.append(f"NetworkPolicy {', '.join(ingress)} of namespace {ns} "
+                        f"{'selects' if len(ingress) == 1 else 'select'} the share server and admit"
+                        f"{'s' if len(ingress) == 1 else ''} no worker pod to its port")
+        return "; ".join(said), ""
+
+    def _network_probe_result(self, name):
+        """(True: connected, False: could not, None: did not end in time; what rsync or the pod said)."""
+        from womm import podstatus
+
+        c = self.cluster
+        deadline = time.monotonic() + PROBE_TIMEOUT
+        while True:
+            pod = c.request("GET", c.path("pods", name), timeout=API_TIMEOUT)
+            status = pod.get("status") or {}
+            for s in status.get("containerStatuses") or []:
+                ended = (s.get("state") or {}).get("terminated")
+                if ended:
+                    said = (ended.get("message") or "").strip().removeprefix("rsync: ").strip()
+                    said = said.removeprefix("[Receiver] ").strip()
+                    return ended.get("exitCode") == 0, said or f"{ended.get('reason')} (exit {ended.get('exitCode')})"
+            trouble = podstatus.trouble(pod)
+            if time.monotonic() > deadline:
+                return None, trouble or status.get("phase", "Pending")
             time.sleep(0.25)
 
     # ------------------------------------------------------------ all of them
@@ -317,9 +467,11 @@ class Doctor:
         there = []
         if api and api.ok:
             helper = Later("helper image", 10, self.check_helper_image)
-            there = [Later("permissions", 15, self.check_permissions),
-                     Later("share server", 12, self.check_share_server), helper,
-                     Later(FUSE, PROBE_TIMEOUT + 10, self.check_fuse, helper)]
+            server = Later("share server", 12, self.check_share_server)
+            there = [Later("permissions", 15, self.check_permissions), server, helper,
+                     Later(ADMISSION, 15, self.check_admission, helper),
+                     Later(FUSE, PROBE_TIMEOUT + 10, self.check_fuse, helper),
+                     Later(NETWORK, PROBE_TIMEOUT + 20, self.check_network, helper, server)]
         for pending in here:
             emit(pending.result())
         emit(config)
@@ -329,10 +481,103 @@ class Doctor:
             emit(pending.result())
         if not there:
             why = "no cluster to ask" if not config.ok else "the API server does not answer"
-            for what in ("permissions", "share server", "helper image", FUSE):
+            for what in ("permissions", "share server", "helper image", ADMISSION, FUSE, NETWORK):
                 emit(skip(what, why))
         emit(image.result())
         return checks
+
+
+def network_verdict(target, connected, said, blocking, unread):
+    """The network check's line, from what the probe found and what the policies say."""
+    what = NETWORK
+    if connected is None:
+        return fail(what, f"the test pod did not end within {PROBE_TIMEOUT} s: {said}",
+                    "a share's pods would wait as long: see why (`kubectl describe pod`)")
+    if connected:
+        detail = f"a pod labelled as this share's workers connected to the share server ({target})"
+        if blocking:
+            detail += f"; but {blocking}: the cluster's network does not enforce NetworkPolicies"
+        return ok(what, detail)
+    detail = f"a pod labelled as this share's workers cannot connect to the share server ({target}: {said})"
+    if blocking:
+        return fail(what, f"{detail}: {blocking}", POLICY_FIX)
+    return fail(what, detail + (f" ({unread})" if unread else "; no NetworkPolicy of the namespace explains it"),
+                "ask the cluster's admins what stands between the namespace's pods and its Services")
+
+
+POLICY_FIX = ("ask the namespace's admins to let womm's pods (app.kubernetes.io/managed-by=womm) reach the share "
+              "server (womm.dev/role=share-server) on TCP port 8873: an egress rule beside the one that denies")
+
+
+def selects(selector, labels):
+    """Whether a LabelSelector (a dict, as the API sends it) selects these labels; None selects nothing."""
+    if selector is None:
+        return False
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e.get("key"), e.get("operator"), e.get("values") or []
+        if ((op == "In" and labels.get(key) not in values) or (op == "NotIn" and labels.get(key, object()) in values)
+                or (op == "Exists" and key not in labels) or (op == "DoesNotExist" and key in labels)):
+            return False
+    return True
+
+
+def _types(policy):
+    spec = policy.get("spec") or {}
+    return set(spec.get("policyTypes") or ["Ingress", *(["Egress"] if spec.get("egress") else [])])
+
+
+def _port_allowed(ports, port, name):
+    if not ports:
+        return True
+    for p in ports:
+        want = p.get("port")
+        if (p.get("protocol") or "TCP") != "TCP":
+            continue
+        if want is None or want in (port, name) or (isinstance(want, int) and want <= port <= (p.get("endPort") or want)):
+            return True
+    return False
+
+
+def _peer_allowed(peer, labels, namespace_labels, ip):
+    block = peer.get("ipBlock")
+    if block:
+        try:
+            address = ipaddress.ip_address(ip or "")
+        except ValueError:
+            return False  # the other side has no address yet: no ipBlock can be said to admit it
+        return address in ipaddress.ip_network(block["cidr"], strict=False) and not any(
+            address in ipaddress.ip_network(x, strict=False) for x in block.get("except") or [])
+    if "namespaceSelector" in peer and not selects(peer["namespaceSelector"], namespace_labels):
+        return False
+    return selects(peer.get("podSelector", {}), labels)
+
+
+def denying(policies, worker_labels, server_labels, namespace_labels, server_ip, port, port_name):
+    """([policies that select the workers and allow them no egress to the server's port],
+    [policies that select the server and admit no worker to it]), as NetworkPolicy's semantics say
+    (a connection needs both: egress allowed by some policy that selects its source, where any
+    does, and ingress allowed by some policy that selects its destination, where any does); both
+    in one namespace. Only what the policies can say: their podSelectors, namespaceSelectors
+    (on the namespace's labels), ipBlocks (on the server pod's address) and ports."""
+    def rules(policy, kind):
+        return (policy.get("spec") or {}).get(kind) or []
+
+    def name(policy):
+        return policy["metadata"]["name"]
+
+    out = [p for p in policies if "Egress" in _types(p) and selects((p.get("spec") or {}).get("podSelector"), worker_labels)]
+    egress_ok = not out or any(
+        _port_allowed(r.get("ports"), port, port_name)
+        and (not r.get("to") or any(_peer_allowed(peer, server_labels, namespace_labels, server_ip) for peer in r["to"]))
+        for p in out for r in rules(p, "egress"))
+    into = [p for p in policies if "Ingress" in _types(p) and selects((p.get("spec") or {}).get("podSelector"), server_labels)]
+    ingress_ok = not into or any(
+        _port_allowed(r.get("ports"), port, port_name)
+        and (not r.get("from") or any(_peer_allowed(peer, worker_labels, namespace_labels, None) for peer in r["from"]))
+        for p in into for r in rules(p, "ingress"))
+    return ([] if egress_ok else sorted(map(name, out))), ([] if ingress_ok else sorted(map(name, into)))
 
 
 def _first_line(command):

@@ -12,7 +12,7 @@ def main(args):
     if args.action == "sync":
         from womm.kube import Cluster
 
-        cluster = Cluster(args.context or project.get("context"), args.namespace or project.get("namespace"))
+        cluster = Cluster.of(project, args)
         stats = shares.for_project(project, cluster, say).sync_now()
         if args.output == "json":
             print(json.dumps(stats))

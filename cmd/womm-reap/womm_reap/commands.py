@@ -15,8 +15,8 @@ import shutil
 import sys
 import time
 
-from womm import cli, home, records, shares, taskobjects, tasks
-from womm.errors import UsageError, WommError
+from womm import cli, exitcodes, home, records, shares, taskobjects, tasks
+from womm.errors import UsageError, WommError, describe, error
 from womm.kube import Cluster
 from womm.report import say
 
@@ -28,18 +28,28 @@ COLUMNS = ["ID", "AGE", "STATUS", "CPU", "MEM", "HEALTH", "PWD", "COMMAND"]
 def _here_cluster(args):
     """The cluster and namespace to look in: the options, else this directory's, else the context's."""
     project = records.find_project(os.getcwd()) or {}
-    return Cluster(args.context or project.get("context"), args.namespace or project.get("namespace"))
+    return Cluster.of(project, args)
 
 
 def status(args):
+    from womm.kube import ApiError
+
     cluster = _here_cluster(args)
-    found = taskobjects.find(cluster, args.all_namespaces)
+    try:
+        found = taskobjects.find(cluster, args.all_namespaces)
+    except ApiError as e:
+        if e.status == 403 and args.all_namespaces:
+            # Not a misconfiguration `womm doctor` could fix: rights across namespaces are the cluster's.
+            raise WommError("--all-namespaces needs the right to list womm's objects in every namespace, which "
+                            f"this user does not have ({e}): look in one namespace at a time (--namespace NS)",
+                            doctor=False) from None
+        raise
     me = tasks.machine_id()
     rows = [t for t in found.values() if args.all_hosts or t.get("machine") == me]
     rows.sort(key=lambda t: t.get("created") or 0)
     if args.output == "json":
         print(json.dumps([_json_row(t) for t in rows], indent=1))
-        return 0
+        return exitcodes.OK
     columns = COLUMNS[:]
     if args.all_hosts:
         columns.insert(1, "HOST")
@@ -48,9 +58,9 @@ def status(args):
     table = [columns] + [[_cell(t, c) for c in columns] for t in rows]
     if len(table) == 1:
         print("no tasks", file=sys.stderr)
-        return 0
+        return exitcodes.OK
     _print_table(table)
-    return 0
+    return exitcodes.OK
 
 
 def _json_row(t):
@@ -67,31 +77,32 @@ def _age(t):
     return None if not t.get("created") else max(0, int(time.time() - t["created"]))
 
 
+def _health(t):
+    health = f"{t.get('pods_ready', 0)}/{t.get('pods') or '?'}"
+    return health + (f" {t['done']} done" if t.get("done") is not None else "")
+
+
+def _command(t):
+    return " ".join(shlex.quote(w) if w[:1] != "'" else w for w in (t.get("command") or [])) or "?"
+
+
+# What each column shows of a task (as taskobjects.find builds it).
+CELLS = {
+    "ID": lambda t: t["id"],
+    "HOST": lambda t: t.get("host") or "?",
+    "NAMESPACE": lambda t: t.get("namespace") or "?",
+    "AGE": lambda t: _human_age(_age(t)),
+    "STATUS": lambda t: t["status"],
+    "CPU": lambda t: str(t.get("cpu") or "-"),
+    "MEM": lambda t: str(t.get("mem") or "-"),
+    "HEALTH": _health,
+    "PWD": lambda t: t.get("cwd") or "?",
+    "COMMAND": _command,
+}
+
+
 def _cell(t, column):
-    if column == "ID":
-        return t["id"]
-    if column == "HOST":
-        return t.get("host") or "?"
-    if column == "NAMESPACE":
-        return t.get("namespace") or "?"
-    if column == "AGE":
-        return _human_age(_age(t))
-    if column == "STATUS":
-        return t["status"]
-    if column == "CPU":
-        return str(t.get("cpu") or "-")
-    if column == "MEM":
-        return str(t.get("mem") or "-")
-    if column == "HEALTH":
-        health = f"{t.get('pods_ready', 0)}/{t.get('pods') or '?'}"
-        if t.get("done") is not None:
-            health += f" {t['done']} done"
-        return health
-    if column == "PWD":
-        return t.get("cwd") or "?"
-    if column == "COMMAND":
-        return " ".join(shlex.quote(w) if w[:1] != "'" else w for w in (t.get("command") or [])) or "?"
-    return ""
+    return CELLS[column](t)
 
 
 def _human_age(seconds):
@@ -125,16 +136,16 @@ def finish(args):
         try:
             finish_one(task_id, args, here, me)
         except WommError as e:
-            print(f"womm-reap: error: {task_id}: {e}", file=sys.stderr)
+            error(f"{task_id}: {e}")
             failed += 1
-    return 1 if failed else 0
+    return exitcodes.FAILURE if failed else exitcodes.OK
 
 
 def _cluster_for(task_id, args):
     record = records.load_task(task_id) or {}
     if not record:
         return _here_cluster(args), record
-    return Cluster(args.context or record.get("context"), args.namespace or record.get("namespace")), record
+    return Cluster.of(record, args), record
 
 
 def finish_one(task_id, args, here, me, reason=None, log=None):
@@ -152,21 +163,21 @@ def finish_one(task_id, args, here, me, reason=None, log=None):
             raise UsageError(f"task {task_id} belongs to {t['cwd']}: finish it there, or use --force")
         if found and found["status"] == "RUNNING":
             raise UsageError(f"task {task_id} is still running: wait for it (or Ctrl-C it), or use --force")
-    if t.get("mode") == "async" and found and found["status"] == "COMPLETE":
-        _bring_back(cluster, t, log)
+    if (t.get("mode") == "async" and found and found["status"] == "COMPLETE") or record.get("syncback_pending"):
+        _bring_back(cluster, record, log)
     taskobjects.delete(cluster, task_id)
-    shutil.rmtree(home.run_dir(task_id), ignore_errors=True)
-    records.remove_task(task_id)
+    tasks.forget(task_id)
     (log or print)(f"finished {task_id}" + (f" ({reason})" if reason else ""))
 
 
-def _bring_back(cluster, t, log):
+def _bring_back(cluster, record, log):
     """An --async task's results into its directory (syncback shares), before its objects go.
 
     Its local record says the share; without it (another host's task) there is nothing to bring back here.
     """
-    if t.get("cwd") and t.get("share"):
-        shares.for_task(t, cluster, log or say).bring_back(t)
+    if record:
+        task = tasks.Task.from_record(record)
+        shares.for_task(task, cluster, log or say).bring_back(task)
 
 
 # ---------------------------------------------------------------- reap
@@ -193,7 +204,7 @@ def print_cron(args):
     if args.namespace:
         options += f" --namespace {shlex.quote(args.namespace)}"
     print(f"*/15 * * * * {' '.join(env)} {shlex.quote(exe)} reap{options}")
-    return 0
+    return exitcodes.OK
 
 
 def reap(args):
@@ -212,60 +223,74 @@ def reap(args):
         lock.close()
 
 
+def _act(line):
+    """Say what the reaper did, and keep it in its log."""
+    print(line, flush=True)
+    with open(home.reap_log(), "a") as f:
+        f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
+
+
 def _reap(args, ttl):
     me = tasks.machine_id()
-    errors = 0
-
-    def act(line):
-        print(line, flush=True)
-        with open(home.reap_log(), "a") as f:
-            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
-
     # Where to look: the namespaces of this host's records, and the current one.
     local = {t["id"]: t for t in records.list_tasks() if t.get("machine", me) == me}
     places = {(t.get("context"), t.get("namespace")) for t in local.values()}
     places.add((args.context, args.namespace))
-    seen, handled = set(), set()
+    seen, handled, errors = set(), set(), 0
     for context, namespace in sorted(places, key=lambda p: (p[0] or "", p[1] or "")):
         try:
-            cluster = Cluster(args.context or context, args.namespace or namespace)
-            found = taskobjects.find(cluster)
+            found = taskobjects.find(Cluster.of({"context": context, "namespace": namespace}, args))
         except WommError as e:
-            print(f"womm-reap: error: {e}", file=sys.stderr)
+            error(str(e))
             errors += 1
             continue
+        seen |= set(found)
         for tid, t in sorted(found.items()):
-            seen.add(tid)
-            if (t.get("machine") != me and not args.all_hosts) or tid in handled:
-                continue
-            why = None
-            if t["status"] == "ORPHANED":
-                why = "orphaned"
-            elif t["status"] == "COMPLETE" and time.time() - (t.get("created") or 0) > ttl:
-                why = "complete, older than the TTL"
-            if not why:
-                continue
-            handled.add(tid)
-            if args.dry_run:
-                act(f"would finish {tid} ({why})")
-                continue
-            try:
-                finish_one(tid, _Force(args), None, me, reason=why, log=act)
-            except Exception as e:  # noqa: BLE001 - report, go on with the others
-                print(f"womm-reap: error: finishing {tid}: {e}", file=sys.stderr)
-                errors += 1
-    # Records whose objects are gone and whose controller is dead.
+            why = _why_reap(t, me, args.all_hosts, ttl)
+            if why and tid not in handled:
+                handled.add(tid)
+                errors += _finish_reaped(tid, why, args, me)
+    _forget_gone(local, seen, args.dry_run)
+    errors += _reap_testbeds(args.dry_run, _act)
+    return exitcodes.FAILURE if errors else exitcodes.OK
+
+
+def _why_reap(t, me, all_hosts, ttl):
+    """Why the reaper finishes the task found (None: it does not)."""
+    if t.get("machine") != me and not all_hosts:
+        return None
+    if t["status"] == "ORPHANED":
+        return "orphaned"
+    if t["status"] == "COMPLETE" and time.time() - (t.get("created") or 0) > ttl:
+        return "complete, older than the TTL"
+    return None
+
+
+def _finish_reaped(tid, why, args, me):
+    """Finish a task the reaper chose; the errors (0 or 1)."""
+    if args.dry_run:
+        _act(f"would finish {tid} ({why})")
+        return 0
+    try:
+        finish_one(tid, _Force(args), None, me, reason=why, log=_act)
+    except Exception as e:  # noqa: BLE001 - report, go on with the others
+        error(f"finishing {tid}: {describe(e)}")
+        return 1
+    return 0
+
+
+def _forget_gone(local, seen, dry_run):
+    """This host's records whose objects are gone and whose controller is dead."""
     for tid, t in local.items():
         if tid in seen or tasks.controller_alive(t.get("pid"), t.get("pid_start"), t.get("machine")):
             continue
-        if args.dry_run:
-            act(f"would forget {tid} (its objects are gone)")
+        if t.get("syncback_pending"):
+            continue  # its results wait on the share server for `womm finish ID`, in its directory
+        if dry_run:
+            _act(f"would forget {tid} (its objects are gone)")
             continue
-        shutil.rmtree(home.run_dir(tid), ignore_errors=True)
-        records.remove_task(tid)
-        act(f"forgot {tid} (its objects are gone)")
-    errors += _reap_testbeds(args.dry_run, act)
-    return 1 if errors else 0
+        tasks.forget(tid)
+        _act(f"forgot {tid} (its objects are gone)")
 
 
 class _Force:
@@ -281,13 +306,13 @@ def _reap_testbeds(dry_run, act):
         import docker
 
         client = docker.from_env(timeout=30)
-        containers = client.containers.list(all=True, filters={"label": "womm.dev/testbed"})
+        containers = client.containers.list(all=True, filters={"label": taskobjects.TESTBED})
     except Exception:  # noqa: BLE001 - no docker here: nothing of ours to reap
-        return 0
+        return exitcodes.OK
     errors = 0
     for c in containers:
         labels = c.labels or {}
-        if tasks.controller_alive(labels.get("womm.dev/pid"), labels.get("womm.dev/pid-start"), tasks.machine_id()):
+        if taskobjects.testbed_owner_alive(labels):
             continue
         if dry_run:
             act(f"would remove testbed container {c.name}")
@@ -296,7 +321,7 @@ def _reap_testbeds(dry_run, act):
             c.remove(force=True)
             act(f"removed testbed container {c.name}")
         except Exception as e:  # noqa: BLE001
-            print(f"womm-reap: error: removing {c.name}: {e}", file=sys.stderr)
+            error(f"removing {c.name}: {describe(e)}")
             errors += 1
     return errors
 

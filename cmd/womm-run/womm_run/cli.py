@@ -3,13 +3,13 @@
 import argparse
 import re
 
-from womm import cli, exitcodes
+from womm import cli, exitcodes, tasks
 from womm.errors import UsageError, run_main
 
 PARALLEL_USAGE = "womm parallel --kube-pods N [womm options] [GNU parallel options] -- command [args] [::: inputs]"
 
 
-POD_DEFAULTS = {"kube-cpu": "1", "kube-mem": "512Mi"}
+POD_DEFAULTS = {"kube-cpu": tasks.CPU, "kube-mem": tasks.MEM}
 QUANTITY = {  # what Kubernetes accepts for each, in the forms people write
     "kube-cpu": (re.compile(r"[0-9]+(\.[0-9]+)?m?"), "a number of CPUs, e.g. 2, 0.5 or 250m"),
     "kube-mem": (re.compile(r"[0-9]+(\.[0-9]+)?([KMGTPE]i?|k)?"), "an amount of memory, e.g. 512Mi or 2Gi"),
@@ -18,12 +18,17 @@ QUANTITY = {  # what Kubernetes accepts for each, in the forms people write
 
 def add_pod_options(parser):
     group = parser.add_argument_group("pods (defaults from WOMM_KUBE_CPU, WOMM_KUBE_MEM or ~/.womm/settings.json)")
-    group.add_argument("--kube-cpu", metavar="N", help="CPUs reserved (and the limit) per pod (default 1)")
-    group.add_argument("--kube-mem", metavar="M", help="memory reserved (and the limit) per pod (default 512Mi)")
+    group.add_argument("--kube-cpu", metavar="N", help=f"CPUs reserved (and the limit) per pod (default {tasks.CPU})")
+    group.add_argument("--kube-mem", metavar="M", help=f"memory reserved (and the limit) per pod (default {tasks.MEM})")
     group.add_argument(
-        "--kube-pending-timeout", metavar="DURATION", type=cli.duration, default=300,
+        "--kube-run-as", metavar="UID[:GID]",
+        help="run the pods' containers as this user, not as the image's (default: the image's; where the namespace's "
+             "Pod Security wants no root, yours, or 1000 if you are root); the share's files are this user's",
+    )
+    group.add_argument(
+        "--kube-pending-timeout", metavar="DURATION", type=cli.duration, default=tasks.PENDING_TIMEOUT,
         help="give up, with the scheduler's or kubelet's reason, when no pod has started within DURATION "
-             "(e.g. 90s, 10m; default 5m); once some have, go on with those",
+             f"(e.g. 90s, 10m; default {tasks.PENDING_TIMEOUT:g} s); once some have, go on with those",
     )
     return group
 
@@ -41,6 +46,11 @@ def resolve_pod_options(args):
             source = f"--{name}" if given is not None else f"{name} (from WOMM_{attr.upper()} or settings.json)"
             raise UsageError(f"{source} {value}: not {what}")
         setattr(args, attr, value)
+    run_as = resolve("kube-run-as", args.kube_run_as)
+    if run_as is not None and not re.fullmatch(r"[1-9][0-9]*(:[0-9]+)?", str(run_as)):
+        source = "--kube-run-as" if args.kube_run_as is not None else "kube-run-as (from WOMM_KUBE_RUN_AS or settings.json)"
+        raise UsageError(f"{source} {run_as}: not UID or UID:GID of a user that is not root (e.g. 1000 or 1000:1000)")
+    args.kube_run_as = str(run_as) if run_as is not None else None
     return args
 
 
@@ -50,9 +60,9 @@ def add_parallel_options(parser):
     group.add_argument("--local-procs", metavar="N", type=_natural, default=0, help="in addition, run N job slots locally, in this directory")
     group.add_argument("--procs-per-pod", metavar="N", type=_positive, default=1, help="job slots per pod (default 1)")
     group.add_argument(
-        "--kube-retries", metavar="N", type=_natural, default=3,
+        "--kube-retries", metavar="N", type=_natural, default=tasks.RETRIES,
         help="run a job lost with its pod or stream (deleted, evicted, OOM-killed) again up to N times, "
-             "then fail it as a job (default 3)",
+             f"then fail it as a job (default {tasks.RETRIES})",
     )
     group.add_argument(
         "--async", dest="async_", action="store_true",

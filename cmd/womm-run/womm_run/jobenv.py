@@ -7,7 +7,6 @@ before every job, and it points bash at the other (BASH_ENV), so that `bash -c` 
 bash they start, have the functions.
 """
 
-import json
 import re
 
 NAME = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
@@ -47,11 +46,13 @@ def scripts(environ, names=()):
 
 
 def frame_payload(environ, names=()):
-    """The ENV frame's payload (womm_run.frames), or b"" when the jobs get nothing."""
+    """The ENV frame's payload (womm_run.protocol), or b"" when the jobs get nothing."""
+    from womm_run import protocol
+
     sh, bash = scripts(environ, names)
     if not sh and not bash:
         return b""
-    return json.dumps({"sh": sh.decode("latin-1"), "bash": bash.decode("latin-1")}).encode()
+    return protocol.env(sh, bash)
 
 
 def used_functions(environ, command):

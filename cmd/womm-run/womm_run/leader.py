@@ -15,7 +15,7 @@ from womm import manifests, records, shares, taskobjects, tasks
 from womm.errors import UsageError, WommError
 from womm.kube import Cluster
 from womm.report import Reporter, say
-from womm_run import parallel
+from womm_run import parallel, pods, protocol
 
 MAX_INPUT = 900 * 1024  # a ConfigMap holds about 1 MiB, the task record included
 TASK_DIR = "/womm/task"  # where the leader finds its task's ConfigMap (manifests.leader_pod)
@@ -64,7 +64,7 @@ def start(args):
     shares.for_project(project, None, say).check_async()
     if args.local_procs:
         raise UsageError("--async cannot use --local-procs: the task must not need this machine")
-    cluster = Cluster(args.context or project.get("context"), args.namespace or project.get("namespace"))
+    cluster = Cluster.of(project, args)
     argv, files = travelling_argv(args.parsed, MAX_INPUT)
     data = b""
     if args.parsed.reads_stdin:
@@ -75,32 +75,42 @@ def start(args):
     task = parallel.new_task(args, project, cluster, "async", argv=argv)
     try:
         taskobjects.create_owner(cluster, task)  # the leader renews it
-        records.save_task(task)
-        share = shares.for_task(task, cluster, Reporter(task["id"]).log)
+        task.save()
+        reporter = Reporter(task.id)
+        share = shares.for_task(task, cluster, reporter.log)
         share.prepare(task)
         share.wait_prepared()
+        # The workers are made here: the leader's account may make no pod (nor ReplicaSet).
+        cluster.request("POST", cluster.path("replicasets"), body=pods.admit(cluster, task, share, reporter.log))
+        task.save()
         body = manifests.leader_task(task, data, files)
         if len(json.dumps(body)) > MAX_INPUT + 100 * 1024:
             raise WommError("the task is too large for --async (its command and input are over 1 MiB): put the "
                             "inputs in a file of the share and give it to GNU parallel with :::: FILE")
-        cluster.request("POST", cluster.path("configmaps"), body=body)
-        cluster.request("POST", cluster.path("pods"), body=manifests.leader_pod(task, task["helper_image"]))
+        cluster.request("POST", cluster.path("secrets"), body=body)
+        cluster.request("POST", cluster.path("pods"), body=manifests.leader_pod(task, task.helper_image))
     except BaseException:
-        taskobjects.delete(cluster, task["id"])
-        records.remove_task(task["id"])
+        taskobjects.delete(cluster, task.id)
+        tasks.forget(task.id)
         raise
-    print(task["id"])
-    say(f"task {task['id']} runs in the cluster. Follow it with `womm logs {task['id']}`; "
-        f"once it is COMPLETE, `womm finish {task['id']}` removes it.")
+    print(task.id)
+    say(f"task {task.id} runs in the cluster. Follow it with `womm logs {task.id}`; "
+        f"once it is COMPLETE, `womm finish {task.id}` removes it.")
     return 0
 
 
 def main(args):
     """In the leader pod: run the task its record describes."""
     with open(args.task) as f:
-        task = json.load(f)
-    parallel.ensure_open_files(tasks.pod_slots(task), task["pods"])
+        record = json.load(f)
+    if record.get("protocol") != protocol.PROTOCOL:
+        # The client's womm made the record, the helper image's runs it: both must speak alike.
+        raise WommError(f"this task was made by a womm of pod protocol {record.get('protocol') or 1}, and this "
+                        f"helper image's womm speaks {protocol.PROTOCOL}: make the helper image the client's "
+                        "with `womm build-images`, then `womm cluster-setup --apply` (or set helper-image to it)")
+    task = tasks.Task.from_record(record)
+    parallel.ensure_open_files(task.pod_slots, task.pods)
     fd = os.open(INPUT if os.path.exists(INPUT) else os.devnull, os.O_RDONLY)
     os.dup2(fd, 0)
     os.close(fd)
-    return parallel.run(task, Cluster(), Reporter(task["id"]))
+    return parallel.Run(task, Cluster(), Reporter(task.id)).run()

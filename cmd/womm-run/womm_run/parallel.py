@@ -16,10 +16,11 @@ from womm import records, shares, taskobjects, tasks
 from womm.errors import UsageError, WommError, deferred_signals, split_hint
 from womm.kube import Cluster
 from womm.report import Reporter
-from womm_run import controller, jobenv, parallel_options
+from womm_run import gnuparallel, jobenv, parallel_options, protocol
+from womm_run.localjobs import RunDir
 from womm_run.podlink import Attacher
 from womm_run.pods import TaskPods, end_task
-from womm_run.slots import RunDir
+from womm_run.scheduler import Scheduler
 
 
 def local_shell():
@@ -27,15 +28,14 @@ def local_shell():
 
 
 def main(args):
-    if args.citation:
-        require("parallel")
-        os.execvp("parallel", ["parallel", "--citation"])
     require("parallel")
+    if args.citation:
+        return gnuparallel.citation()
     ensure_open_files(args.local_procs + args.kube_pods * args.procs_per_pod, args.kube_pods)
     project = records.require_project(os.getcwd())
-    cluster = Cluster(args.context or project.get("context"), args.namespace or project.get("namespace"))
+    cluster = Cluster.of(project, args)
     task = new_task(args, project, cluster, "sync")
-    return run(task, cluster, Reporter(task["id"]))
+    return Run(task, cluster, Reporter(task.id)).run()
 
 
 def new_task(args, project, cluster, mode, argv=None):
@@ -44,7 +44,7 @@ def new_task(args, project, cluster, mode, argv=None):
         "parallel", mode, project, cluster, os.getcwd(), ["parallel", *(argv or args.parallel_argv)],
         pods=args.kube_pods, procs_per_pod=args.procs_per_pod, local_procs=args.local_procs,
         cpu=args.kube_cpu, mem=args.kube_mem, shell=os.path.basename(local_shell()), retries=args.kube_retries,
-        pending_timeout=args.kube_pending_timeout,
+        pending_timeout=args.kube_pending_timeout, run_as=args.kube_run_as, protocol=protocol.PROTOCOL,
     )
 
 
@@ -69,68 +69,110 @@ def ensure_open_files(slots, pods):
     resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
 
 
-def run(task, cluster, reporter):
-    """Run the task here (the client, or the leader of an --async task); GNU parallel's status."""
-    command = task["command"]
-    in_cluster = task["mode"] == "async"  # the leader: its client prepared the share, `womm finish` brings it back
-    share = shares.for_task(task, cluster, reporter.log)
-    rundir = RunDir(task["id"], max_slots=task["local_procs"] + tasks.pod_slots(task), local_slots=task["local_procs"])
-    scheduler = controller.Scheduler(rundir, retries=task.get("retries", 3), log=reporter.log)
-    fatal = []
-    proc_holder = {}
+class Run:
+    """One run of a task here (the client, or the leader of an --async task).
 
-    def on_fatal(message):
-        if not fatal:
-            fatal.append(message)
-            proc = proc_holder.get("proc")
+    Its parts: the share, GNU parallel's local side (the run directory, the Scheduler), the
+    task's pods and their links. A fatal event (no pod can start, the API is gone) from any
+    thread ends it: the first is kept, and GNU parallel is interrupted.
+    """
+
+    def __init__(self, task, cluster, reporter):
+        self.task, self.cluster, self.reporter = task, cluster, reporter
+        self.fatal = None  # the message of the first fatal event
+        self.proc = None  # GNU parallel, once started
+        self.keep = False  # the task's local record and snapshot stay for `womm finish` (a syncback to try again)
+        self.share = shares.for_task(task, cluster, reporter.log)
+        self.rundir = RunDir(task.id, max_slots=task.local_procs + task.pod_slots, local_slots=task.local_procs)
+        self.scheduler = Scheduler(self.rundir, retries=task.retries, log=reporter.log,
+                                   show_commands=task.mode != "async")
+        self.pods = TaskPods(cluster, task, self.share, reporter.log, self.on_fatal)
+        self.pods.jobs_done = lambda: self.scheduler.done
+        self.parsed = parallel_options.parse(task.command[1:])
+        names = [os.fsencode(n) for n in self.parsed.env_names_expanded()]
+        used = jobenv.used_functions(os.environb, [os.fsencode(w) for w in task.command[1:]])
+        self.attacher = Attacher(cluster, task, self.share, self.scheduler, self.pods,
+                                 jobenv.frame_payload(os.environb, names), reporter.log, functions=used)
+
+    def on_fatal(self, message):
+        if self.fatal is None:
+            self.fatal = message
+            proc = self.proc
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
 
-    pods = TaskPods(cluster, task, share, reporter.log, on_fatal)
-    pods.jobs_done = lambda: scheduler.done
-    parsed = parallel_options.parse(command[1:])
-    names = [os.fsencode(n) for n in parsed.env_names_expanded()]
-    attacher = Attacher(cluster, task, share, scheduler, pods, jobenv.frame_payload(os.environb, names), reporter.log,
-                        functions=jobenv.used_functions(os.environb, [os.fsencode(w) for w in command[1:]]))
-    proc = None
-    try:
-        if not in_cluster:  # a leader's client made the Lease
-            taskobjects.create_owner(cluster, task)
-            records.save_task(task)
-        taskobjects.keep_alive(cluster, task, pods.stopping, reporter.log)
-        if not in_cluster:
-            share.prepare(task, on_fatal)
-        pods.start(attacher.attach)
-        pods.create()
-        reporter.progress(f"replicaset.apps/womm-task-{task['id']} created ({task['pods']} pods in {cluster.namespace})")
-        threading.Thread(target=_record_progress, args=(task, scheduler, pods.stopping), daemon=True).start()
-        # GNU parallel starts once it has slots to run jobs in (so that --timeout, --joblog's
-        # times and --halt see jobs that run, not jobs waiting for a pod), and is told of more
-        # as pods come; of all at once when it divides its work by them (-X, --tee).
-        if not task["local_procs"]:
-            while not scheduler.some_live.wait(0.5):
-                if fatal:
-                    raise _ended(fatal[0], 0)
-        if parsed.divides_by_slots:
-            scheduler.grant_all()
-        proc = proc_holder["proc"] = controller.start_parallel(
-            [command[0], "-j", str(rundir.jobs_file), *command[1:]], rundir, scheduler, os.environ, local_shell(),
-            pass_fds=controller.inherited_fds(),
+    def run(self):
+        """GNU parallel's exit status; WommError if a fatal event ended the run."""
+        task = self.task
+        in_cluster = task.mode == "async"  # the leader: its client prepared the share, `womm finish` brings it back
+        ended_well = False
+        try:
+            if not in_cluster:  # a leader's client made the Lease
+                taskobjects.create_owner(self.cluster, task)
+                task.save()
+            taskobjects.keep_alive(self.cluster, task, self.pods.stopping, self.reporter.log)
+            if not in_cluster:
+                self.share.prepare(task, self.on_fatal)
+            self.pods.start(self.attacher.attach)
+            self.pods.create(make=not in_cluster)
+            self.reporter.progress(f"replicaset.apps/womm-task-{task.id} created ({task.pods} pods in "
+                                   f"{self.cluster.namespace})")
+            threading.Thread(target=_record_progress, args=(task, self.scheduler, self.pods.stopping),
+                             daemon=True).start()
+            status = self._parallel()
+            if not in_cluster and (self.scheduler.done or not self.fatal):
+                self._bring_back()
+            if self.fatal:
+                raise _ended(self.fatal, self.scheduler.done)
+            ended_well = True
+            return status
+        finally:
+            with deferred_signals(self.reporter.log):  # a second Ctrl-C or SIGTERM waits for the cleanup
+                if self.proc is not None:
+                    gnuparallel.stop(self.proc)
+                self.attacher.close()
+                self.rundir.close()
+                try:
+                    end_task(task, self.pods, self.share, self.reporter, keep=self.keep)
+                except WommError as e:
+                    if ended_well:
+                        raise
+                    self.reporter.log(str(e))  # the run's own error stands; this one is said before it
+
+    def _bring_back(self):
+        """What the jobs that ended left, even when the run ends badly. If it cannot come back now, the
+        results stay on the share server and the task's record and snapshot here: `womm finish ID`
+        merges them then, as it does an --async task's."""
+        try:
+            self.share.bring_back(self.task)
+        except WommError:
+            if self.share.syncs_back:
+                self.keep = True
+                with records.update_task(self.task.id) as record:
+                    record["syncback_pending"] = True
+            raise
+
+    def _parallel(self):
+        """Start GNU parallel and serve its jobs until it exits; its status.
+
+        It starts once it has slots to run jobs in (so that --timeout, --joblog's times and --halt
+        see jobs that run, not jobs waiting for a pod), and is told of more as pods come; of all
+        at once when it divides its work by them (-X, --tee)."""
+        command = self.task.command
+        if not self.task.local_procs:
+            while not self.scheduler.some_live.wait(0.5):
+                if self.fatal:
+                    raise _ended(self.fatal, 0)
+        if self.parsed.divides_by_slots:
+            self.scheduler.grant_all()
+        self.proc = gnuparallel.start(
+            [command[0], "-j", str(self.rundir.jobs_file), *command[1:]], self.rundir, self.scheduler, os.environ,
+            local_shell(), pass_fds=gnuparallel.inherited_fds(),
         )
-        rewindable = not (parsed.ungrouped or parsed.line_buffered)
-        status = controller.serve_parallel(proc, rundir, scheduler, rewindable=rewindable)
-        if not in_cluster and (scheduler.done or not fatal):
-            share.bring_back(task)  # what the jobs that ended left, even when the run ends badly
-        if fatal:
-            raise _ended(fatal[0], scheduler.done)
-        return status
-    finally:
-        with deferred_signals(reporter.log):  # a second Ctrl-C or SIGTERM waits for the cleanup
-            if proc is not None:
-                controller.stop_parallel(proc)
-            attacher.close()
-            rundir.close()
-            end_task(task, pods, share, reporter)
+        if self.fatal:  # it came while GNU parallel started: on_fatal did not see it
+            self.proc.send_signal(signal.SIGINT)
+        rewindable = not (self.parsed.ungrouped or self.parsed.line_buffered)
+        return gnuparallel.serve(self.proc, self.rundir, self.scheduler, rewindable=rewindable)
 
 
 def _ended(fatal, done):
@@ -147,7 +189,7 @@ def _record_progress(task, scheduler, stopping, every=2.0):
         if done != last:
             last = done
             try:
-                with records.update_task(task["id"]) as record:
+                with records.update_task(task.id) as record:
                     if record:
                         record["done"] = done
             except OSError:

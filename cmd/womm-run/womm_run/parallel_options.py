@@ -525,14 +525,8 @@ class _Reader:
             word, given, index, whole = todo.pop()
             if word == "--":
                 break
-            name = word.split("=", 1)[0]
-            if whole and name in self.extra:
-                removed.add(index)
-                out.extra.append(word)
-                if self.extra[name] and "=" not in word and todo:
-                    value = todo.pop()
-                    removed.add(value[2])
-                    out.extra.append(value[0])
+            if whole and word.split("=", 1)[0] in self.extra:
+                self._extra(word, index, todo, out, removed)
                 if open_value is not None:  # GNU parallel must not take the word after the womm option
                     inserted[open_value[0]] = open_value[1]
                 open_value = None
@@ -553,6 +547,15 @@ class _Reader:
                 out.argv.append(inserted[i])
         return out
 
+    def _extra(self, word, index, todo, out, removed):
+        """A womm option (and its value): kept apart, and out of GNU parallel's command line."""
+        removed.add(index)
+        out.extra.append(word)
+        if self.extra[word.split("=", 1)[0]] and "=" not in word and todo:
+            value = todo.pop()
+            removed.add(value[2])
+            out.extra.append(value[0])
+
     def _option(self, body, starter, origin, todo, out):
         """Read one option; push back what is left of a bundle. Returns the default an optional value took."""
         given, index = origin
@@ -569,88 +572,21 @@ class _Reader:
                 return None
         else:
             name = body.lower()
+        word = _Word(self.source, starter, given, index, todo, out, name, optarg, rest, self.option_like)
         spec = _SPECS.get(name)
-
-        def problem(message, candidates=()):
-            out.problems.append(Problem(given, self.source, message, tuple(candidates)))
-
-        def again(text):  # the rest of a bundle is read next
-            todo.append((starter + text, given, index, False))
-
         if spec is None:
             if len(starter) == 1:
                 if rest is not None:
-                    again(rest)
+                    word.again(rest)
                 body = body[:1]
-            problem(f"Unknown option: {body}" if body else f"Missing option after {starter}")
+            word.problem(f"Unknown option: {body}" if body else f"Missing option after {starter}")
             return None
-
-        def found(value):
-            out.options.append(Option(spec.name, value, given, self.source))
-
-        kind = spec.kind
-        if kind == "-":
-            if optarg is not None:
-                problem(f"Option {name} does not take an argument")
-                return None
-            found(None)
-            if rest is not None:
-                again(rest)
-            return None
-        mandatory = kind.startswith("=")
-        default = "0" if kind == ":f" else ""
+        word.spec = spec
+        if spec.kind == "-":
+            return word.flag()
         if (optarg == "") if optarg is not None else (rest is None and not todo):
-            if mandatory:
-                problem(f"Option {name} requires an argument")
-                return None
-            found(default)
-            return None
-        entry = None
-        if rest is not None:
-            arg = rest
-        elif optarg is not None:
-            arg = optarg
-        else:
-            entry = todo.pop()
-            arg = entry[0]
-        if kind == "=s%":
-            if "=" not in arg:
-                problem(f'Option {name}, key "{arg}", requires a value')
-                if rest is not None:
-                    again(rest)
-                return None
-            found(arg)
-            return None
-        if kind in ("=s", ":s"):
-            if mandatory or optarg is not None or rest is not None or arg == "-":
-                found(arg)
-                return None
-            if arg == "--" or self.option_like.match(arg):
-                todo.append(entry)
-                found(default)
-                return default
-            found(arg)
-            return None
-        number = kind[1]  # "i" or "f"
-        leading = _LEADING[number].match(rest) if rest is not None else None
-        if leading:
-            found(leading.group(1))
-            if leading.group(2):
-                again(leading.group(2))
-        elif _WHOLE[number].match(arg):
-            found(arg)
-        elif optarg is not None or mandatory:
-            problem(f'Value "{arg}" invalid for option {name} ({_WHAT[number]})')
-            if rest is not None:
-                again(rest)
-        else:
-            if rest is not None:
-                again(rest)
-            else:
-                todo.append(entry)
-            found(default)
-            return default
-        return None
+            return word.no_value()
+        return _READ_VALUE[spec.kind](word, word.value())
 
     def _expand(self, body, given, out):
         """A long option's name from a unique prefix of one of its names, as Getopt::Long's auto_abbrev."""
@@ -664,6 +600,110 @@ class _Reader:
             hits = options
         return hits[0] if len(hits) == 1 else body
 
+
+
+class _Word:
+    """One option word being read (or what is left of a bundle), and what reading it may do:
+    find the option, report a problem, push the rest of a bundle back, take the next word."""
+
+    def __init__(self, source, starter, given, index, todo, out, name, optarg, rest, option_like):
+        self.source, self.starter, self.given, self.index = source, starter, given, index
+        self.option_like = option_like  # what looks like an option, and so is no optional value
+        self.todo, self.out = todo, out
+        self.name, self.optarg, self.rest = name, optarg, rest
+        self.spec = None
+        self.entry = None  # the next word, when the value was taken from it
+
+    def problem(self, message, candidates=()):
+        self.out.problems.append(Problem(self.given, self.source, message, tuple(candidates)))
+
+    def again(self, text):
+        """The rest of a bundle is read next."""
+        self.todo.append((self.starter + text, self.given, self.index, False))
+
+    def found(self, value):
+        self.out.options.append(Option(self.spec.name, value, self.given, self.source))
+
+    @property
+    def mandatory(self):
+        return self.spec.kind.startswith("=")
+
+    @property
+    def default(self):
+        return "0" if self.spec.kind == ":f" else ""
+
+    def flag(self):
+        if self.optarg is not None:
+            self.problem(f"Option {self.name} does not take an argument")
+            return None
+        self.found(None)
+        if self.rest is not None:
+            self.again(self.rest)
+        return None
+
+    def no_value(self):
+        """Nothing to take a value from (`--x=`, or the last word)."""
+        if self.mandatory:
+            self.problem(f"Option {self.name} requires an argument")
+            return None
+        self.found(self.default)
+        return None
+
+    def value(self):
+        """The value's text: the rest of the bundle, after `=`, or the next word (taken)."""
+        if self.rest is not None:
+            return self.rest
+        if self.optarg is not None:
+            return self.optarg
+        self.entry = self.todo.pop()
+        return self.entry[0]
+
+    def pair(self, arg):
+        if "=" not in arg:
+            self.problem(f'Option {self.name}, key "{arg}", requires a value')
+            if self.rest is not None:
+                self.again(self.rest)
+            return None
+        self.found(arg)
+        return None
+
+    def string(self, arg):
+        if self.mandatory or self.optarg is not None or self.rest is not None or arg == "-":
+            self.found(arg)
+            return None
+        if arg == "--" or self.option_like.match(arg):  # an optional value does not take an option
+            self.todo.append(self.entry)
+            self.found(self.default)
+            return self.default
+        self.found(arg)
+        return None
+
+    def number(self, arg):
+        number = self.spec.kind[1]  # "i" or "f"
+        leading = _LEADING[number].match(self.rest) if self.rest is not None else None
+        if leading:  # in a bundle, the digits only: the rest is a bundle again
+            self.found(leading.group(1))
+            if leading.group(2):
+                self.again(leading.group(2))
+        elif _WHOLE[number].match(arg):
+            self.found(arg)
+        elif self.optarg is not None or self.mandatory:
+            self.problem(f'Value "{arg}" invalid for option {self.name} ({_WHAT[number]})')
+            if self.rest is not None:
+                self.again(self.rest)
+        else:  # an optional number that is not one: the word stays for what follows
+            if self.rest is not None:
+                self.again(self.rest)
+            else:
+                self.todo.append(self.entry)
+            self.found(self.default)
+            return self.default
+        return None
+
+
+# How each kind of value is read (womm's reading of Getopt::Long's).
+_READ_VALUE = {"=s%": _Word.pair, "=s": _Word.string, ":s": _Word.string,
+               "=i": _Word.number, "=f": _Word.number, ":f": _Word.number}
 
 
 def shell_words(text):

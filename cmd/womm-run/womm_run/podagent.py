@@ -1,10 +1,11 @@
 """A pod's agent: womm's end of the pod's one exec stream, in its womm container.
 
-    controller ==frames (womm_run.frames)==> agent --RUN/ctl, RUN/jobs/*/ fifos--> runner.sh
-                 one exec stream per pod                              (PID 1 of the job container)
+    controller ==frames (womm_run.protocol)==> agent --RUN/ctl, RUN/jobs/*/ fifos--> runner.sh
+                 one exec stream per pod                                (PID 1 of the job container)
 
 The controller runs `womm-run pod-agent RUN SLOTS` in the pod's womm container through the
-exec API; RUN is an emptyDir both containers mount. The agent turns JOB frames into job
+exec API; RUN is an emptyDir both containers mount (its layout: womm.podrun). The agent
+says HELLO first, then turns JOB frames into job
 directories and `run` lines for the runner, and each job's fifos back into OUT, ERR and EXIT
 frames, binary-safe, reading every job a slice at a time so that no slot starves another. A
 job's stdin comes in IN frames and is acknowledged as the job takes it (ACK): the controller
@@ -24,14 +25,14 @@ Standard library only, and nothing heavy: it starts once per pod.
 
 import errno
 import fcntl
-import json
 import os
 import selectors
 import signal
 import sys
 import time
 
-from womm_run import frames
+from womm import podrun, store
+from womm_run import protocol
 
 CHUNK = 65536
 OUTPUT_HIGH = 1 << 20  # bytes queued for the controller above which no job is read
@@ -43,34 +44,36 @@ def sh_quote(data):
 
 
 class Job:
-    def __init__(self, agent, slot, number, seq, jobslot, command, env=()):
+    """One attempt of a job in this pod: its directory (womm.podrun) and this end of its fifos."""
+
+    def __init__(self, agent, slot, number, spec):
         self.slot, self.number = slot, number
-        self.name = f"{slot}-{number}"
-        self.dir = os.path.join(agent.run, "jobs", self.name)
+        self.name = podrun.job_name(slot, number)
+        self.dir = podrun.job_dir(agent.run, self.name)
         self.pid = None
         self.cancelled = False
         self.pending_in = bytearray()
         self.in_eof = False
         self.status_buf = b""
         os.mkdir(self.dir, 0o777)
-        for name in ("in", "out", "err", "status"):
+        for name in podrun.FIFOS:
             os.mkfifo(os.path.join(self.dir, name), 0o666)
-        with open(os.path.join(self.dir, "job"), "wb") as f:
+        with open(os.path.join(self.dir, podrun.JOB), "wb") as f:
             f.write(b"cmd=%s\nPARALLEL_SEQ=%d PARALLEL_JOBSLOT=%d\nexport PARALLEL_SEQ PARALLEL_JOBSLOT\n"
-                    % (sh_quote(command), seq, jobslot))
-            for name, value in env:
+                    % (sh_quote(spec.command), spec.seq, spec.jobslot))
+            for name, value in spec.env:
                 if name.replace(b"_", b"a").isalnum() and not name[:1].isdigit():
                     f.write(b"%s=%s; export %s\n" % (name, sh_quote(value), name))
         # O_RDWR: the opens never block, and reads see no end while the runner has not opened
         # its side yet. The status fifo is opened again read-only once the job has started.
         flags = os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC
-        self.fds = {name: os.open(os.path.join(self.dir, name), flags) for name in ("in", "out", "err", "status")}
+        self.fds = {name: os.open(os.path.join(self.dir, name), flags) for name in podrun.FIFOS}
 
     def close(self):
         for fd in self.fds.values():
             os.close(fd)
         self.fds = {}
-        for name in ("in", "out", "err", "status", "job", "pid"):
+        for name in podrun.JOB_FILES:
             try:
                 os.unlink(os.path.join(self.dir, name))
             except FileNotFoundError:
@@ -93,40 +96,38 @@ class Agent:
         self.sel = selectors.DefaultSelector()
         self.jobs = {}  # slot -> Job
         self.out = bytearray()  # frames waiting for the stream
-        self.decoder = frames.Decoder()
+        self.decoder = protocol.Decoder()
         self.last_heard = time.monotonic()
         self.reading_jobs = True
         self.ended = False
+        self.on_frame = {protocol.JOB: self._on_job, protocol.IN: self._on_in, protocol.KILL: self._on_kill,
+                         protocol.ENV: self._on_env, protocol.PING: self._on_ping}
 
     # ---------------------------------------------------------------- start and end
 
     def take_over(self):
         """Become the pod's only agent: a previous one (its stream broken) is stopped first."""
-        self.lock = os.open(os.path.join(self.run, "agent.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self.lock = os.open(podrun.path(self.run, podrun.AGENT_LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         deadline = time.monotonic() + 10
         while True:
             try:
                 fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                old = _read_int(os.path.join(self.run, "agent.pid"))
+                old = _read_int(podrun.path(self.run, podrun.AGENT_PID))
                 if old:
                     try:
                         os.kill(old, signal.SIGKILL if time.monotonic() > deadline else signal.SIGTERM)
                     except ProcessLookupError:
                         pass
                 time.sleep(0.1)
-        with open(os.path.join(self.run, "agent.pid"), "w") as f:
-            f.write(f"{os.getpid()}\n")
-        os.makedirs(os.path.join(self.run, "jobs"), exist_ok=True)
-        ctl = os.path.join(self.run, "ctl")
-        if not os.path.exists(ctl):
-            os.mkfifo(ctl, 0o666)
-        self.ctl = os.open(ctl, os.O_RDWR | os.O_CLOEXEC)
+        store.write_bytes(podrun.path(self.run, podrun.AGENT_PID), f"{os.getpid()}\n".encode())
+        podrun.prepare(self.run)
+        self.ctl = os.open(podrun.path(self.run, podrun.CTL), os.O_RDWR | os.O_CLOEXEC)
 
     def runner_info(self, wait=30):
         """What runner.sh found in the job container (its shell, bash, setsid)."""
-        path = os.path.join(self.run, "runner")
+        path = podrun.path(self.run, podrun.RUNNER)
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -145,10 +146,13 @@ class Agent:
         for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             signal.signal(signum, self._on_signal)
         os.set_blocking(self.stdout, False)
-        hello = {"slots": self.slots, **self.runner_info(), "pid": os.getpid()}
+        runner = self.runner_info()
         self.runner = self._runner_generation()
-        self.send(frames.HELLO, payload=json.dumps(hello).encode())
+        self.send(protocol.HELLO, payload=protocol.hello(runner.get("shell", ""), runner.get("bash", ""),
+                                                         runner.get("setsid", ""), os.getpid()))
         self._watch(self.stdin, selectors.EVENT_READ, ("stdin", None))
+        on_event = {"stdin": self._from_controller, "stdout": self._flush, "push": self._push_done,
+                    "in": self._write_in, "status": self._status, "out": self._read_output, "err": self._read_output}
         try:
             while not self.ended:
                 self._flush()
@@ -157,24 +161,18 @@ class Agent:
                     break  # the controller has not pinged for minutes: its stream is dead
                 if not events:
                     self._check_runner()
-                for key, mask in events:
+                for key, _ in events:
                     what, job = key.data
-                    if job is not None and job.fds.get(what) != key.fd:
-                        continue  # an earlier event of this batch ended the job (or moved the fd)
-                    if what == "stdin":
-                        self._from_controller()
-                    elif what == "stdout":
-                        self._flush()
-                    elif what == "push":
-                        self._push_done()
-                    else:
-                        self._job_event(what, job, mask)
+                    if job is None:
+                        on_event[what]()
+                    elif job.fds.get(what) == key.fd:  # else an earlier event of this batch ended the job
+                        on_event[what](job, what)
         finally:
             self.stop_all()
 
     def _runner_generation(self):
         try:
-            st = os.stat(os.path.join(self.run, "runner"))
+            st = os.stat(podrun.path(self.run, podrun.RUNNER))
             return st.st_ino, st.st_mtime_ns
         except FileNotFoundError:
             return None
@@ -187,7 +185,7 @@ class Agent:
         self.runner = now
         for job in list(self.jobs.values()):
             if job.pid is None:
-                self._end(job, frames.LOST, b"its job container restarted")
+                self._end(job, protocol.LOST, protocol.text("its job container restarted"))
 
     def _on_signal(self, signum, frame):
         self.ended = True
@@ -212,43 +210,46 @@ class Agent:
             return
         self.last_heard = time.monotonic()
         for kind, slot, number, payload in self.decoder.feed(data):
-            if kind == frames.JOB:
-                self._start(slot, number, *frames.decode_job(payload))
-            elif kind == frames.IN:
-                job = self._job(slot, number)
-                if job:
-                    if payload:
-                        job.pending_in += payload
-                    else:
-                        job.in_eof = True
-                    self._want_write(job)
-            elif kind == frames.KILL:
-                job = self._job(slot, number)
-                if job:
-                    job.cancelled = True
-                    if job.pid:
-                        self._ctl(f"kill {job.pid}")
-            elif kind == frames.ENV:
-                self._write_env(payload)
-            elif kind == frames.PING:
-                self.send(frames.PONG)
+            handler = self.on_frame.get(kind)
+            if handler:  # else a frame only the controller receives: ignored
+                handler(slot, number, payload)
 
-    def _write_env(self, payload):
+    def _on_job(self, slot, number, payload):
+        self._start(slot, number, protocol.read_job(payload))
+
+    def _on_in(self, slot, number, payload):
+        job = self._job(slot, number)
+        if job:
+            if payload:
+                job.pending_in += payload
+            else:
+                job.in_eof = True
+            self._want_write(job)
+
+    def _on_kill(self, slot, number, payload):
+        job = self._job(slot, number)
+        if job:
+            job.cancelled = True
+            if job.pid:
+                self._ctl(f"kill {job.pid}")
+
+    def _on_env(self, slot, number, payload):
         """The scripts of womm_run.jobenv: `env` for runner.sh to source, and the bash functions."""
-        scripts = json.loads(payload)
-        sh = scripts.get("sh", "").encode("latin-1")
-        bash = scripts.get("bash", "").encode("latin-1")
+        sh, bash = protocol.read_env(payload)
         if bash:
-            functions = os.path.join(self.run, "functions.bash")
-            _write(functions, bash)
+            functions = podrun.path(self.run, podrun.FUNCTIONS)
+            store.write_bytes(functions, bash, 0o644)
             sh += b"BASH_ENV=%s; export BASH_ENV\n" % functions.encode()
-        _write(os.path.join(self.run, "env"), sh)
+        store.write_bytes(podrun.path(self.run, podrun.ENV), sh, 0o644)
+
+    def _on_ping(self, slot, number, payload):
+        self.send(protocol.PONG)
 
     def _job(self, slot, number):
         job = self.jobs.get(slot)
         return job if job is not None and job.number == number else None
 
-    def _start(self, slot, number, seq, jobslot, command, env=()):
+    def _start(self, slot, number, spec):
         old = self.jobs.pop(slot, None)
         if old is not None:  # the controller gave up on it: it must not write into its successor
             if old.pid:
@@ -256,9 +257,9 @@ class Agent:
             self._unregister(old)
             old.close()
         try:
-            job = Job(self, slot, number, seq, jobslot, command, env)
+            job = Job(self, slot, number, spec)
         except OSError as e:
-            self.send(frames.LOST, slot, number, f"cannot prepare the job: {e.strerror}".encode())
+            self.send(protocol.LOST, slot, number, protocol.text(f"cannot prepare the job: {e.strerror}"))
             return
         self.jobs[slot] = job
         self._watch(job.fds["status"], selectors.EVENT_READ, ("status", job))
@@ -271,30 +272,22 @@ class Agent:
 
     # ---------------------------------------------------------------- the jobs' fifos
 
-    def _job_event(self, what, job, mask):
-        if what == "in":
-            self._write_in(job)
-        elif what == "status":
-            self._status(job)
-        else:
-            self._read_output(job, what)
-
     def _read_output(self, job, what):
         try:
             data = os.read(job.fds[what], CHUNK)
         except BlockingIOError:
             return
         if data:
-            self.send(frames.OUT if what == "out" else frames.ERR, job.slot, job.number, data)
+            self.send(protocol.OUT if what == "out" else protocol.ERR, job.slot, job.number, data)
 
-    def _status(self, job):
+    def _status(self, job, what="status"):
         try:
             data = os.read(job.fds["status"], 256)
         except BlockingIOError:
             return
         if not data:
             # The wrapper died before it said how the job ended: its container went away.
-            self._end(job, frames.LOST, b"its job container stopped (restarted, or out of memory)")
+            self._end(job, protocol.LOST, protocol.text("its job container stopped (restarted, or out of memory)"))
             return
         job.status_buf += data
         while b"\n" in job.status_buf:
@@ -303,7 +296,7 @@ class Agent:
             if word == b"started" and value.isdigit():
                 job.pid = int(value)
                 # From now on the fifo's end means the wrapper is gone: hold it read-only.
-                ro = os.open(os.path.join(job.dir, "status"), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                ro = os.open(os.path.join(job.dir, what), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
                 self._watch(job.fds["status"], 0)
                 os.close(job.fds["status"])
                 job.fds["status"] = ro
@@ -313,12 +306,13 @@ class Agent:
                 self._want_write(job)
             elif word == b"exit":
                 self._drain(job)
+                status = protocol.exit_status(protocol.read_exit(value))
                 if self.push:
                     self._end(job, None, None)
-                    self.push_waiting.append((job.slot, job.number, value))
+                    self.push_waiting.append((job.slot, job.number, status))
                     self._start_push()
                 else:
-                    self._end(job, frames.EXIT, value)
+                    self._end(job, protocol.EXIT, status)
                 return
 
     def _drain(self, job):
@@ -331,7 +325,7 @@ class Agent:
                     break
                 if not data:
                     break
-                self.send(frames.OUT if what == "out" else frames.ERR, job.slot, job.number, data)
+                self.send(protocol.OUT if what == "out" else protocol.ERR, job.slot, job.number, data)
 
     def _end(self, job, kind, payload):
         self._unregister(job)
@@ -364,11 +358,11 @@ class Agent:
         status = self.push_proc.wait()
         for slot, number, value in self.push_sent:
             if status == 0:
-                self.send(frames.EXIT, slot, number, value)
+                self.send(protocol.EXIT, slot, number, value)
             else:
                 # The job ran, but what it made did not reach the share server: it ran for nothing.
                 why = (self.push_err.decode(errors="replace").strip().splitlines() or [f"exit {status}"])[-1]
-                self.send(frames.LOST, slot, number, f"its results could not be sent back: {why}".encode())
+                self.send(protocol.LOST, slot, number, protocol.text(f"its results could not be sent back: {why}"))
         self.push_proc, self.push_sent = None, []
         self._start_push()
 
@@ -395,7 +389,7 @@ class Agent:
             wants = bool(job.pending_in) or job.in_eof
             self._watch(fd, selectors.EVENT_WRITE if wants else 0, ("in", job))
 
-    def _write_in(self, job):
+    def _write_in(self, job, what="in"):
         fd = job.fds["in"]
         written = 0
         while job.pending_in:
@@ -411,7 +405,7 @@ class Agent:
             written += n
             del job.pending_in[:n]
         if written:
-            self.send(frames.ACK, job.slot, job.number, written.to_bytes(4, "big"))
+            self.send(protocol.ACK, job.slot, job.number, protocol.ack(written))
         if not job.pending_in and job.in_eof:
             # The end of its stdin: the job reads EOF once this, its only writer, is closed.
             self._watch(fd, 0)
@@ -425,7 +419,7 @@ class Agent:
     def send(self, kind, slot=0, number=0, payload=b""):
         """Queue a frame: the loop writes what its events queued in one go (one message for the
         jobs that ended together, a job's last output with its EXIT)."""
-        self.out += frames.encode(kind, slot, number, payload)
+        self.out += protocol.encode(kind, slot, number, payload)
         if len(self.out) >= OUTPUT_HIGH:
             self._flush()
 
@@ -448,14 +442,6 @@ class Agent:
             for job in self.jobs.values():
                 for name in ("out", "err"):
                     self._watch(job.fds[name], selectors.EVENT_READ if reading else 0, (name, job))
-
-
-def _write(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def _read_int(path):

@@ -1,25 +1,35 @@
 """Each ready pod's link: one exec stream to its agent (womm_run.podagent), carrying every job
-slot of the pod (womm_run.frames), attached again when it breaks while the pod still runs.
+slot of the pod (womm_run.protocol), attached again when it breaks while the pod still runs.
 
 A job costs a few frames on that stream: no API request and no process start beyond the
 job's own. One thread per pod reads it; every PING_EVERY seconds each link is pinged, which
 keeps it alive through load balancers that cut idle connections, and a link that has not
-been heard from for DEAD_AFTER seconds is closed and attached again.
+been heard from for DEAD_AFTER seconds is closed and attached again. What a pod says is
+believed no further than it must be: its slots are the ones asked for, what comes before
+its HELLO is bounded, and its words reach the user's terminal only as printable text.
 """
 
-import json
 import threading
 import time
 
-from womm import manifests
-from womm.errors import describe
-from womm_run import frames
-from womm_run.controller import Slot
+from womm import kube, manifests, podrun
+from womm.errors import WommError, describe
+from womm.report import printable
+from womm_run import protocol
+from womm_run.scheduler import PodSlot
 
 PING_EVERY = 30
 DEAD_AFTER = 90
 RECONNECT_FOR = 60  # seconds of failed attempts to attach a pod's stream again before it is given up
-RUN = "/.womm-pod"  # the pod's directory shared by its womm and job containers (manifests)
+BEFORE_HELLO = 64 << 10  # bytes an agent may send before its HELLO is complete
+STDERR_LINE = 1000  # characters of a line of the agent's stderr that are shown
+
+
+class AgentVersionError(WommError):
+    """The pod's agent (the namespace's helper image) speaks another version of the pod protocol:
+    every pod of the task has the same image, so none will do better."""
+
+    fatal = True
 
 
 class Attacher:
@@ -47,6 +57,8 @@ class Attacher:
             current.close()
         self.share.attach_pod(pod, self.task)
         link.connect()
+        if current is not None:  # its jobs were said to be lost: that it works again is news too
+            self.log(f"pod {pod}: attached again")
 
     def _keepalive(self):
         while not self.stopping.wait(PING_EVERY):
@@ -71,6 +83,9 @@ class PodLink:
         self.connected = False
         self.closed = False
         self.heard = time.monotonic()
+        self.pinger = None  # the thread of the last ping sent
+        self.on_frame = {protocol.OUT: self._on_output, protocol.ERR: self._on_output, protocol.EXIT: self._on_exit,
+                         protocol.LOST: self._on_lost, protocol.ACK: self._on_ack, protocol.NOTE: self._on_note}
 
     def _current(self):
         return not self.closed and not self.attacher.stopping.is_set() and self.attacher.links.get(self.pod) is self
@@ -78,40 +93,62 @@ class PodLink:
     def connect(self):
         """Start the pod's agent and give the scheduler its slots; raises if the pod refuses."""
         a = self.attacher
-        command = ["womm-run", "pod-agent", RUN, str(a.task["procs_per_pod"]), *a.share.agent_args(a.task)]
+        command = ["womm-run", "pod-agent", podrun.POD_RUN, str(a.task.procs_per_pod), *a.share.agent_args(a.task)]
         stream = a.cluster.exec_stream(self.pod, command, container=manifests.AGENT_CONTAINER)
-        decoder = frames.Decoder()
-        hello, early = None, []
-        while hello is None:
-            item = stream.recv()
-            if item is None:
-                stream.close()
-                raise OSError(f"the agent of pod {self.pod} did not start")
-            channel, data = item
-            if channel == 2:
-                a.log(f"pod {self.pod}: {data.decode(errors='replace').strip()}")
-            elif channel == 1:
-                for f in decoder.feed(data):
-                    if f[0] == frames.HELLO and hello is None:
-                        hello = json.loads(f[3])
-                    else:
-                        early.append(f)
+        decoder = protocol.Decoder()
+        try:
+            hello, pending = self._hello(stream, decoder)
+            if hello.protocol != protocol.PROTOCOL:
+                raise AgentVersionError(
+                    f"pod {self.pod}'s agent speaks version {hello.protocol} of womm's pod protocol, and this womm "
+                    f"{protocol.PROTOCOL}: the helper image {a.task.helper_image} is another womm's; make this womm's "
+                    "with `womm build-images`, then `womm cluster-setup --apply` (or set helper-image to it)")
+        except BaseException:
+            stream.close()
+            raise
         if not self._current():
             stream.close()
             return
         self.stream, self.heard = stream, time.monotonic()
-        self.hello = hello
-        if a.functions and not hello.get("bash") and not a.no_bash_said:
+        if a.functions and not hello.bash and not a.no_bash_said:
             a.no_bash_said = True
             a.log(f"the image has no bash: the exported function{'s' * (len(a.functions) > 1)} "
                   f"{', '.join(a.functions)} cannot run in its pods (pod {self.pod})")
         if a.env_script:
-            self._send(frames.encode(frames.ENV, payload=a.env_script))
-        self.slots = [Slot(self, i) for i in range(1, int(hello.get("slots", 1)) + 1)]
+            self._send(protocol.encode(protocol.ENV, payload=a.env_script))
+        # The slots asked for, whatever the pod says: its word does not size this client's tables.
+        self.slots = [PodSlot(self, i) for i in range(1, a.task.procs_per_pod + 1)]
         self.connected = True
-        threading.Thread(target=self._read, args=(stream, decoder, early), name=f"link {self.pod}",
+        threading.Thread(target=self._read, args=(stream, decoder, pending), name=f"link {self.pod}",
                          daemon=True).start()
         a.scheduler.add_slots(self.slots)
+
+    def _hello(self, stream, decoder):
+        """The agent's HELLO, which comes first; (its Hello, the frames that came after it)."""
+        said = ""
+        while True:
+            item = stream.recv()
+            if item is None:
+                raise OSError(f"the agent of pod {self.pod} did not start" + (f": {said}" if said else ""))
+            channel, data = item
+            if channel == kube.STDERR:
+                said = self._say_stderr(data) or said
+            elif channel == kube.STDOUT:
+                frames = decoder.feed(data)
+                if frames:
+                    kind, _, _, payload = frames[0]
+                    if kind != protocol.HELLO:
+                        raise protocol.ProtocolError(f"pod {self.pod}'s agent spoke before its HELLO")
+                    return protocol.read_hello(payload), frames[1:]
+                if len(decoder.buf) > BEFORE_HELLO:
+                    raise protocol.ProtocolError(f"pod {self.pod}'s agent sent {len(decoder.buf)} bytes, and no HELLO")
+
+    def _say_stderr(self, data):
+        """A line the agent's process wrote on stderr, as the user may see it (None if blank)."""
+        line = printable(data[:STDERR_LINE * 4].decode(errors="replace").strip()[:STDERR_LINE])
+        if line:
+            self.attacher.log(f"pod {self.pod}: {line}")
+        return line or None
 
     # ---------------------------------------------------------------- frames out
 
@@ -122,28 +159,33 @@ class PodLink:
             pass  # the reader sees the stream end, and the slots' jobs are lost with it
 
     def start(self, index, job):
-        data = frames.encode(frames.JOB, index, job.attempt, frames.encode_job(job.seq, job.slot, job.command, job.env))
+        data = protocol.encode(protocol.JOB, index, job.attempt, protocol.job(job.seq, job.jobslot, job.command, job.env))
         if job.stdin.eof and not job.stdin.size:
             # Most jobs' stdin is empty (GNU parallel's, without --pipe): its end goes in the same
             # message, one message less per job through the API server, the kubelet and the runtime.
             job.eof_sent = True
-            data += frames.encode(frames.IN, index, job.attempt, b"")
+            data += protocol.encode(protocol.IN, index, job.attempt, b"")
         self._send(data)
 
     def send_in(self, index, number, data):
-        self._send(frames.encode(frames.IN, index, number, data))
+        self._send(protocol.encode(protocol.IN, index, number, data))
 
     def kill(self, index, number):
-        self._send(frames.encode(frames.KILL, index, number))
+        self._send(protocol.encode(protocol.KILL, index, number))
 
     def keepalive(self):
+        """Ping the agent; a link silent too long is ended. Never blocks: on a dropped connection a send
+        may wait for ever on full buffers, and every other pod's link is kept alive by the same loop."""
         if not self.connected:
             return
         if time.monotonic() - self.heard > DEAD_AFTER:
             self.attacher.log(f"pod {self.pod}: its stream went silent; attaching it again")
-            self.stream.close()  # the reader sees the end
+            self.stream.abort()  # the reader sees the end; close() would send a frame, and may wait
             return
-        self._send(frames.encode(frames.PING))
+        if self.pinger is None or not self.pinger.is_alive():
+            self.pinger = threading.Thread(target=self._send, args=(protocol.encode(protocol.PING),),
+                                           name=f"ping {self.pod}", daemon=True)
+            self.pinger.start()
 
     def close(self):
         self.closed = True
@@ -152,47 +194,45 @@ class PodLink:
 
     # ---------------------------------------------------------------- frames in
 
-    def _read(self, stream, decoder, early):
-        a = self.attacher
-        sched = a.scheduler
+    def _read(self, stream, decoder, pending):
         by_index = {slot.index: slot for slot in self.slots}
-        pending = early
         try:
             while True:
                 for kind, index, number, payload in pending:
                     self.heard = time.monotonic()
+                    handler = self.on_frame.get(kind)
                     slot = by_index.get(index)
-                    if kind in (frames.OUT, frames.ERR):
-                        job = slot.job if slot else None
-                        if job is not None and job.attempt == number and not job.cancelled:
-                            job.write(1 if kind == frames.OUT else 2, payload)
-                    elif kind == frames.EXIT and slot:
-                        try:
-                            status = int(payload)
-                        except ValueError:
-                            status = 255
-                        sched.finished(slot, number, status)
-                    elif kind == frames.LOST and slot:
-                        sched.lost(slot, number, self._why(payload.decode(errors="replace")))
-                    elif kind == frames.ACK and slot:
-                        sched.acked(slot, number, int.from_bytes(payload, "big"))
-                    elif kind == frames.NOTE:
-                        a.log(f"pod {self.pod}: {payload.decode(errors='replace')}")
+                    if handler is not None and (slot is not None or kind == protocol.NOTE):
+                        handler(kind, slot, number, payload)
                 item = stream.recv()
                 if item is None:
                     break
                 channel, data = item
-                if channel == 1:
-                    pending = decoder.feed(data)
-                else:
-                    pending = []
-                    if channel == 2 and data.strip():
-                        a.log(f"pod {self.pod}: {data.decode(errors='replace').strip()}")
+                pending = decoder.feed(data) if channel == kube.STDOUT else []
+                if channel == kube.STDERR:
+                    self._say_stderr(data)
         except Exception as e:  # noqa: BLE001 - a broken stream is a lost link, handled below
-            a.log(f"pod {self.pod}: {describe(e)}")
+            self.attacher.log(f"pod {self.pod}: {describe(e)}")
         finally:
             stream.close()
             self._lost()
+
+    def _on_output(self, kind, slot, number, payload):
+        job = slot.job
+        if job is not None and job.attempt == number and not job.cancelled:
+            job.write(job.out if kind == protocol.OUT else job.err, payload)
+
+    def _on_exit(self, kind, slot, number, payload):
+        self.attacher.scheduler.finished(slot, number, protocol.read_exit(payload))
+
+    def _on_lost(self, kind, slot, number, payload):
+        self.attacher.scheduler.lost(slot, number, self._why(protocol.read_text(payload)))
+
+    def _on_ack(self, kind, slot, number, payload):
+        self.attacher.scheduler.acked(slot, number, protocol.read_ack(payload))
+
+    def _on_note(self, kind, slot, number, payload):
+        self.attacher.log(f"pod {self.pod}: {protocol.read_text(payload)}")
 
     def _why(self, what):
         """What happened to the pod, from the watch, after what the stream or the agent said."""

@@ -5,19 +5,93 @@ API use is per pod, never per job: one ReplicaSet create, one watch, what each r
 handler does (womm_run.podlink: one exec stream per pod), and a delete per kind at the end.
 """
 
-import shutil
 import threading
 import time
 from importlib import resources
 
-from womm import home, manifests, podstatus, records, taskobjects
+from womm import admission, kube, manifests, podstatus, taskobjects, tasks
 from womm.errors import WommError, describe, with_hint
 
 RUNNER = resources.files("womm_run").joinpath("runner.sh").read_text()
 
 WATCH_PATIENCE = 60  # seconds without the API before a run gives up
-PENDING_TIMEOUT = 300  # default seconds for the first pod to start (clusters that autoscale take minutes)
 SAY_AFTER = 10  # seconds a pod waits for one reason before it is said
+CHECK_REPLICAS_EVERY = 2  # seconds between looks at the ReplicaSet while pods are missing
+
+
+def worker_replicaset(task, share):
+    return manifests.worker_replicaset(task, share.pod_parts(task), task.helper_image, RUNNER)
+
+
+def admit(cluster, task, share, log):
+    """The task's ReplicaSet, as the namespace allows it (womm.admission.admit)."""
+    return admission.admit(cluster, task, lambda: worker_replicaset(task, share), log)
+
+
+class Pending:
+    """The pending watchdog's decisions, made once a second from what the pod watch saw.
+
+    While pods start: the progress line, each reason they wait for said once (after SAY_AFTER
+    seconds: a moment's churn is no news), and the pending timeout: no pod working by then
+    ends the run with the reasons; some working goes on with those. Later, the same timeout
+    bounds a run left with no pod at all (its ReplicaSet or namespace deleted, its nodes
+    gone): its lost jobs would wait for slots that never come.
+    """
+
+    def __init__(self, pods, timeout, start):
+        self.pods, self.timeout, self.start = pods, timeout, start
+        self.timed_out = False
+        self.none_since = None  # when the last ready pod went, after some had worked
+        self.said = set()  # the reasons already said
+
+    def tick(self, now, ready, working, waiting, done=None, refused=None, missing=0):
+        """(the fatal message that ends the run or None, [messages to say], the progress line or None).
+
+        ready: pods ready now; working: whether some pod ever took jobs; waiting: {pod: (why, since)};
+        done: jobs done so far; refused: the womm.admission.Refusal of the pods the ReplicaSet could
+        not create (missing of them), or None."""
+        messages = []
+        waiting_for = "; ".join(sorted({why for why, _ in waiting.values()}))
+        if refused is not None:
+            if not refused.curable and not working:
+                return f"the namespace refuses the task's pods ({refused.policy}): {refused.message}", messages, None
+            messages += self._say_once(refused.message, f"{missing or 'some'} of {self.pods} pods could not "
+                                                        f"be created: {refused.message}")
+            waiting_for = "; ".join(w for w in (waiting_for, refused.message) if w)
+        if working and not ready:
+            self.none_since = self.none_since or now
+            if now - self.none_since >= self.timeout:
+                return (f"no pod has been ready for {self.timeout:g} s: "
+                        f"{waiting_for or 'its pods were deleted and none replaced them'}"), messages, None
+        else:
+            self.none_since = None
+        for why, since in waiting.values():
+            if now - since >= SAY_AFTER:
+                count = sum(1 for w, _ in waiting.values() if w == why)
+                messages += self._say_once(why, f"{count} of {self.pods} pods wait: {why}")
+        line = self._line(ready, waiting, done)
+        if now - self.start >= self.timeout and not self.timed_out:
+            self.timed_out, line = True, None
+            reasons = waiting_for or "they are still being created"
+            if not working:
+                return f"no pod started within {self.timeout:g} s: {reasons}", messages, None
+            if waiting:
+                messages.append(f"{len(waiting)} of {self.pods} pods did not start within {self.timeout:g} s "
+                                f"({reasons}); going on with the others")
+        return None, messages, line
+
+    def _line(self, ready, waiting, done):
+        if ready >= self.pods or self.timed_out:
+            return None
+        return (f"{ready}/{self.pods} pods ready" + (f", {done} jobs done" if done else "")
+                + (f" ({len(waiting)} waiting)" if waiting else ""))
+
+    def _say_once(self, reason, message):
+        if reason in self.said:
+            return []
+        self.said.add(reason)
+        return [message]
+
 
 class TaskPods:
     """The workers of one task; on_fatal(message) ends the run when nothing can work."""
@@ -34,61 +108,58 @@ class TaskPods:
         self.working = threading.Event()  # set once a pod's on_ready succeeded
         self.stopping = threading.Event()
         self._handed = set()  # (pod, restarts) already given to on_ready
-        self._said = set()  # the reasons pods wait for, each said once
         self.waiting = {}  # name -> (why that pod does not run yet, since when)
         self.jobs_done = lambda: None  # for the progress line: the run sets it
+        self._checked, self._refused = 0.0, (None, 0)
+        self._version = None  # where the next pod watch goes on from (None: a new list)
 
-    def create(self):
-        body = manifests.worker_replicaset(self.task, self.share.pod_parts(self.task), self.task["helper_image"], RUNNER)
-        self.cluster.request("POST", self.cluster.path("replicasets"), body=body)
-        timeout = self.task.get("pending_timeout") or PENDING_TIMEOUT
+    def create(self, make=True):
+        """Create the task's ReplicaSet (make=False: an --async task's client made it); raises at once
+        where the namespace will not have its pods."""
+        if make:
+            before = self.task.record()
+            body = admit(self.cluster, self.task, self.share, self.log)
+            if self.task.record() != before:
+                self.task.save()
+            self.cluster.request("POST", self.cluster.path("replicasets"), body=body)
+        timeout = self.task.pending_timeout or tasks.PENDING_TIMEOUT
         threading.Thread(target=self._pending_watchdog, args=(timeout,), name="pending", daemon=True).start()
 
+    def refused(self):
+        """(the Refusal the ReplicaSet's ReplicaFailure condition says, pods it could not create), or
+        (None, 0); looked at every CHECK_REPLICAS_EVERY seconds at most."""
+        now = time.monotonic()
+        if now - self._checked < CHECK_REPLICAS_EVERY:
+            return self._refused
+        self._checked = now
+        try:
+            rs = self.cluster.request("GET", self.cluster.path("replicasets", f"womm-task-{self.task.id}"), timeout=10)
+        except Exception:  # noqa: BLE001 - the pod watch says what matters when the API is away
+            return self._refused
+        missing = (rs["spec"].get("replicas") or 0) - ((rs.get("status") or {}).get("replicas") or 0)
+        self._refused = (admission.replica_failure(rs), missing)
+        return self._refused
+
     def _pending_watchdog(self, timeout):
-        """While pods start: the progress line on a terminal, each reason they wait for said once
-        (after SAY_AFTER seconds: a moment's churn is no news), and the pending timeout: no pod
-        working by then ends the run with the reasons; some working goes on with those. Later, the
-        same timeout bounds a run left with no pod at all (its ReplicaSet or namespace deleted, its
-        nodes gone): its lost jobs would wait for slots that never come."""
+        """Once a second while the run lasts: the progress line, and Pending's decisions."""
         from womm.report import Progress
 
-        progress, start, timed_out = Progress(), time.monotonic(), False
-        none_since = None
+        progress, pending = Progress(), Pending(self.task.pods, timeout, time.monotonic())
         while not self.stopping.wait(1):
-            now = time.monotonic()
-            waiting_for = "; ".join(sorted({w for w, _ in self.waiting.values()}))
-            if self.working.is_set() and not self.ready:
-                none_since = none_since or now
-                if now - none_since >= timeout:
-                    progress.done()
-                    self.on_fatal(f"no pod has been ready for {timeout:g} s: "
-                                  f"{waiting_for or 'its pods were deleted and none replaced them'}")
-                    return
-            else:
-                none_since = None
-            for why, since in list(self.waiting.values()):
-                if now - since >= SAY_AFTER and why not in self._said:
-                    self._said.add(why)
-                    progress.done()
-                    count = sum(1 for w, _ in self.waiting.values() if w == why)
-                    self.log(f"{count} of {self.task['pods']} pods wait: {why}")
-            reasons = waiting_for or "they are still being created"
-            if len(self.ready) < self.task["pods"] and not timed_out:
-                done = self.jobs_done()
-                progress.update(f"{len(self.ready)}/{self.task['pods']} pods ready"
-                                + (f", {done} jobs done" if done else "")
-                                + (f" ({len(self.waiting)} waiting)" if self.waiting else ""))
+            ready = len(self.ready)
+            refused, missing = self.refused() if ready < self.task.pods else (None, 0)
+            fatal, messages, line = pending.tick(time.monotonic(), ready, self.working.is_set(),
+                                                 dict(self.waiting), self.jobs_done(), refused, missing)
+            for message in messages:
+                self.log(message)
+            if fatal:
+                progress.done()
+                self.on_fatal(fatal)
+                return
+            if line:
+                progress.update(line)
             else:
                 progress.done()
-            if now - start >= timeout and not timed_out:
-                timed_out = True
-                progress.done()
-                if not self.working.is_set():
-                    self.on_fatal(f"no pod started within {timeout:g} s: {reasons}")
-                    return
-                if self.waiting:
-                    self.log(f"{len(self.waiting)} of {self.task['pods']} pods did not start within {timeout:g} s "
-                             f"({reasons}); going on with the others")
         progress.done()
 
     def start(self, on_ready):
@@ -99,28 +170,59 @@ class TaskPods:
         threading.Thread(target=self._watch, name="pod watch", daemon=True).start()
 
     def _watch(self):
-        selector = taskobjects.selector(task=self.task["id"], role="worker")
+        """The pod watch, for the whole run. The server ends each watch after kube.WATCH_SECONDS: one
+        that ended well goes on from its last bookmark; one that broke, or went silent (dropped on
+        the way), is followed by a new list of every pod."""
         failing_since = None
         while not self.stopping.is_set():
-            # A new watch lists every pod again: each ready one is handed on again (a pod whose
-            # link still works keeps it), so that nothing that happened while the API was away is missed.
-            self._handed.clear()
             try:
-                for kind, pod in self.cluster.watch(self.cluster.path("pods"), {"labelSelector": selector}):
+                for _ in self._one_watch():
                     failing_since = None
-                    if self.stopping.is_set():
-                        return
-                    self._pod_event(kind, pod)
             except Exception as e:  # noqa: BLE001 - the watch restarts; report why
                 if self.stopping.is_set():
                     return
+                self._version = None
+                if getattr(e, "status", None) == 410:
+                    continue  # the version went out of the server's history: a new list, at once
                 now = time.monotonic()
                 failing_since = failing_since or now
                 if now - failing_since > WATCH_PATIENCE:
                     self.on_fatal(f"lost the Kubernetes API: {describe(e)}")
                     return
                 self.log(f"watching the pods: {describe(e)}; trying again")
-                time.sleep(2)
+                if not isinstance(e, kube.Silent):  # that one has waited already
+                    time.sleep(2)
+
+    def _one_watch(self):
+        """One watch, from self._version (None: a list first), which it moves on; yields at each event."""
+        selector = taskobjects.selector(task=self.task.id, role="worker")
+        listing, listed = self._version is None, set()
+        if listing:
+            # Each ready pod is handed on again (a pod whose link still works keeps it), so that
+            # nothing that happened while the watch was away is missed.
+            self._handed.clear()
+        for kind, pod in self.cluster.watch(self.cluster.path("pods"), {"labelSelector": selector},
+                                            resource_version=self._version):
+            if self.stopping.is_set():
+                return
+            if listing and kind == "BOOKMARK":  # the list is over
+                listing = False
+                self._forget_unlisted(listed)
+            elif listing:
+                listed.add(pod["metadata"]["name"])
+            # A list's ADDED events carry their pods' versions, not the list's: a watch may go on
+            # only from the bookmark that ends the list, or from an event after it.
+            if not listing:
+                self._version = pod["metadata"].get("resourceVersion") or self._version
+            if kind != "BOOKMARK":
+                self._pod_event(kind, pod)
+            yield
+
+    def _forget_unlisted(self, listed):
+        """Pods a new list did not name went while the watch was away: deleted, as far as we know."""
+        for name, pod in list(self.latest.items()):
+            if pod is not None and name not in listed:
+                self._pod_event("DELETED", pod)
 
     def _pod_event(self, kind, pod):
         """A pod (a dict, as the API sends it) was added, changed or deleted."""
@@ -187,7 +289,7 @@ class TaskPods:
             if getattr(e, "status", None) in (401, 403):
                 # No other pod will do better: nothing can run.
                 self.on_fatal(with_hint(f"not allowed to run jobs in pod {pod}: {describe(e)}"))
-            elif isinstance(e, WommError) and not self.working.is_set():
+            elif getattr(e, "fatal", False) or (isinstance(e, WommError) and not self.working.is_set()):
                 self.on_fatal(str(e))  # the share failed where no pod works yet: it will fail again
             else:
                 self.log(f"pod {pod}: cannot start its job slots: {describe(e)}")
@@ -197,11 +299,12 @@ class TaskPods:
         # The watch thread (a daemon) sees `stopping` at its next event; closing its
         # response from here would block on the lock its reader holds.
         self.stopping.set()
-        taskobjects.delete(self.cluster, self.task["id"], role)
+        taskobjects.delete(self.cluster, self.task.id, role)
 
 
-def end_task(task, pods, share, reporter, patience=25):
-    """Whatever happened, the task's objects go, then its local files (within `patience` seconds).
+def end_task(task, pods, share, reporter, patience=25, keep=False):
+    """Whatever happened, the task's objects go, then its local files (within `patience` seconds;
+    keep: its record and snapshot stay, for `womm finish` to bring its results back).
 
     An --async task's leader removes its workers only: it stays, COMPLETE, until `womm finish`.
     If the API cannot be reached, the task's record stays for `womm finish` and the run fails:
@@ -212,13 +315,13 @@ def end_task(task, pods, share, reporter, patience=25):
     deadline = time.monotonic() + patience
     while True:
         try:
-            pods.delete(role="worker" if task["mode"] == "async" else None)
+            pods.delete(role="worker" if task.mode == "async" else None)
             break
         except Exception as e:  # noqa: BLE001 - retried while there is time, then reported
             if time.monotonic() + 2 > deadline:
                 raise WommError(f"could not delete the task's objects ({describe(e)}): "
-                                f"run `womm finish {task['id']}`") from None
+                                f"run `womm finish {task.id}`") from None
             time.sleep(2)
-    shutil.rmtree(home.run_dir(task["id"]), ignore_errors=True)
-    records.remove_task(task["id"])
-    reporter.progress(f"replicaset.apps \"womm-task-{task['id']}\" deleted")
+    if not keep:
+        tasks.forget(task.id)
+    reporter.progress(f"replicaset.apps \"womm-task-{task.id}\" deleted")

@@ -1,9 +1,9 @@
 # womm's job runner: PID 1 of a worker pod's job container, started as
 #   sh -c RUNNER womm-runner RUN DIR SHELL GRACE
-# RUN is a directory shared with the pod's womm container (an emptyDir), whose agent
-# (podagent.py) gives it jobs; DIR is where jobs run; SHELL runs them (sh when the image
-# has no SHELL); GRACE is the seconds between TERM and KILL. POSIX sh builtins only, and
-# setsid where the image has it: the user's image needs nothing else.
+# RUN is a directory shared with the pod's womm container (an emptyDir, laid out as
+# womm.podrun says), whose agent (podagent.py) gives it jobs; DIR is where jobs run; SHELL
+# runs them (sh when the image has no SHELL); GRACE is the seconds between TERM and KILL.
+# POSIX sh builtins only, and setsid where the image has it: the user's image needs nothing else.
 #
 # The agent writes one request per line into the fifo RUN/ctl:
 #   run JOB      start the job of RUN/jobs/JOB/: `job` (sh assignments: the command and its
@@ -58,7 +58,7 @@ kill_job() {
 }
 
 start_job() {
-    j=$run/jobs/$1
+    j="$run/jobs/$1"
     (
         exec 3> "$j/status" || exit
         # Each job enters the directory anew: a lazy share is mounted over it after this runner started.

@@ -10,7 +10,7 @@ import shlex
 import sys
 import threading
 
-from womm import programs, records, shares, taskobjects, tasks
+from womm import kube, programs, records, shares, taskobjects, tasks
 from womm.errors import WommError, deferred_signals, split_hint
 from womm.kube import Cluster, relay_stdio
 from womm.report import Reporter
@@ -28,41 +28,55 @@ def main(args):
         if command:
             argv += ["--run", shlex.join(command)]
         programs.exec_program(programs.require("womm-setup"), argv)
-    cluster = Cluster(args.context or project.get("context"), args.namespace or project.get("namespace"))
+    cluster = Cluster.of(project, args)
     task = tasks.create("shell", "sync", project, cluster, cwd, ["shell", *command], pods=1,
-                        cpu=args.kube_cpu, mem=args.kube_mem, retries=0, pending_timeout=args.kube_pending_timeout)
-    reporter = Reporter(task["id"])
+                        cpu=args.kube_cpu, mem=args.kube_mem, retries=0, pending_timeout=args.kube_pending_timeout,
+                        run_as=args.kube_run_as)
+    reporter = Reporter(task.id)
     share = shares.for_task(task, cluster, reporter.log)
-    chosen, ready, fatal = [], threading.Event(), []
-
-    def on_ready(pod):
-        share.attach_pod(pod, task)
-        chosen.append(pod)
-        ready.set()
-
-    def on_fatal(message):
-        fatal.append(message)
-        ready.set()
-
-    pods = TaskPods(cluster, task, share, reporter.log, on_fatal)
+    first = FirstPod(share, task)
+    pods = TaskPods(cluster, task, share, reporter.log, first.on_fatal)
     try:
         taskobjects.create_owner(cluster, task)
-        records.save_task(task)
+        task.save()
         taskobjects.keep_alive(cluster, task, pods.stopping, reporter.log)
-        share.prepare(task, on_fatal)
-        pods.start(on_ready)
+        share.prepare(task, first.on_fatal)
+        pods.start(first.on_ready)
         pods.create()
         reporter.progress("waiting for the pod")
-        ready.wait()
-        if fatal:
-            message, hinted = split_hint(fatal[0])
-            raise WommError(message, doctor=hinted)
-        status = run_in_pod(cluster, chosen[0], task["cwd"], command)
+        status = run_in_pod(cluster, first.wait(), task.cwd, command)
         share.bring_back(task)
         return status
     finally:
         with deferred_signals(reporter.log):
             end_task(task, pods, share, reporter)
+
+
+class FirstPod:
+    """The shell's pod: the first one ready, or the message that ends the wait for it."""
+
+    def __init__(self, share, task):
+        self.share, self.task = share, task
+        self.pod = self.fatal = None
+        self.decided = threading.Event()
+
+    def on_ready(self, pod):
+        if self.pod is not None:
+            return  # handed on again by a new list of the pods: the shell has its pod
+        self.share.attach_pod(pod, self.task)
+        self.pod = pod
+        self.decided.set()
+
+    def on_fatal(self, message):
+        self.fatal = self.fatal or message
+        self.decided.set()
+
+    def wait(self):
+        self.decided.wait()
+        if self.fatal:
+            message, hinted = split_hint(self.fatal)
+            raise WommError(message, doctor=hinted)
+        return self.pod
 
 
 def run_in_pod(cluster, pod, cwd, command):
@@ -77,13 +91,18 @@ def run_in_pod(cluster, pod, cwd, command):
         from womm import terminal
 
         def recv():
-            item = stream.recv()
+            item = stream.recv(control=True)  # a pong: back to select(), which also waits for the keyboard
             if item is None:
                 return None
-            return item[1] if item[0] in (1, 2) else b""
+            return item[1] if item[0] in (kube.STDOUT, kube.STDERR) else b""
 
+        stream.keepalive()  # pinged while idle: a load balancer would forget a shell left alone
         terminal.relay(stream.send, stream.fileno(), recv, stream.resize, pending=stream.pending)
         status = stream.exit_status()
         stream.close()
-        return 255 if status is None else status
-    return relay_stdio(stream)
+    else:
+        status = relay_stdio(stream)
+    if stream.silent:
+        raise WommError(f"the connection to pod {pod} heard nothing for {stream.silent} s, pings unanswered: "
+                        "something on the way to the Kubernetes API dropped it")
+    return 255 if status is None else status

@@ -3,7 +3,7 @@
 GNU parallel (20221122) wraps the user's command for some options, in shell and perl written
 for this machine. job.sh runs those that call the job shell again (--pipe's "only when there
 is input", --env's variables) here: their inner call is the job. The others reach the
-controller, which unwraps them (womm_run.slots.Job.attach):
+controller, which unwraps them (womm_run.localjobs.Job.attach):
 
   --pipepart   `<FILE perl -e 'SEEK' OFFSET LENGTH ... |(COMMAND)`: COMMAND runs in the pod, its
                stdin the byte ranges of FILE, read here

@@ -99,16 +99,44 @@ def _setup(args, cwd):
     if not new:
         log(f"{cwd} is set up: share {p.get('share')}, image {p.get('image')}, namespace "
             f"{p.get('namespace') or '(the context’s)'}, pull secret {p.get('pull_secret') or 'none'}")
+    _choose_share(args, asker, p, new, cwd)
+    _choose_kubernetes(args, asker, p, new)
+    rebuild, edit = _choose_image(args, asker, p, new)
+    prefix = _prefix(args, asker, needed=rebuild or edit)
+    p.setdefault("share_id", tasks.new_id())
+    if rebuild or edit:
+        image = build_image(args, asker, p, cwd, prefix, source=p["base_image"] if rebuild else p["image"])
+        if image:
+            p["image"] = image
+    if not p.get("image"):
+        raise UsageError("no image yet: give --base-image (or --image)")
 
-    # 1. the share
+    records.save_project(cwd, p)
+    if prefix and prefix != records.load_settings().get("prefix") and not os.environ.get("WOMM_PREFIX"):
+        records.set_setting("prefix", prefix)
+    log(f"ready: `womm parallel --kube-pods N -- command` runs here with {p['image']} ({p['share']} share)")
+    return 0
+
+
+def _choose_share(args, asker, p, new, cwd):
+    """1. the share"""
     if args.share:
         p["share"] = args.share
     elif new:
         p["share"] = ask_share(asker, cwd)
     elif asker.yes_no(f"Change the share type (now {p.get('share')})?", False):
         p["share"] = ask_share(asker, cwd)
+    if p.get("share") == "lazy":
+        log(LAZY_NODE_ROOT)
 
-    # 2. the Kubernetes settings
+
+# Said plainly wherever a lazy share is chosen (womm setup, womm doctor, the README).
+LAZY_NODE_ROOT = ("a lazy share runs a privileged container in each pod (FUSE needs it): whoever may exec into "
+                  "the namespace's pods is root on their nodes; choose an eager share where that matters")
+
+
+def _choose_kubernetes(args, asker, p, new):
+    """2. the Kubernetes settings"""
     if args.namespace is not None:
         p["namespace"] = args.namespace or None
     if args.pull_secret is not None:
@@ -123,46 +151,39 @@ def _setup(args, cwd):
         p["pull_secret"] = asker.ask("Image pull secret ('-' for none)?", p.get("pull_secret") or "-")
         p["pull_secret"] = None if p["pull_secret"] in ("", "-") else p["pull_secret"]
 
-    # 3. the image: a new one from a base image, or the current one edited
-    rebuild = edit = False
+
+def _choose_image(args, asker, p, new):
+    """3. the image: a new one from a base image, or the current one edited; (rebuild, edit)."""
     if args.image:
         p["image"] = args.image
-    elif args.base_image and (new or args.base_image != p.get("base_image")):
-        p["base_image"], rebuild = args.base_image, True
-    elif new:
+        return False, False
+    if args.base_image and (new or args.base_image != p.get("base_image")):
+        p["base_image"] = args.base_image
+        return True, False
+    if new:
         p["base_image"] = asker.ask(
             "What is the docker hub name for the base image for your operating system?", DEFAULT_BASE, "--base-image"
         )
-        rebuild = True
-    elif args.edit_image or args.script:
-        edit = True
-    elif asker.yes_no(f"Start a new image from another base image (now {p.get('base_image')})?", False):
+        return True, False
+    if args.edit_image or args.script:
+        return False, True
+    if asker.yes_no(f"Start a new image from another base image (now {p.get('base_image')})?", False):
         p["base_image"] = asker.ask("What is the docker hub name for the base image?", p.get("base_image"))
-        rebuild = True
-    elif asker.yes_no("Edit the image?", False):
-        edit = True
+        return True, False
+    return False, asker.yes_no("Edit the image?", False)
 
+
+def _prefix(args, asker, needed):
+    """4. the registry prefix the image is pushed under (asked once, when an image is made)."""
     prefix = resolve("prefix", args.prefix)
-    if (rebuild or edit) and not prefix:
+    if needed and not prefix:
         prefix = asker.ask(
             "What is a prefix of a docker image name that you are authorized to push to a secure location?\n"
             "e.g. 'us-west4-docker.pkg.dev/angr-ci/defcon/'", None, "--prefix",
         )
         if not prefix:
             raise UsageError("no registry prefix given")
-    p.setdefault("share_id", tasks.new_id())
-    if rebuild or edit:
-        image = build_image(args, asker, p, cwd, prefix, source=p["base_image"] if rebuild else p["image"])
-        if image:
-            p["image"] = image
-    if not p.get("image"):
-        raise UsageError("no image yet: give --base-image (or --image)")
-
-    records.save_project(cwd, p)
-    if prefix and prefix != records.load_settings().get("prefix") and not os.environ.get("WOMM_PREFIX"):
-        records.set_setting("prefix", prefix)
-    log(f"ready: `womm parallel --kube-pods N -- command` runs here with {p['image']} ({p['share']} share)")
-    return 0
+    return prefix
 
 
 def build_image(args, asker, p, cwd, prefix, source):

@@ -13,10 +13,9 @@ import pwd
 import shlex
 import time
 
-from womm import docker_engine, tasks
+from womm import docker_engine, taskobjects
 from womm.errors import WommError
 
-LABEL = "womm.dev/testbed"
 ENV_BEFORE = "/tmp/.womm-env0"
 ENV_AFTER = "/tmp/.womm-env1"
 
@@ -115,8 +114,7 @@ class Testbed:
                 image, ["sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"],
                 detach=True, user="0", working_dir="/", volumes=volumes,
                 # The reaper removes a testbed whose womm setup is gone (pid and its start time).
-                labels={LABEL: "1", "womm.dev/pid": str(os.getpid()),
-                        "womm.dev/pid-start": str(tasks.process_start(os.getpid()))},
+                labels=taskobjects.testbed_labels(),
                 name=f"womm-testbed-{os.getpid()}-{int(time.time())}", hostname="testbed",
             )
         except ImageNotFound:

@@ -13,7 +13,8 @@ import difflib
 import os
 import sys
 
-from womm import __version__, home, programs
+from womm import __version__, exitcodes, home, programs
+from womm.errors import error
 
 COMPLETION_SHELLS = ("bash", "zsh", "fish")
 
@@ -54,27 +55,12 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         _print_help(sys.stdout if argv else sys.stderr)
-        return 0 if argv else 2
+        return exitcodes.OK if argv else exitcodes.USAGE
     verb, args = argv[0], argv[1:]
-    if verb == "--version":
-        print(f"womm {__version__}")
-        return 0
-    if verb == "--paths":
-        for name, path, source in home.describe():
-            print(f"{name:9} {path}  ({source})")
-        return 0
-    if verb == "help":
-        return _help(args[0] if args else None)
-    if verb == "completion":
-        if len(args) != 1 or args[0] not in COMPLETION_SHELLS:
-            print(f"womm: error: usage: womm completion {'|'.join(COMPLETION_SHELLS)}", file=sys.stderr)
-            return 2
-        from womm_dispatch import completion
-
-        return completion.main(args[0], build_parser())
+    if verb in OWN:
+        return OWN[verb](args)
     if verb.startswith("-"):
         return _usage_error(f"unknown option '{verb}'")
-
     if verb in programs.VERBS:
         program = programs.VERBS[verb].program
         args = [verb] + args
@@ -93,6 +79,26 @@ def main(argv=None):
         return _fail(f"cannot run {path}: {e.strerror}. Maybe {program} is broken?")
 
 
+def _version(args):
+    print(f"womm {__version__}")
+    return exitcodes.OK
+
+
+def _paths(args):
+    for name, path, source in home.describe():
+        print(f"{name:9} {path}  ({source})")
+    return exitcodes.OK
+
+
+def _completion(args):
+    if len(args) != 1 or args[0] not in COMPLETION_SHELLS:
+        error(f"usage: womm completion {'|'.join(COMPLETION_SHELLS)}", "womm")
+        return exitcodes.USAGE
+    from womm_dispatch import completion
+
+    return completion.main(args[0], build_parser())
+
+
 def _print_help(out):
     build_parser().print_help(out)
     extra = programs.plugins()
@@ -109,24 +115,25 @@ def _verb_list():
 def _unknown_verb(verb):
     close = difflib.get_close_matches(verb, list(programs.VERBS) + list(programs.plugins()), n=3)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    print(f"womm: error: '{verb}' is not a womm command.{hint}", file=sys.stderr)
+    error(f"'{verb}' is not a womm command.{hint}", "womm")
     print(_verb_list(), file=sys.stderr)
-    return 2
+    return exitcodes.USAGE
 
 
 def _usage_error(message):
-    print(f"womm: error: {message}", file=sys.stderr)
+    error(message, "womm")
     print(_verb_list(), file=sys.stderr)
-    return 2
+    return exitcodes.USAGE
 
 
 def _fail(message):
-    print(f"womm: error: {message}", file=sys.stderr)
-    return 1
+    error(message, "womm")
+    return exitcodes.FAILURE
 
 
-def _help(verb):
+def _help(args):
     """`womm help [VERB]`: open the verb's manual page, as `git help` does."""
+    verb = args[0] if args else None
     if verb is None:
         page = "womm"
     elif verb in programs.VERBS:
@@ -148,8 +155,12 @@ def _help(verb):
     # No man page installed (or no man): the program's own help says the same.
     if page == "womm":
         _print_help(sys.stdout)
-        return 0
+        return exitcodes.OK
     path, _ = programs.find(page)
     if path is None:
         return _fail(f"{page} not found: reinstall womm")
     os.execv(path, [page, verb, "--help"])
+
+
+# The verbs this program answers itself.
+OWN = {"--version": _version, "--paths": _paths, "help": _help, "completion": _completion}

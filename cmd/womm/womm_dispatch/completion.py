@@ -19,6 +19,7 @@ import sys
 from textwrap import dedent
 
 from womm import cli, home, programs
+from womm.errors import warn
 
 TASK_IDS = "_womm_task_ids"
 TIMEOUT = 20  # seconds for a program to print its parser
@@ -121,4 +122,4 @@ def main(shell, dispatcher_parser):
 
 
 def _warn(message):
-    print(f"womm: warning: {message}", file=sys.stderr)
+    warn(message, "womm")

@@ -14,7 +14,7 @@ KINDS = ("lazy", "eager", "eager-syncback", "none")
 def for_task(task, cluster, log):
     """The share of a task (its record says the kind, the share id and the directory: its project's,
     which holds the directory the jobs run in)."""
-    return _make(task.get("share", "none"), task.get("root") or task["cwd"], task.get("share_id"), cluster, log)
+    return _make(task.share, task.root or task.cwd, task.share_id, cluster, log)
 
 
 def for_project(project, cluster, log):

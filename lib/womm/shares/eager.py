@@ -22,9 +22,14 @@ import subprocess
 import threading
 import time
 
-from womm import excludes, home, manifests, podstatus, taskobjects
+from womm import admission, excludes, home, manifests, podstatus, taskobjects
 from womm.errors import WommError, describe, with_hint
 from womm.shares.base import Share
+
+SCRIPT_TIMEOUT = 60  # seconds for one of the share server's own small scripts (register, mark, forget)
+# rsync through the exec API gives up on a transfer silent this long (a stream to a pod gone, dropped on
+# the way): a run is told, instead of waiting for ever; rsync keeps a live but slow one talking.
+RSYNC_IO_TIMEOUT = 120
 
 
 class ShareServer:
@@ -54,7 +59,8 @@ class ShareServer:
         try:
             while True:
                 pods = self._pods()
-                ready = [p for p in pods if podstatus.ready(p)]
+                ready = [p for p in pods if any(c.get("type") == "Ready" and c.get("status") == "True"
+                                        for c in (p.get("status") or {}).get("conditions") or [])]
                 if ready:
                     self.pod = ready[0]["metadata"]["name"]
                     self.image = ready[0]["spec"]["containers"][0]["image"]
@@ -67,16 +73,19 @@ class ShareServer:
         finally:
             progress.done()
 
-    def why_not(self, pods):
+    def why_not(self, pods, deployment=None):
         """(why no share server pod is ready, whether waiting would help)."""
         if not pods:
             c = self.cluster
             try:
-                d = c.request("GET", c.path("deployments", manifests.SHARE_SERVER))
-                if d["spec"].get("replicas") == 0:
-                    return "it is scaled to 0 replicas", True
+                d = deployment or c.request("GET", c.path("deployments", manifests.SHARE_SERVER))
             except Exception:  # noqa: BLE001 - the reason is what matters; none found is said below
-                pass
+                return "no pod yet", False
+            if d["spec"].get("replicas") == 0:
+                return "it is scaled to 0 replicas", True
+            refused = admission.replica_failure(d)
+            if refused is not None:  # its pods are refused: they never exist
+                return f"its pods cannot be created ({refused.policy}): {refused.message}", not refused.curable
             return "no pod yet", False
         for pod in pods:
             why, lost = podstatus.waiting(pod)
@@ -117,19 +126,9 @@ class ShareServer:
                 return False, f"no Service {name} in namespace {ns}", setup
             raise
         pods = [p for p in self._pods(timeout) if not p["metadata"].get("deletionTimestamp")]
-        if deployment is not None:
-            wanted = (deployment.get("spec") or {}).get("replicas", 1)
-            available = (deployment.get("status") or {}).get("availableReplicas") or 0
-            if wanted == 0:  # first: its last pod may still be available, going away
-                return False, f"its Deployment {name} is scaled to 0", setup
-            if available >= 1:
-                containers = deployment["spec"]["template"]["spec"].get("containers") or [{}]
-                return True, f"Deployment {name} available ({containers[0].get('image')})", None
-        else:
-            ready = [p for p in pods if any(cond.get("type") == "Ready" and cond.get("status") == "True"
-                                            for cond in (p.get("status") or {}).get("conditions") or [])]
-            if ready:
-                return True, f"{len(ready)} pod(s) ready", None
+        serving = _serving(deployment, pods, setup)
+        if serving is not None:
+            return serving
         why = next((w for w in map(podstatus.trouble, pods) if w), None)
         if why:
             pulling = why.split(":")[0] in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName")
@@ -144,7 +143,12 @@ class ShareServer:
 
     def run(self, command, stdin=b""):
         """Run a command in the server; (status, stdout, stderr)."""
-        return self.cluster.exec_stream(self.pod, command, container="server").collect(stdin)
+        stream = self.cluster.exec_stream(self.pod, command, container="server")
+        try:
+            return stream.collect(stdin, timeout=SCRIPT_TIMEOUT)
+        except TimeoutError:
+            raise WommError(f"the share server's pod {self.pod} did not answer {command[0]} within {SCRIPT_TIMEOUT} s",
+                            doctor=True) from None
 
     def mark(self, share_id, task_id):
         """Tell the task's pods that its upload is complete: they may copy the share."""
@@ -159,9 +163,32 @@ class ShareServer:
         if status != 0:
             raise WommError(f"the share server: {err.decode(errors='replace').strip() or command[0] + ' failed'}")
 
+    def rsync_options(self):
+        """rsync's options to reach this server: through the exec API, and giving up on a transfer
+        silent for RSYNC_IO_TIMEOUT seconds."""
+        return [f"--timeout={RSYNC_IO_TIMEOUT}", "-e", self.rsh()]
+
     def rsh(self, container="server"):
         """rsync's -e for this server's namespace: `womm-fs rsh` through the exec API."""
         return rsh_command(self.cluster, container)
+
+
+def _serving(deployment, pods, setup):
+    """The share server's health where its Deployment (or, unreadable, its pods) says it serves,
+    or is scaled to 0; None where the reason must be looked for."""
+    name = manifests.SHARE_SERVER
+    if deployment is None:
+        ready = [p for p in pods if any(c.get("type") == "Ready" and c.get("status") == "True"
+                                        for c in (p.get("status") or {}).get("conditions") or [])]
+        return (True, f"{len(ready)} pod(s) ready", None) if ready else None
+    wanted = (deployment.get("spec") or {}).get("replicas", 1)
+    available = (deployment.get("status") or {}).get("availableReplicas") or 0
+    if wanted == 0:  # first: its last pod may still be available, going away
+        return False, f"its Deployment {name} is scaled to 0", setup
+    if available >= 1:
+        containers = deployment["spec"]["template"]["spec"].get("containers") or [{}]
+        return True, f"Deployment {name} available ({containers[0].get('image')})", None
+    return None
 
 
 def rsh_command(cluster, container):
@@ -299,8 +326,8 @@ def upload(server, share_id, directory, task_id):
     src = directory.rstrip("/") + "/"
     returncode, out, err = run_rsync(
         ["rsync", "-a", "--delete", "--numeric-ids", "--stats", *(f"--link-dest={p}" for p in latest[-1:]),
-         *excludes.rsync_args(excludes.excluded()),
-         "-e", server.rsh(), src, f"{server.pod}:/shares/{share_id}/tasks/{task_id}/base/"],
+         *excludes.rsync_args(excludes.excluded(), directory),
+         *server.rsync_options(), src, f"{server.pod}:/shares/{share_id}/tasks/{task_id}/base/"],
         f"sending {directory}",
     )
     if returncode != 0:
@@ -340,28 +367,32 @@ class EagerShare(Share):
             self.server.locate()
         return self.server
 
+    PULLED = "/womm/pulled"  # the pull's view of the volume: it makes TREE there, which the other containers mount
+    TREE = "tree"
+
     def pod_parts(self, task):
         server = self._server()
         volume, mount = self.directory_volume(task)
-        secret = {"name": "womm-secret", "secret": {"secretName": f"womm-share-{self.share_id}", "defaultMode": 0o400}}
-        helper_mounts = [mount, {"name": "womm-secret", "mountPath": "/womm/secret", "readOnly": True}]
+        # The copy is a directory the pull makes, mounted at the directory's path: its owner (whoever
+        # the pull runs as) can set its mode and times, which the volume's own root does not allow.
+        mount["subPath"] = self.TREE
+        secret = {"name": "womm-secret", "secret": {"secretName": f"womm-share-{self.share_id}", "defaultMode": 0o440}}
+        key = {"name": "womm-secret", "mountPath": "/womm/secret", "readOnly": True}
         pull = {
             "name": "womm-share-pull",
             "image": server.image,
-            "command": ["womm-share-pull", server.ip, self.share_id, task["id"], self.directory],
-            "volumeMounts": helper_mounts,
-            # No CPU request: the pod's request stays what the user asked for (--kube-cpu).
-            "resources": {"requests": {"memory": "16Mi"}, "limits": {"memory": "256Mi"}},
+            "command": ["womm-share-pull", server.ip, self.share_id, task.id, f"{self.PULLED}/{self.TREE}"],
+            "volumeMounts": [{"name": volume["name"], "mountPath": self.PULLED}, key],
         }
         parts = {"volumes": [volume, secret], "mounts": [mount], "init_containers": [pull]}
         if self.syncs_back:  # the agent sends the jobs' changes back as they end: it needs the directory and key
-            parts["agent_mounts"] = helper_mounts
+            parts["agent_mounts"] = [mount, key]
         return parts
 
     def agent_args(self, task):
         if not self.syncs_back:
             return []
-        return ["--push", self._server().ip, self.share_id, task["id"], self.directory]
+        return ["--push", self._server().ip, self.share_id, task.id, self.directory]
 
     def prepare(self, task, on_fatal=None):
         """Send the directory to the share server, in the background: the pods wait for it."""
@@ -370,15 +401,15 @@ class EagerShare(Share):
         if self.syncs_back:
             from womm.shares import syncback
 
-            syncback.save_snapshot(task["id"], self.directory)
+            syncback.save_snapshot(task.id, self.directory)
 
         def send():
             try:
-                upload(server, self.share_id, self.directory, task["id"])
+                upload(server, self.share_id, self.directory, task.id)
             except Exception as e:  # noqa: BLE001 - reported through on_fatal or wait_prepared
                 self.upload_error = e
                 if on_fatal:
-                    on_fatal(with_hint(f"could not send {task['cwd']} to the share server: {describe(e)}", e))
+                    on_fatal(with_hint(f"could not send {task.cwd} to the share server: {describe(e)}", e))
             finally:
                 self.uploaded.set()
 
@@ -396,7 +427,7 @@ class EagerShare(Share):
 
             report = syncback.pull(server, self.share_id, task, self.directory)
             syncback.print_report(report, self.log)
-        server.forget(self.share_id, task["id"])
+        server.forget(self.share_id, task.id)
 
     def sync_now(self):
         """`womm share sync`: the next run's upload then sends only what changed after this."""

@@ -23,13 +23,49 @@ import subprocess
 import threading
 import time
 
-from womm import excludes, manifests, programs
+from womm import excludes, kube, manifests, programs, protect
 from womm.errors import UsageError, WommError, describe, with_hint
+from womm.report import printable
 from womm.shares.base import Share
 
 MOUNT_TIMEOUT = 60
 MOUNT_ATTEMPTS = 3
 CACHE_PORT = 2222
+MAX_LINE = 1000  # bytes kept of one line the cache says: the rest of a longer one is dropped
+
+
+def cache_connections(task):
+    """How many connections the cache serves at once: each pod keeps one; a pod replaced, or a mount
+    tried again, may hold a second for a while."""
+    return 2 * (task.pods or 1) + 8
+
+
+class Lines:
+    """The lines of a byte stream, each kept to `most` bytes: bounded memory, newlines or none."""
+
+    def __init__(self, most=MAX_LINE):
+        self.most, self.part, self.cut = most, bytearray(), False
+
+    def feed(self, data):
+        """The lines data completes."""
+        *ended, rest = data.split(b"\n")
+        out = []
+        for piece in ended:
+            self._add(piece)
+            out.append(self.rest())
+            self.part, self.cut = bytearray(), False
+        self._add(rest)
+        return out
+
+    def _add(self, piece):
+        room = self.most - len(self.part)
+        if len(piece) > room:
+            piece, self.cut = piece[:max(room, 0)], True
+        self.part += piece
+
+    def rest(self):
+        """The line begun and not yet ended."""
+        return bytes(self.part) + (b" [...]" if self.cut else b"")
 
 
 class LazyShare(Share):
@@ -55,7 +91,7 @@ class LazyShare(Share):
         share_mount = dict(mount, mountPropagation="Bidirectional")
         sidecar = {
             "name": manifests.SHARE_CONTAINER,
-            "image": task["helper_image"],
+            "image": task.helper_image,
             "command": ["womm-lazy-idle", mount["mountPath"]],
             "securityContext": {"privileged": True},
             "volumeMounts": [share_mount],
@@ -73,7 +109,7 @@ class LazyShare(Share):
 
         def start():
             try:
-                self._start_cache(task)
+                self._start_cache(task, on_fatal)
             except Exception as e:  # noqa: BLE001 - reported through on_fatal, and to the pods that wait
                 self.failed = with_hint(f"the lazy share's cache did not start: {describe(e)}", e)
                 if on_fatal:
@@ -83,7 +119,7 @@ class LazyShare(Share):
 
         threading.Thread(target=start, name="share cache", daemon=True).start()
 
-    def _start_cache(self, task):
+    def _start_cache(self, task, on_fatal=None):
         c = self.cluster
         for body in manifests.share_cache(task, CACHE_PORT):
             c.create(body)
@@ -101,20 +137,35 @@ class LazyShare(Share):
             if time.monotonic() > deadline:
                 raise WommError(f"its pod {name} did not start")
             time.sleep(0.3)
-        excluded = [f"--exclude={p}" for p in excludes.excluded()]
+        lists = [f"--exclude={p}" for p in excludes.excluded()]
+        lists += [f"--protect={p}" for p in protect.protected(self.directory)]
         self.server = subprocess.Popen(
-            [programs.require("womm-fs"), "serve-sftp", *excluded, self.directory],
+            [programs.require("womm-fs"), "serve-sftp", *lists, self.directory],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
-        self.stream = c.exec_stream(name, ["womm-lazy-cache", self.directory, str(CACHE_PORT)],
-                                    container=manifests.SHARE_CONTAINER)
+        self.stream = c.exec_stream(name, ["womm-lazy-cache", self.directory, str(CACHE_PORT),
+                                           str(cache_connections(task))], container=manifests.SHARE_CONTAINER)
         self.stream.send(self.token.encode() + b"\n")
+        self._keep_alive(on_fatal)
         mounted = threading.Event()
         threading.Thread(target=self._to_cache, name="share to cache", daemon=True).start()
         threading.Thread(target=self._from_cache, args=(mounted,), name="share from cache", daemon=True).start()
         if not mounted.wait(MOUNT_TIMEOUT) or self.failed:
-            raise WommError(self.failed or f"the cache did not mount {task['cwd']} within {MOUNT_TIMEOUT} s")
+            raise WommError(self.failed or f"the cache did not mount {task.cwd} within {MOUNT_TIMEOUT} s")
         self.cache_ip = status["podIP"]
+
+    def _keep_alive(self, on_fatal):
+        """The stream to the cache is pinged while the share lasts: sshfs says nothing while no job reads,
+        and a load balancer on the way would forget the idle connection, and the pods the directory.
+        One dropped anyway cannot be taken up again where sshfs left it: the run ends, saying so."""
+
+        def silent():
+            if not self.closing and on_fatal is not None:
+                on_fatal(f"the lazy share's stream to its cache heard nothing for {self.stream.silent} s, pings "
+                         "unanswered: something on the way to the Kubernetes API dropped it, and the pods lost "
+                         "the directory")
+
+        self.stream.keepalive(on_silent=silent)
 
     def _to_cache(self):
         """This machine's server's answers, to sshfs in the cache."""
@@ -126,28 +177,29 @@ class LazyShare(Share):
             pass
 
     def _from_cache(self, mounted):
-        """sshfs's requests, to this machine's server; the cache's own words, to the user."""
+        """sshfs's requests, to this machine's server; the cache's own words, to the user (each line
+        bounded, its control characters made visible: the cache is the cluster's, not ours)."""
         stdin = self.server.stdin
-        said = b""
+        lines, last = Lines(), b""
         try:
             while (item := self.stream.recv()) is not None:
                 channel, data = item
-                if channel == 1:
+                if channel == kube.STDOUT:
                     stdin.write(data)
                     stdin.flush()
-                elif channel == 2:
-                    said += data
-                    while b"\n" in said:
-                        line, said = said.split(b"\n", 1)
+                elif channel == kube.STDERR:
+                    for line in lines.feed(data):
                         if line == b"mounted":
                             mounted.set()
                         elif line.strip():
-                            self.log(f"lazy share: {line.decode(errors='replace')}")
+                            last = line
+                            self.log(f"lazy share: {printable(line.decode(errors='replace'))}")
         except (OSError, ValueError):
             pass
         finally:
             if not mounted.is_set():
-                self.failed = f"the cache could not mount the directory: {said.decode(errors='replace').strip()}"
+                said = printable((lines.rest().strip() or last).decode(errors="replace").strip())
+                self.failed = f"the cache could not mount the directory: {said}"
                 mounted.set()
             elif not self.closing:
                 self.log("lazy share: the stream to the share cache ended; the pods lose the directory")
@@ -166,8 +218,9 @@ class LazyShare(Share):
                 return
             if attempt + 1 < MOUNT_ATTEMPTS:
                 time.sleep(attempt + 1)
+        said = printable(err[-MAX_LINE:].decode(errors="replace").strip())
         raise WommError(f"the lazy share did not mount in pod {pod} ({MOUNT_ATTEMPTS} tries): "
-                        f"{err.decode(errors='replace').strip() or f'exit {status}'}")
+                        f"{said or f'exit {status}'}")
 
     def close(self):
         self.closing = True

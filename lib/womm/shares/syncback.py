@@ -11,16 +11,26 @@
 4. merge() applies them, entry by entry, and never follows a symlink of the directory:
    each parent is opened component by component with O_NOFOLLOW, each file written
    beside its place and renamed over it atomically, after a last look at what is there:
-   - the same as the snapshot's (the cluster sent back what it was given): nothing;
+   - the same as the snapshot's (the cluster sent back what it was given), or as what
+     is there now (an earlier merge of the same results brought it): nothing;
    - the local entry unchanged since the snapshot, or absent from both: the cluster's
      version replaces it (or is created);
    - the local entry changed since the snapshot, is of another kind, or lies under a
      symlink: it stays, and the cluster's version lands beside it as
      NAME.womm-cluster-<task>;
-   - a symlink comes back as a symlink, never written through; one whose target leads
-     out of the directory is not made (it is reported).
-   Nothing is ever deleted locally. The report says what came back, what was kept, and
-   what conflicted.
+   - a secret (womm.excludes), or a protected path (womm.protect: .git, .envrc, ...
+     where tools run what they find), or what a symlink among them leads to: never
+     written; the protected ones said once, together;
+   - a symlink comes back as a symlink, never written through; its target is resolved
+     one component at a time against the directory: one that climbs out of it, passes
+     through a symlink, or has `..` after a name (whose meaning depends on what the
+     name turns out to be) is not made;
+   - a file's mode loses setuid, setgid and sticky bits and what the umask takes away.
+   Nothing is ever deleted locally. An entry that fails (a name too long for its
+   conflict copy, say) is reported and the others still come back; nothing recurses
+   (womm.tree), so no depth stops it; and since what is already there counts as done,
+   a merge that stopped for any reason can be run again. The report says what came
+   back, what was kept, and what conflicted or was not brought back.
 """
 
 import json
@@ -29,8 +39,9 @@ import shutil
 import stat
 import subprocess
 
-from womm import home
+from womm import excludes, home, protect, store, tree
 from womm.errors import WommError
+from womm.report import printable
 
 FLAGS_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -43,24 +54,18 @@ def _entry(st, path):
 
 
 def walk(directory):
-    """{relative path: entry} of everything under directory, not following symlinks."""
+    """{relative path: entry} of everything under directory, not following symlinks (nor recursing)."""
     out = {}
-    for root, dirs, files in os.walk(directory):
-        for name in files + dirs:
-            path = os.path.join(root, name)
-            try:
-                out[os.path.relpath(path, directory)] = _entry(os.lstat(path), path)
-            except OSError:
-                continue
+    for rel, entry in tree.walk(directory):
+        try:
+            out[rel] = _entry(entry.stat(follow_symlinks=False), os.path.join(directory, rel))
+        except OSError:
+            continue
     return out
 
 
 def save_snapshot(task_id, directory):
-    path = home.snapshot_file(task_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(walk(directory)))
-    os.replace(tmp, path)
+    store.write_bytes(home.snapshot_file(task_id), json.dumps(walk(directory)).encode())
 
 
 def load_snapshot(task_id):
@@ -72,22 +77,36 @@ def load_snapshot(task_id):
 
 def pull(server, share_id, task, directory):
     """Bring the task's results into the local directory; the merge report."""
-    staging = home.run_dir(task["id"]) / "syncback"
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = home.run_dir(task.id) / "syncback"
+    tree.rmtree(staging)
     staging.mkdir(parents=True)
     # Links as links (-l), times to the nanosecond (-t): what merge() compares with the snapshot.
     proc = subprocess.run(
-        ["rsync", "-rlt", "-e", server.rsh(), f"{server.pod}:/shares/{share_id}/tasks/{task['id']}/results/",
+        ["rsync", "-rlt", *server.rsync_options(), f"{server.pod}:/shares/{share_id}/tasks/{task.id}/results/",
          str(staging) + "/"],
         capture_output=True, text=True,
     )
     if proc.returncode != 0:
-        raise WommError(f"syncback from the share server failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}"
-                        f"; the cluster's files are still there: run `womm finish {task['id']}` to retry")
+        said = printable((proc.stderr.strip().splitlines() or ["?"])[-1][-1000:])
+        raise WommError(f"syncback from the share server failed: {said}"
+                        f"; the cluster's files are still there: run `womm finish {task.id}` to retry")
     try:
-        return merge(staging, directory, load_snapshot(task["id"]), task["id"])
+        unmunge(staging)
+        return merge(staging, directory, load_snapshot(task.id), task.id)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        tree.rmtree(staging)
+
+
+MUNGED = "/rsyncd-munged/"  # rsync's prefix for the symlinks a daemon without chroot receives
+
+
+def unmunge(staging):
+    """The share server keeps the symlinks pods send it "munged" (womm-fs-server: its defence without
+    chroot); what comes back through the exec API has them so: they become what the pods made."""
+    for _, entry in tree.walk(staging):
+        if entry.is_symlink() and (target := os.readlink(entry.path)).startswith(MUNGED):
+            os.unlink(entry.path)
+            os.symlink(target[len(MUNGED):], entry.path)
 
 
 class Local:
@@ -96,6 +115,7 @@ class Local:
     def __init__(self, directory):
         self.root = os.path.realpath(directory)
         self.fd = os.open(self.root, FLAGS_DIR)
+        self.umask = protect.umask()
 
     def parent(self, rel, create=False):
         """(an fd of rel's parent directory, None), opened one component at a time with O_NOFOLLOW
@@ -122,11 +142,43 @@ class Local:
             fd = nxt
         return fd, None
 
-    def inside(self, rel, target):
-        """Whether a symlink at rel with this target resolves (as text) inside the directory."""
-        base = os.path.join(self.root, os.path.dirname(rel))
-        resolved = os.path.normpath(os.path.join(base, target))
-        return resolved == self.root or resolved.startswith(self.root + os.sep)
+    def link_refused(self, rel, target):  # noqa: C901 - one pass over the components, its rules side by side
+        """Why a symlink at rel with this target is not made; None if it may be.
+
+        The target is resolved one component at a time against the directory as it is: `..` may
+        climb to the directory's top, no higher, and only before the first name (after a name, what
+        `..` means depends on whether that name is a symlink); no component may be a symlink (where
+        it leads is not this link's to check). A name not there yet is taken as it is: this merge
+        makes a symlink there only by these same rules, so a chain of them stays inside."""
+        if target.startswith("/"):
+            if target != self.root and not target.startswith(self.root + "/"):
+                return "leads out of the directory"
+            parts, rest = [], target[len(self.root):]
+        else:
+            parts, rest = (os.path.dirname(rel).split("/") if os.path.dirname(rel) else []), target
+        named, known = False, True
+        for c in rest.split("/"):
+            if c in ("", "."):
+                continue
+            if c == "..":
+                if named:
+                    return "has .. after a name"
+                if not parts:
+                    return "leads out of the directory"
+                parts.pop()
+                continue
+            named = True
+            parts.append(c)
+            if known:
+                try:
+                    st = os.lstat(os.path.join(self.root, *parts))
+                except OSError:
+                    known = False  # not there: the rest are names
+                    continue
+                if stat.S_ISLNK(st.st_mode):
+                    return f"goes through the symlink {'/'.join(parts)}"
+                known = stat.S_ISDIR(st.st_mode)
+        return None
 
     def close(self):
         os.close(self.fd)
@@ -134,18 +186,26 @@ class Local:
 
 def merge(staging, directory, snapshot, tag):
     """Apply the staged entries to directory by the rules above; the report."""
-    from womm import excludes
-
-    report = {"updated": [], "created": [], "conflicts": [], "refused": []}
-    never = excludes.excluded()
+    report = {"updated": [], "created": [], "conflicts": [], "refused": [], "protected": [], "failed": []}
+    lists = excludes.excluded(), protect.protected(directory)
+    found = excludes.scan(directory, lists, home=os.path.expanduser("~"))
+    secrets, guarded = found[0].rules(lists[0]), found[1].rules(lists[1])
     local = Local(directory)
     try:
         for rel, staged in sorted(walk(staging).items()):
-            if excludes.matches(rel, never):
+            if secrets.covers(rel):
                 report["refused"].append((rel, "secret"))
                 continue
-            src = os.path.join(staging, rel)
-            _merge_one(local, rel, src, staged, snapshot.get(rel), tag, report)
+            before = snapshot.get(rel)
+            if _same_content(staged, before):
+                continue
+            if guarded.covers(rel):
+                report["protected"].append((rel, guarded.root(rel)))
+                continue
+            try:
+                _merge_one(local, rel, os.path.join(staging, rel), staged, before, tag, report)
+            except OSError as e:  # this entry only: the others still come back
+                report["failed"].append((rel, e.strerror or str(e)))
     finally:
         local.close()
     return report
@@ -161,33 +221,15 @@ def _same_content(staged, before):
 
 
 def _merge_one(local, rel, src, staged, before, tag, report):
-    if _same_content(staged, before):
-        return
     kind, target = staged[0], staged[5]
-    if kind == "link" and not local.inside(rel, target):
-        report["refused"].append((rel, target))
-        return
+    if kind == "link":
+        why = local.link_refused(rel, target)
+        if why:
+            report["refused"].append((rel, f"a link to {target}, which {why}"))
+            return
     parent, bad = local.parent(rel, create=True)
     if parent is None:
-        # A component is a symlink (or a file) here: the cluster's entry goes under that
-        # component renamed NAME.womm-cluster-TAG.
-        parts = rel.split(os.sep)
-        parts[bad] += f".womm-cluster-{tag}"
-        beside = os.sep.join(parts)
-        parent, _ = local.parent(beside, create=True)
-        if parent is None:
-            report["refused"].append((rel, "under a link"))
-            return
-        try:
-            if kind == "dir":
-                _ensure_dir(parent, os.path.basename(beside))
-            else:
-                _install(parent, os.path.basename(beside), src, kind, target, expect=_lstat(parent, parts[-1]))
-            here, there = os.sep.join(rel.split(os.sep)[:bad + 1]), os.sep.join(parts[:bad + 1])
-            if (here, there) not in report["conflicts"]:  # one line for the link, not one per file under it
-                report["conflicts"].append((here, there))
-        finally:
-            os.close(parent)
+        _merge_under_a_link(local, rel, src, kind, target, bad, tag, report)
         return
     name = os.path.basename(rel)
     try:
@@ -195,14 +237,38 @@ def _merge_one(local, rel, src, staged, before, tag, report):
             _ensure_dir(parent, name)
             return
         now = _lstat(parent, name)
+        if now is not None and _same_content(staged, now):
+            return  # already here: an earlier merge of these results brought it
         # Absent here (created by the cluster, or deleted here meanwhile: nothing is lost), or as it was.
         if now is None or (before is not None and _unchanged(now, before)):
-            if _install(parent, name, src, kind, target, expect=now):
+            if _install(local, parent, name, src, kind, target, expect=now):
                 report["updated" if now is not None else "created"].append(rel)
                 return
         beside = name + f".womm-cluster-{tag}"
-        _install(parent, beside, src, kind, target, expect=_lstat(parent, beside))
+        _install(local, parent, beside, src, kind, target, expect=_lstat(parent, beside))
         report["conflicts"].append((rel, os.path.join(os.path.dirname(rel), beside)))
+    finally:
+        os.close(parent)
+
+
+def _merge_under_a_link(local, rel, src, kind, target, bad, tag, report):
+    """Component `bad` of rel is a symlink (or a file) here: the cluster's entry goes under that
+    component renamed NAME.womm-cluster-TAG."""
+    parts = rel.split(os.sep)
+    parts[bad] += f".womm-cluster-{tag}"
+    beside = os.sep.join(parts)
+    parent, _ = local.parent(beside, create=True)
+    if parent is None:
+        report["refused"].append((rel, "under a link"))
+        return
+    try:
+        if kind == "dir":
+            _ensure_dir(parent, os.path.basename(beside))
+        else:
+            _install(local, parent, os.path.basename(beside), src, kind, target, expect=_lstat(parent, parts[-1]))
+        here, there = os.sep.join(rel.split(os.sep)[:bad + 1]), os.sep.join(parts[:bad + 1])
+        if (here, there) not in report["conflicts"]:  # one line for the link, not one per file under it
+            report["conflicts"].append((here, there))
     finally:
         os.close(parent)
 
@@ -234,25 +300,19 @@ def _ensure_dir(parent, name):
     return False
 
 
-def _install(parent, name, src, kind, target, expect):
+def _install(local, parent, name, src, kind, target, expect):
     """Put the staged entry at name in parent atomically: a temporary entry beside it, a last look
     (name still is `expect`, None for absent), then a rename over it. False if it changed meanwhile."""
     tmp = f".womm-sync-{os.getpid()}-{name}"[:255]
     _remove_tmp(parent, tmp)
-    if kind == "link":
-        os.symlink(target, tmp, dir_fd=parent)
-    else:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=parent)
-        try:
-            with open(src, "rb") as f, os.fdopen(fd, "wb", closefd=False) as out:
-                shutil.copyfileobj(f, out, 1 << 20)
-                out.flush()
-                os.fsync(fd)
-            st = os.stat(src)
-            os.chmod(fd, stat.S_IMODE(st.st_mode) & 0o777)  # never setuid, setgid or sticky from the cluster
-            os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
-        finally:
-            os.close(fd)
+    try:
+        if kind == "link":
+            os.symlink(target, tmp, dir_fd=parent)
+        else:
+            _copy(local, parent, tmp, src)
+    except BaseException:
+        _remove_tmp(parent, tmp)
+        raise
     if not _same(_lstat(parent, name), expect):
         _remove_tmp(parent, tmp)
         return False
@@ -269,6 +329,20 @@ def _install(parent, name, src, kind, target, expect):
     return True
 
 
+def _copy(local, parent, tmp, src):
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=parent)
+    try:
+        with open(src, "rb") as f, os.fdopen(fd, "wb", closefd=False) as out:
+            shutil.copyfileobj(f, out, 1 << 20)
+            out.flush()
+            os.fsync(fd)
+        st = os.stat(src)
+        os.chmod(fd, protect.mode(st.st_mode, mask=local.umask))  # no setuid, nothing the umask forbids
+        os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+    finally:
+        os.close(fd)
+
+
 def _remove_tmp(parent, tmp):
     try:
         os.unlink(tmp, dir_fd=parent)
@@ -278,14 +352,22 @@ def _remove_tmp(parent, tmp):
 
 def print_report(report, log):
     updated, created, conflicts, refused = (report[k] for k in ("updated", "created", "conflicts", "refused"))
-    if not (updated or created or conflicts or refused):
+    protected, failed = report.get("protected", []), report.get("failed", [])
+    if not (updated or created or conflicts or refused or protected or failed):
         log("syncback: nothing changed in the cluster")
         return
+    left = len(refused) + len(protected) + len(failed)
     log(f"syncback: {len(updated)} updated, {len(created)} created, {len(conflicts)} kept local"
-        + (f", {len(refused)} not brought back" if refused else ""))
+        + (f", {left} not brought back" if left else ""))
     for rel, beside in conflicts:
-        log(f"syncback: {rel} changed here during the run (or is not what it was): kept; "
-            f"the cluster's version is {beside}")
+        log(f"syncback: {printable(rel)} changed here during the run (or is not what it was): kept; "
+            f"the cluster's version is {printable(beside)}")
+    if protected:
+        roots = sorted({root for _, root in protected})
+        log(f"syncback: {len(protected)} changes under {', '.join(printable(r) for r in roots)} not brought back: "
+            "tools run what is there (the share-protect setting)")
     reasons = {"under a link": "it lies under a link", "secret": "where secrets live (share-exclude)"}
     for rel, why in refused:
-        log(f"syncback: {rel}: not brought back: " + reasons.get(why, f"a link to {why}, outside the directory"))
+        log(f"syncback: {printable(rel)}: not brought back: {printable(reasons.get(why, why))}")
+    for rel, why in failed:
+        log(f"syncback: {printable(rel)}: not brought back: {printable(why)}")

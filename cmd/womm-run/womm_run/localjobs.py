@@ -1,4 +1,4 @@
-"""The local half of the job slots: what GNU parallel's jobs and the controller share.
+"""The local jobs: what GNU parallel's jobs (job.sh) and the controller share on this machine.
 
 GNU parallel runs each job as `job.sh -c COMMAND` (womm sets PARALLEL_SHELL).
 job.sh writes "PID SLOT SEQ" into the run directory's `submit` fifo and waits
@@ -70,7 +70,7 @@ class RunDir:
         }
 
     def read_submissions(self):
-        """[(pid, slot, seq)] written by job.sh since the last call (non-blocking)."""
+        """[(pid, jobslot, seq)] written by job.sh since the last call (non-blocking)."""
         try:
             self._submit_buf += os.read(self.submit_fd, 65536)
         except BlockingIOError:
@@ -79,16 +79,16 @@ class RunDir:
         out = []
         for line in lines:
             try:
-                pid, slot, seq = (int(x) for x in line.split())
+                pid, jobslot, seq = (int(x) for x in line.split())
             except ValueError:
                 continue
-            out.append((pid, slot, seq))
+            out.append((pid, jobslot, seq))
         return out
 
-    def answer(self, slot, pid, status):
-        """Release job.sh of `pid` waiting on `slot` with the job's exit status."""
+    def answer(self, jobslot, pid, status):
+        """Release job.sh of `pid` waiting on `jobslot`'s fifo with the job's exit status."""
         try:
-            fd = os.open(self.path / f"slot.{slot}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = os.open(self.path / f"slot.{jobslot}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             return  # nobody waits there (ENXIO): that job.sh is gone already
         try:
@@ -217,17 +217,19 @@ class Stdin:
 
 
 class Job:
-    """One job GNU parallel started on a pod slot, seen from the controller.
+    """One job GNU parallel started on one of its job slots that are pods', seen from the controller.
 
+    Two kinds of slot meet here: `jobslot` is GNU parallel's ({%}, the fifo job.sh waits on),
+    `pod_slot` the slot of a pod that runs the job now (womm_run.scheduler.PodSlot).
     An attempt is one run of it in a pod; an attempt lost with its pod or stream is
     followed by another, up to the task's retries, its output rewound and its stdin replayed.
     """
 
-    __slots__ = ("pid", "slot", "seq", "command", "env", "pidfd", "out", "err", "_rewind", "stdin", "done",
-                 "cancelled", "losses", "attempt", "where", "sent", "acked", "eof_sent")
+    __slots__ = ("pid", "jobslot", "seq", "command", "env", "pidfd", "out", "err", "_rewind", "stdin", "done",
+                 "cancelled", "losses", "attempt", "pod_slot", "sent", "acked", "eof_sent")
 
-    def __init__(self, pid, slot, seq, command, pidfd, out, err, rewind, stdin, env=()):
-        self.pid, self.slot, self.seq, self.command = pid, slot, seq, command
+    def __init__(self, pid, jobslot, seq, command, pidfd, out, err, rewind, stdin, env=()):
+        self.pid, self.jobslot, self.seq, self.command = pid, jobslot, seq, command
         self.env = env  # (name, value) pairs of job.sh's environment the pod's job needs
         self.pidfd, self.out, self.err = pidfd, out, err
         self._rewind = rewind
@@ -235,73 +237,42 @@ class Job:
         self.done = False
         self.cancelled = False
         self.losses = []  # why each lost attempt was lost
-        self.attempt = None  # the number of the attempt running now (womm_run.frames' job)
-        self.where = None  # the controller.Slot it runs on
+        self.attempt = None  # the number of the attempt running now (the protocol's `job`)
+        self.pod_slot = None  # the PodSlot it runs on now
         self.sent = self.acked = 0  # stdin bytes given to the attempt, and taken by it
         self.eof_sent = False
 
     @classmethod
-    def attach(cls, pid, slot, seq, run_dir, can_rewind=True, on_stdin=None):
+    def attach(cls, pid, jobslot, seq, run_dir, can_rewind=True, on_stdin=None):
         """Take over the job of job.sh process `pid`; None if it is already gone.
 
         GNU parallel's wrappers are seen through (womm_run.wrappers). on_stdin(): called when a
         stdin that opens later (a --tee fifo) is there. Raises OSError if its stdout or stderr
         cannot be opened (a socket, say).
         """
-        try:
-            pidfd = os.pidfd_open(pid)
-        except OSError:
+        from womm_run import wrappers
+
+        opened = _open_job(pid)
+        if opened is None:
             return None
-        fds = []
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-            command = argv[argv.index(b"-c") + 1]
-            for n in (8, 9):  # job.sh's copies of its stdout and stderr
-                fds.append(os.open(f"/proc/{pid}/fd/{n}", os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK | os.O_CLOEXEC))
-            fds.append(os.open(f"/proc/{pid}/fd/6", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))  # its stdin
-        except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
-            for fd in [pidfd, *fds]:
-                os.close(fd)
-            return None
-        except OSError:
-            for fd in [pidfd, *fds]:
-                os.close(fd)
-            raise
-        out, err, inp = fds
+        pidfd, command, out, err, inp = opened
         rewind = {}
         if can_rewind:
             for fd in (out, err):
                 st = os.fstat(fd)
                 if stat.S_ISREG(st.st_mode):
                     rewind[fd] = st.st_size
-        from womm_run import wrappers
-
         u = wrappers.unwrap(command)
-        if u.ranges:
-            os.close(inp)
-            stdin = Stdin(os.open(u.stdin_file, os.O_RDONLY | os.O_CLOEXEC), run_dir, ranges=u.ranges)
-        elif u.stdin_file:
-            os.close(inp)
-            stdin = Stdin.from_fifo(u.stdin_file, run_dir, u.remove, on_stdin or (lambda: None))
-        else:
-            stdin = Stdin(inp, run_dir)
-            stdin.read_more()  # most often its end already: the job's first frame can say so
-        env = ()
-        if u.env:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                environ = dict(item.partition(b"=")[::2] for item in f.read().split(b"\0") if b"=" in item)
-            env = tuple((name, environ[name]) for name in u.env if name in environ)
-        return cls(pid, slot, seq, u.command, pidfd, out, err, rewind, stdin, env)
+        stdin = _job_stdin(u, inp, run_dir, on_stdin)
+        return cls(pid, jobslot, seq, u.command, pidfd, out, err, rewind, stdin, _job_env(pid, u.env))
 
-    def new_attempt(self, number, where):
-        self.attempt, self.where = number, where
+    def new_attempt(self, number, pod_slot):
+        self.attempt, self.pod_slot = number, pod_slot
         self.sent = self.acked = 0
         self.eof_sent = False
 
-    def write(self, channel, data):
-        """Write job output (channel 1 stdout, 2 stderr) into the job's own file descriptors."""
-        fd = self.out if channel == 1 else self.err
+    def write(self, fd, data):
+        """Write job output into the job's own stdout or stderr (self.out, self.err)."""
         while data:
             try:
                 n = os.write(fd, data)
@@ -336,3 +307,50 @@ class Job:
                 pass
         self.out = self.err = -1
         self.stdin.close()
+
+
+def _open_job(pid):
+    """(pidfd, command, stdout, stderr, stdin) of job.sh process pid, opened; None if it is gone."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return None
+    fds = []
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+        command = argv[argv.index(b"-c") + 1]
+        for n in (8, 9):  # job.sh's copies of its stdout and stderr
+            fds.append(os.open(f"/proc/{pid}/fd/{n}", os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK | os.O_CLOEXEC))
+        fds.append(os.open(f"/proc/{pid}/fd/6", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))  # its stdin
+    except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+        for fd in [pidfd, *fds]:
+            os.close(fd)
+        return None
+    except OSError:
+        for fd in [pidfd, *fds]:
+            os.close(fd)
+        raise
+    return (pidfd, command, *fds)
+
+
+def _job_stdin(unwrapped, inp, run_dir, on_stdin):
+    """The job's Stdin: ranges of a file (--pipepart), a fifo (--tee), or job.sh's own stdin."""
+    if unwrapped.ranges:
+        os.close(inp)
+        return Stdin(os.open(unwrapped.stdin_file, os.O_RDONLY | os.O_CLOEXEC), run_dir, ranges=unwrapped.ranges)
+    if unwrapped.stdin_file:
+        os.close(inp)
+        return Stdin.from_fifo(unwrapped.stdin_file, run_dir, unwrapped.remove, on_stdin or (lambda: None))
+    stdin = Stdin(inp, run_dir)
+    stdin.read_more()  # most often its end already: the job's first frame can say so
+    return stdin
+
+
+def _job_env(pid, names):
+    """(name, value) pairs of job.sh's environment that the job needs in the pod (wrappers' names)."""
+    if not names:
+        return ()
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        environ = dict(item.partition(b"=")[::2] for item in f.read().split(b"\0") if b"=" in item)
+    return tuple((name, environ[name]) for name in names if name in environ)

@@ -1,0 +1,66 @@
+"""A worker pod's run directory: what its two containers share, and nothing else does.
+
+    /.womm-pod/                 an emptyDir mounted by the womm container and the job container
+    |-- ctl                     fifo: the agent's requests to runner.sh, one line each
+    |                           (`run NAME`, `kill PID`); runner.sh kills every job when it ends
+    |-- runner                  what runner.sh found in the job container (`shell=`, `bash=`,
+    |                           `setsid=`), then a line `end`
+    |-- env                     the jobs' --env variables (sh), sourced before every job
+    |-- functions.bash          exported bash functions, reached through BASH_ENV
+    |-- agent.lock, agent.pid   the pod's one agent (a new one stops the old one first)
+    `-- jobs/NAME/              one attempt of a job, NAME = "SLOT-NUMBER":
+        |-- job                 sh assignments: `cmd=...`, PARALLEL_SEQ, PARALLEL_JOBSLOT, env
+        |-- in out err          fifos: the job's stdin, stdout and stderr
+        |-- status              fifo: the wrapper says `started PID`, then `exit STATUS`
+        `-- pid                 the job's process (for kill_all)
+
+The agent (womm_run.podagent) and runner.sh (womm_run's, the job container's PID 1) follow
+this layout; runner.sh's header names the same files, and a unit test holds them together.
+The womm container's first command makes the directory (prepare_script); the agent makes
+what is missing again (prepare), so that either may come first.
+"""
+
+import os
+
+POD_RUN = "/.womm-pod"
+
+CTL = "ctl"
+RUNNER = "runner"
+ENV = "env"
+FUNCTIONS = "functions.bash"
+AGENT_LOCK = "agent.lock"
+AGENT_PID = "agent.pid"
+JOBS = "jobs"
+
+JOB = "job"
+FIFOS = ("in", "out", "err", "status")
+PID = "pid"
+JOB_FILES = (JOB, *FIFOS, PID)
+
+
+def path(run, *names):
+    return os.path.join(run, *names)
+
+
+def job_name(slot, number):
+    return f"{slot}-{number}"
+
+
+def job_dir(run, name):
+    return os.path.join(run, JOBS, name)
+
+
+def prepare(run):
+    """The directory's shared parts (the agent's side): jobs/ and the ctl fifo, made if missing."""
+    os.makedirs(path(run, JOBS), exist_ok=True)
+    ctl = path(run, CTL)
+    if not os.path.exists(ctl):
+        os.mkfifo(ctl, 0o666)
+
+
+def prepare_script(run=POD_RUN):
+    """The same, in sh, for the womm container's first command (before any agent runs). Both
+    containers may run as other users: what one makes, the other must be able to use."""
+    # chmod fails where the directory is not ours (an emptyDir is 0777 already): no matter.
+    return (f"mkdir -p {run}/{JOBS} && {{ chmod 0777 {run} {run}/{JOBS} 2>/dev/null || true; }} && "
+            f"{{ [ -p {run}/{CTL} ] || mkfifo -m 0666 {run}/{CTL}; }}")

@@ -1,0 +1,64 @@
+"""The pod watch (womm_run.pods.TaskPods) against a local API server that goes silent
+(tests/unit/silentapi.py): a watch that ends well goes on from its last bookmark; one dropped on the
+way is given up and the pods are listed again, the new pod handed on and the one that went in the
+meantime forgotten; a version the server forgot is listed again at once."""
+
+from types import SimpleNamespace
+
+import pytest
+from silentapi import bookmark, cluster_for, pod, wait_until
+
+from womm import kube
+from womm_run.pods import TaskPods
+
+
+def task_pods(cluster):
+    handed, fatal, said = [], [], []
+    task = SimpleNamespace(id="t1", pods=1)
+    pods = TaskPods(cluster, task, share=None, log=said.append, on_fatal=fatal.append)
+    pods.start(handed.append)
+    return pods, handed, fatal, said
+
+
+@pytest.mark.slow
+def test_after_a_silent_drop_the_pod_watch_lists_again_hands_on_the_new_pod_and_forgets_the_old(
+        apis, tmp_path, monkeypatch):
+    monkeypatch.setattr(kube, "WATCH_SECONDS", 1)
+    monkeypatch.setattr(kube, "WATCH_GRACE", 1)
+    api = apis(watches=[
+        [("event", "ADDED", pod("a", version="5")), bookmark("10", ends_list=True), ("silent",)],  # dropped
+        # Meanwhile pod a was deleted and b replaced it: the new list says so.
+        [("event", "ADDED", pod("b", version="15")), bookmark("20", ends_list=True), ("end",)],
+        [bookmark("30"), ("end",)],
+        [("silent",)],
+    ])
+    pods, handed, fatal, said = task_pods(cluster_for(api.url, tmp_path, monkeypatch))
+    try:
+        wait_until("pod b handed on", 8, lambda: handed == ["a", "b"])
+        assert pods.ready == {"b"} and pods.latest["a"] is None and not pods.running("a")
+        assert "pod a was deleted" in pods.why("a")
+        wait_until("the fourth watch", 5, lambda: len(api.watch_queries()) >= 4)
+    finally:
+        pods.stopping.set()
+    versions = [q.get("resourceVersion") for q in api.watch_queries()[:4]]
+    # Listed first, listed again after the silence, then on from each bookmark.
+    assert versions == [None, None, "20", "30"]
+    assert handed == ["a", "b"]  # a watch that goes on hands nothing on again
+    assert not fatal
+    assert [m for m in said if "said nothing for 2 s" in m and m.startswith("watching the pods:")], said
+
+
+def test_a_watch_from_a_version_the_server_forgot_lists_again_at_once(apis, tmp_path, monkeypatch):
+    gone = ("event", "ERROR", {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"})
+    api = apis(watches=[
+        [("event", "ADDED", pod("a", version="5")), bookmark("10", ends_list=True), ("end",)],
+        [gone, ("end",)],
+        [("event", "ADDED", pod("a", version="5")), bookmark("40", ends_list=True), ("silent",)],
+    ])
+    pods, handed, fatal, said = task_pods(cluster_for(api.url, tmp_path, monkeypatch))
+    try:
+        wait_until("the third watch", 5, lambda: len(api.watch_queries()) >= 3)
+    finally:
+        pods.stopping.set()
+    assert [q.get("resourceVersion") for q in api.watch_queries()] == [None, "10", None]
+    assert not said and not fatal and pods.ready == {"a"}
