@@ -32,7 +32,8 @@ class Cluster:
     state: Path  # $WOMM_CLUSTER_STATE: pids/, logs/, pki/, kubeconfig/
     bin: Path  # the cached Kubernetes and etcd binaries
     run: Path  # runtime dir of the kubelet's containerd
-    node_name: str
+    node_name: str  # node 1's: this machine's network namespace
+    node_names: tuple  # every node's, node 1's first
     up_output: str
 
     @property
@@ -59,12 +60,12 @@ class Cluster:
 
 
 def cluster_paths() -> dict:
-    """STATE, BIN, RUN and NODE_NAME as tests/cluster/lib.sh computes them."""
+    """STATE, BIN, RUN, NODE_NAME and NODES as tests/cluster/lib.sh computes them."""
     out = subprocess.run(
         [
             "bash",
             "-c",
-            'source "$1/lib.sh" && printf "%s\\n" "$STATE" "$BIN" "$RUN" "$NODE_NAME"',
+            'source "$1/lib.sh" && printf "%s\\n" "$STATE" "$BIN" "$RUN" "$NODE_NAME" "${NODES[*]}"',
             "_",
             str(CLUSTER_DIR),
         ],
@@ -72,7 +73,7 @@ def cluster_paths() -> dict:
         text=True,
         check=True,
     ).stdout.splitlines()
-    return dict(zip(("state", "bin", "run", "node_name"), out, strict=True))
+    return dict(zip(("state", "bin", "run", "node_name", "node_names"), out, strict=True))
 
 
 def cluster_env() -> dict:
@@ -129,6 +130,7 @@ def cluster() -> Cluster:
         bin=Path(paths["bin"]),
         run=Path(paths["run"]),
         node_name=paths["node_name"],
+        node_names=tuple(paths["node_names"].split()),
         up_output=output,
     )
 
@@ -141,6 +143,7 @@ class K8s:
     core: object  # kubernetes.client.CoreV1Api
     apps: object  # kubernetes.client.AppsV1Api
     rbac: object  # kubernetes.client.RbacAuthorizationV1Api
+    auth: object  # kubernetes.client.AuthorizationV1Api
 
     def exec(
         self, namespace: str, pod: str, command: list, container: str | None = None, timeout: float = 60
@@ -193,6 +196,7 @@ def k8s(cluster) -> K8s:
         core=kubernetes.client.CoreV1Api(api_client),
         apps=kubernetes.client.AppsV1Api(api_client),
         rbac=kubernetes.client.RbacAuthorizationV1Api(api_client),
+        auth=kubernetes.client.AuthorizationV1Api(api_client),
     )
     api_client.close()
 
@@ -234,5 +238,6 @@ def namespace(request, k8s) -> str:
             raise
 
 
-# Fixtures that run the real womm programs (womm_fixtures.py).
+# Fixtures that run the real womm programs (womm_fixtures.py), and as an edit-only user (access_fixtures.py).
+from access_fixtures import edit_user, throttle_proxy, view_user  # noqa: E402, F401
 from womm_fixtures import project_image, womm, womm_images, womm_session_home  # noqa: E402, F401

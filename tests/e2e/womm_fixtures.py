@@ -106,15 +106,16 @@ class Womm:
              "--prefix", f"{self.registry}/womm-e2e/", "--yes", cwd=directory)
         return directory
 
-    def popen(self, *args, cwd=None, stdin=None, **kw):
-        return subprocess.Popen([WOMM, *args], cwd=cwd, env=womm_env(self.home), stdin=stdin, **kw)
+    def popen(self, *args, cwd=None, stdin=None, env=None, **kw):
+        return subprocess.Popen([WOMM, *args], cwd=cwd, env=womm_env(self.home, env), stdin=stdin, **kw)
 
     def objects(self, task_id=None):
         """Names of womm's objects in the namespace (of one task, or of every task)."""
         selector = "app.kubernetes.io/managed-by=womm" + (f",womm.dev/task={task_id}" if task_id else ",womm.dev/task")
         out = []
         for lister in (self.k8s.apps.list_namespaced_deployment, self.k8s.apps.list_namespaced_replica_set,
-                       self.k8s.core.list_namespaced_pod, self.k8s.core.list_namespaced_config_map):
+                       self.k8s.core.list_namespaced_pod, self.k8s.core.list_namespaced_config_map,
+                       self.k8s.core.list_namespaced_secret):
             out += [f"{type(o).__name__}/{o.metadata.name}" for o in lister(self.namespace, label_selector=selector).items]
         return out
 
