@@ -76,7 +76,10 @@ def test_program_replaces_the_dispatcher_and_signals_pass_through(dispatcher, fa
 def test_signal_sent_to_womm_reaches_the_program(dispatcher, fake_bin):
     plugin = fake_bin("path", "womm-wait", "trap 'echo got-int; exit 42' INT\necho ready\nwhile :; do sleep 0.05; done\n")
     env = dict(os.environ, PATH=f"{plugin.parent}:/usr/bin:/bin")
-    proc = subprocess.Popen([str(dispatcher), "wait"], env=env, stdout=subprocess.PIPE, text=True)
+    # SIGINT as a terminal's shell leaves it: a background job of a script inherits it ignored, and a
+    # non-interactive sh may not trap a signal ignored on entry.
+    proc = subprocess.Popen([str(dispatcher), "wait"], env=env, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout.readline() == "ready\n"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 42
