@@ -214,7 +214,11 @@ def find(cluster, all_namespaces=False, task_id=None):
         return cluster.request("GET", cluster.path(kind, namespace=ns, all_namespaces=all_namespaces), query)["items"]
 
     found = {}
-    for kind in ("leases", "replicasets", "pods"):
+    # The Lease last: it is made before a task's other objects and deleted after them, so a task seen
+    # by its ReplicaSet or pods has its Lease in the listing that follows, even one created meanwhile
+    # (listed first, a task starting then read as UNKNOWN); and its annotations, the only ones
+    # with the command, are read last.
+    for kind in ("pods", "replicasets", "leases"):
         items = listing(kind)
         now = cluster.last_date  # the server's clock, as it answered this listing
         for obj in items:

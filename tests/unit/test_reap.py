@@ -117,3 +117,32 @@ def test_a_sync_run_whose_syncback_failed_is_brought_back_by_finish_and_left_alo
     assert records.load_task("pendingx") is not None  # the reaper leaves it
     commands.finish_one("pendingx", args, os.path.realpath(tmp_path), tasks.machine_id())
     assert brought == ["pendingx"] and records.load_task("pendingx") is None
+
+
+def test_a_task_whose_objects_are_made_while_it_is_listed_reads_as_running(monkeypatch):
+    """The Lease, made first, is listed last: a task created between two listings is never UNKNOWN."""
+    from email.utils import formatdate
+
+    from womm import kube
+
+    ann = {taskobjects.ANNOTATIONS["host"]: "elsewhere", taskobjects.ANNOTATIONS["machine"]: "other-machine",
+           taskobjects.ANNOTATIONS["pid"]: "1", taskobjects.ANNOTATIONS["command"]: '["echo", "hi"]'}
+    meta = {"labels": {taskobjects.TASK: "t1"}, "annotations": ann, "namespace": "ns"}
+    lease = {"metadata": {**meta, "managedFields": [{"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}]}}
+    replicaset = {"metadata": {**meta, "annotations": {**ann, taskobjects.ANNOTATIONS["command"]: "[]"}},
+                  "spec": {"replicas": 2}, "status": {}}
+
+    class Cluster(kube.Cluster):
+        def __init__(self):
+            self.namespace, self.calls, self.last_date = "ns", 0, formatdate(usegmt=True)
+
+        def request(self, method, path, query=None, **kw):
+            self.calls += 1  # the task's objects are made right after the first listing
+            made = self.calls > 1
+            kind = path.rsplit("/", 1)[1]
+            return {"items": {"leases": [lease] if made else [], "replicasets": [replicaset] if made else [],
+                              "pods": []}[kind]}
+
+    found = taskobjects.find(Cluster())
+    assert found["t1"]["status"] == "RUNNING"
+    assert found["t1"]["command"] == ["echo", "hi"]  # the Lease's annotations, the only ones with it
