@@ -7,11 +7,11 @@
 - `throttle_proxy`: throttle_proxy(every=5, retry_after=1) starts tests/faultproxy.py's throttle
   mode in front of the local API server (with the API server's own certificate, which names
   127.0.0.1); stopped at the end of the test. It forwards tokens only: use it with edit_user.
-- `blackhole_proxy`: blackhole_proxy(idle=60) starts tests/faultproxy.py's blackhole mode in front of
-  the local API server (a TCP relay that silently forgets a connection idle for IDLE seconds, as a
+- `start_blackhole(cluster, directory, idle=60)` starts tests/faultproxy.py's blackhole mode in front
+  of the local API server (a TCP relay that silently forgets a connection idle for IDLE seconds, as a
   load balancer does); proxy.kubeconfig is the admin's kubeconfig with the proxy as its server (the
   relay does not terminate TLS, so the admin's client certificate works, and the API server's
-  certificate names 127.0.0.1). Stopped at the end of the test.
+  certificate names 127.0.0.1). Its caller stops it.
 """
 
 from __future__ import annotations
@@ -107,22 +107,14 @@ def throttle_proxy(cluster):
         proxy.stop()
 
 
-@pytest.fixture
-def blackhole_proxy(cluster, tmp_path):
-    started = []
-
-    def start(idle=60):
-        server = admin_cluster_entry(cluster)["server"]
-        proxy = faultproxy.BlackholeProxy(server.split("://", 1)[1].rstrip("/"), idle=idle)
-        started.append(proxy.start())
-        config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
-        for entry in config["clusters"]:
-            entry["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
-        proxy.kubeconfig = tmp_path / f"blackhole-{proxy.port}.kubeconfig"
-        proxy.kubeconfig.write_text(yaml.safe_dump(config))
-        proxy.kubeconfig.chmod(0o600)
-        return proxy
-
-    yield start
-    for proxy in started:
-        proxy.stop()
+def start_blackhole(cluster, directory, idle=60):
+    """A started BlackholeProxy, its kubeconfig (the admin's, through it) written in directory."""
+    server = admin_cluster_entry(cluster)["server"]
+    proxy = faultproxy.BlackholeProxy(server.split("://", 1)[1].rstrip("/"), idle=idle).start()
+    config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    for entry in config["clusters"]:
+        entry["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+    proxy.kubeconfig = directory / f"blackhole-{proxy.port}.kubeconfig"
+    proxy.kubeconfig.write_text(yaml.safe_dump(config))
+    proxy.kubeconfig.chmod(0o600)
+    return proxy

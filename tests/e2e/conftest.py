@@ -210,12 +210,11 @@ def docker_client(cluster):
     client.close()
 
 
-@pytest.fixture
-def namespace(request, k8s) -> str:
-    """A new namespace for one test, deleted afterwards (without waiting for the deletion to finish)."""
+def new_namespace(k8s, stem) -> str:
+    """A new namespace named after stem, ready for pods (its default ServiceAccount exists)."""
     import kubernetes
 
-    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    stem = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")[:40].strip("-")
     name = f"e2e-{stem}-{uuid.uuid4().hex[:6]}"
     k8s.core.create_namespace(
         kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=name, labels=MANAGED_BY))
@@ -225,17 +224,30 @@ def namespace(request, k8s) -> str:
     while True:
         try:
             k8s.core.read_namespaced_service_account("default", name)
-            break
+            return name
         except kubernetes.client.ApiException as e:
             if e.status != 404 or time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
-    yield name
+
+
+def delete_namespace(k8s, name):
+    """Without waiting for the deletion to finish."""
+    import kubernetes
+
     try:
         k8s.core.delete_namespace(name, propagation_policy="Background")
     except kubernetes.client.ApiException as e:
         if e.status != 404:
             raise
+
+
+@pytest.fixture
+def namespace(request, k8s) -> str:
+    """A new namespace for one test, deleted afterwards."""
+    name = new_namespace(k8s, request.node.name)
+    yield name
+    delete_namespace(k8s, name)
 
 
 # Fixtures that run the real womm programs (womm_fixtures.py), and as an edit-only user (access_fixtures.py).

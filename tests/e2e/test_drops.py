@@ -2,10 +2,15 @@
 blackhole mode, which forgets a connection idle for 60 s without a FIN or a RST, as load balancers
 do (nginx's and ELB's default). Each test leaves one of womm's long-lived connections with nothing
 to say for longer than that, and checks that womm carries on as if nothing stood in between: the pod
-watch, `womm logs`, the lazy share's stream to its cache, `womm shell`."""
+watch, `womm logs`, the lazy share's stream to its cache, `womm shell`.
+
+The four spend most of their time being silent, which they can do together: the first test starts
+them all at once (`silences`), each in a namespace of its own through a proxy of its own, and each
+test waits for its own (8 minutes of the suite in one after another, 3 together)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import signal
 import subprocess
 import threading
@@ -13,8 +18,9 @@ import time
 
 import pexpect
 import pytest
-from access_fixtures import blackhole_proxy  # noqa: F401 - a fixture
-from womm_fixtures import WOMM, wait_for, womm_env
+from access_fixtures import start_blackhole
+from conftest import delete_namespace, new_namespace
+from womm_fixtures import WOMM, prepared_womm, wait_for, womm_env
 
 pytestmark = pytest.mark.e2e
 
@@ -73,10 +79,8 @@ def running_job(womm, pattern):
     return None
 
 
-def test_a_pod_deleted_while_the_pod_watch_has_nothing_to_say_is_replaced_and_its_job_runs_once(
-        womm, tmp_path, blackhole_proxy):  # noqa: F811 - the fixture
+def a_pod_deleted_while_the_pod_watch_has_nothing_to_say(womm, tmp_path, proxy):
     d = womm.setup_dir(tmp_path / "proj", "none")
-    proxy = blackhole_proxy(idle=IDLE)
     proc, out = start(womm, d, proxy, "parallel", "--kube-pods", "1", *SMALL, "--",
                       f"date +%s >{STARTED}; sleep 100; echo job {{}}", ":::", "a")
     pod, began = wait_for("the job started in its pod", 180, lambda: job_started(womm))
@@ -92,10 +96,8 @@ def test_a_pod_deleted_while_the_pod_watch_has_nothing_to_say_is_replaced_and_it
     womm.wait_no_objects()
 
 
-def test_womm_logs_follows_a_task_through_90_s_of_silence_and_prints_every_later_line_once(
-        womm, tmp_path, blackhole_proxy):  # noqa: F811 - the fixture
+def womm_logs_through_90_s_of_silence(womm, tmp_path, proxy):
     d = womm.setup_dir(tmp_path / "proj", "none")
-    proxy = blackhole_proxy(idle=IDLE)
     env = {"KUBECONFIG": str(proxy.kubeconfig)}
     # One slot, in order: 100 lines at once, 90 s of silence, 100 lines, 5 s of silence, 100 lines.
     task = womm("parallel", "--async", "--kube-pods", "1", *SMALL, "-k", "--", "sleep {}; seq -f 'line-{}-%g' 100",
@@ -111,9 +113,8 @@ def test_womm_logs_follows_a_task_through_90_s_of_silence_and_prints_every_later
     womm.wait_no_objects(task)
 
 
-def test_a_lazy_share_read_after_90_s_of_silence_is_still_there(womm, tmp_path, blackhole_proxy):  # noqa: F811
+def a_lazy_share_read_after_90_s_of_silence(womm, tmp_path, proxy):
     d = womm.setup_dir(tmp_path / "lazy", "lazy")
-    proxy = blackhole_proxy(idle=IDLE)
     proc, out = start(womm, d, proxy, "parallel", "--kube-pods", "1", *SMALL, "--", "sleep 90; cat {}",
                       ":::", "late.txt")
     wait_for("the job's sleep 90 in its pod", 180, lambda: running_job(womm, "sleep[ ]90"))
@@ -126,9 +127,8 @@ def test_a_lazy_share_read_after_90_s_of_silence_is_still_there(womm, tmp_path, 
     womm.wait_no_objects()
 
 
-def test_womm_shell_left_idle_for_90_s_still_answers(womm, tmp_path, blackhole_proxy):  # noqa: F811
+def womm_shell_left_idle_for_90_s(womm, tmp_path, proxy):
     d = womm.setup_dir(tmp_path / "proj", "none")
-    proxy = blackhole_proxy(idle=IDLE)
     child = pexpect.spawn(WOMM, ["shell", *SMALL], cwd=str(d), timeout=180, encoding="utf-8",
                           env=womm_env(womm.home, {"KUBECONFIG": str(proxy.kubeconfig)}))
     try:
@@ -146,3 +146,45 @@ def test_womm_shell_left_idle_for_90_s_still_answers(womm, tmp_path, blackhole_p
         child.close(force=True)
     assert child.exitstatus == 3, child.before
     womm.wait_no_objects()
+
+
+SCENARIOS = (a_pod_deleted_while_the_pod_watch_has_nothing_to_say, womm_logs_through_90_s_of_silence,
+             a_lazy_share_read_after_90_s_of_silence, womm_shell_left_idle_for_90_s)
+
+
+@pytest.fixture(scope="module")
+def silences(cluster, k8s, womm_images, project_image, tmp_path_factory):
+    """{scenario: its Future}, every scenario started at once."""
+    made, proxies = [], []
+
+    def run(scenario):
+        tmp = tmp_path_factory.mktemp(scenario.__name__[:30])
+        namespace = new_namespace(k8s, scenario.__name__)
+        made.append(namespace)
+        womm = prepared_womm(tmp / "womm-home", cluster, k8s, namespace, womm_images, project_image)
+        proxies.append(start_blackhole(cluster, tmp, IDLE))
+        scenario(womm, tmp, proxies[-1])
+
+    pool = concurrent.futures.ThreadPoolExecutor(len(SCENARIOS), thread_name_prefix="silence")
+    yield {scenario: pool.submit(run, scenario) for scenario in SCENARIOS}
+    pool.shutdown(wait=True)
+    for proxy in proxies:
+        proxy.stop()
+    for namespace in made:
+        delete_namespace(k8s, namespace)
+
+
+def test_a_pod_deleted_while_the_pod_watch_has_nothing_to_say_is_replaced_and_its_job_runs_once(silences):
+    silences[a_pod_deleted_while_the_pod_watch_has_nothing_to_say].result()
+
+
+def test_womm_logs_follows_a_task_through_90_s_of_silence_and_prints_every_later_line_once(silences):
+    silences[womm_logs_through_90_s_of_silence].result()
+
+
+def test_a_lazy_share_read_after_90_s_of_silence_is_still_there(silences):
+    silences[a_lazy_share_read_after_90_s_of_silence].result()
+
+
+def test_womm_shell_left_idle_for_90_s_still_answers(silences):
+    silences[womm_shell_left_idle_for_90_s].result()

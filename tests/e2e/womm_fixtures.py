@@ -131,7 +131,11 @@ class Womm:
 
 @pytest.fixture
 def womm(cluster, k8s, namespace, womm_images, project_image, tmp_path):
-    home = tmp_path / "womm-home"
+    yield prepared_womm(tmp_path / "womm-home", cluster, k8s, namespace, womm_images, project_image)
+
+
+def prepared_womm(home, cluster, k8s, namespace, womm_images, project_image):
+    """A Womm of its own WOMM_HOME, its namespace prepared by `womm cluster-setup --apply`."""
     w = Womm(home, namespace, womm_images, project_image, cluster.registry, k8s)
     w("cluster-setup", "--apply", "--namespace", namespace, "--helper-image", womm_images)
     # The share server is ready before the first test uses it.
@@ -143,4 +147,4 @@ def womm(cluster, k8s, namespace, womm_images, project_image, tmp_path):
         time.sleep(0.5)
     else:
         pytest.fail("the share server did not start")
-    yield w
+    return w
