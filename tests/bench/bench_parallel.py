@@ -14,6 +14,11 @@ Prints one figure per line:
     background rate, measured right before over the same time)
   - from the command to the first job's output, against the time a pod of the same
     image takes to start by itself
+With --pinned, as a real cluster would see it: the cluster (its components and every pod) on one
+core, the client (GNU parallel, job.sh, womm's controller) on the other, and for ROUNDS alternating
+rounds of 2,000 `true` jobs over 8 slots, local `parallel -j8` on the client's core against womm:
+jobs/s from the first job to the last and for the whole command, and the CPU per job of each side
+by process (between 10% and 90% of the jobs), medians at the end. The cluster is unpinned after.
 Needs: womm installed (womm on PATH), GNU parallel, kubectl.
 """
 
@@ -25,6 +30,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cpu  # noqa: E402
 from benchlib import api_requests, delta, prepare, sh  # noqa: E402
 
 NAMESPACE = "womm-bench"
@@ -75,8 +81,16 @@ def main():
     ap.add_argument("--jobs", type=int, default=2000)
     ap.add_argument("--baseline-jobs", type=int, default=200, help="jobs for the (slow) kubectl exec baseline")
     ap.add_argument("--image", default=os.environ.get("WOMM_TEST_BASE_IMAGE"))
-    ap.add_argument("--kube-cpu", default="0.4", help="CPU per pod: 4 pods must fit on the node")
+    ap.add_argument("--kube-cpu", default=None, help="CPU per pod: 4 pods must fit on the nodes (default 0.4; "
+                    "pinned 250m)")
+    ap.add_argument("--pinned", action="store_true", help="the cluster on one core, the client on the other")
+    ap.add_argument("--rounds", type=int, default=5, help="alternating rounds of --pinned")
+    ap.add_argument("--unpin", action="store_true", help="only give the cluster's processes every core again")
     args = ap.parse_args()
+    if args.unpin:
+        cpu.unpin_cluster()
+        return
+    args.kube_cpu = args.kube_cpu or ("250m" if args.pinned else "0.4")
     for tool in ("womm", "parallel", "kubectl"):
         if not shutil.which(tool):
             sys.exit(f"bench: {tool} not on PATH")
@@ -90,6 +104,15 @@ def main():
 
     # Warm up: the image on the node, the pods' first start.
     timed(womm_cmd[:-1] + ["true", ":::", "1"], env=env, cwd=work)
+    if args.pinned:
+        try:
+            pinned(args, womm_cmd, jobs_input, env, work)
+        finally:
+            cpu.unpin_cluster()
+            subprocess.run(["kubectl", "delete", "namespace", NAMESPACE, "--wait=false"], capture_output=True)
+            shutil.rmtree(home, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
+        return
 
     # 1. local GNU parallel, 8 slots
     t_local, _ = timed(["parallel", "-j8", "true"], input=jobs_input)
@@ -164,6 +187,103 @@ def main():
     subprocess.run(["kubectl", "delete", "namespace", NAMESPACE, "--wait=false"], capture_output=True)
     shutil.rmtree(home, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
+
+
+CLIENT_CPUS, CLUSTER_CPUS = {0}, {1}
+
+
+def measured(cmd, jobs, stdin_path, env, work):
+    """Run cmd (given a --joblog) on the client's core; returns
+    (whole seconds, first-to-last jobs/s, jobs between the samples, CPU by group between them)."""
+    joblog = os.path.join(work, "joblog")
+    if os.path.exists(joblog):
+        os.unlink(joblog)
+    at = cmd.index("--") if "--" in cmd else len(cmd) - 1  # options before the command
+    cmd = cmd[:at] + ["--joblog", joblog] + cmd[at:]
+    with open(stdin_path) as stdin:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=work,
+                                preexec_fn=lambda: os.sched_setaffinity(0, CLIENT_CPUS))
+        samples, counts = [], []
+        done, offset = 0, 0
+        for fraction in (0.1, 0.9):
+            while done < fraction * jobs and proc.poll() is None:
+                time.sleep(0.05)
+                if time.monotonic() - t0 > 600:
+                    proc.kill()
+                    sys.exit(f"bench: {' '.join(cmd[:3])} ran no {fraction:.0%} of its jobs in 600 s")
+                try:
+                    with open(joblog, "rb") as f:
+                        f.seek(offset)
+                        more = f.read()
+                except FileNotFoundError:
+                    continue
+                offset += len(more)
+                done += more.count(b"\n")
+            samples.append(cpu.Sample(proc.pid))
+            counts.append(done)
+        err = proc.stderr.read()
+        proc.wait()
+        whole = time.monotonic() - t0
+    if proc.returncode != 0:
+        sys.exit(f"bench: {cmd[:3]} failed ({proc.returncode}): {err[-500:]}")
+    rows = [r.split(b"\t") for r in open(joblog, "rb").read().splitlines()[1:]]
+    ends = sorted(float(r[2]) + float(r[3]) for r in rows)
+    return whole, (len(ends) - 1) / (ends[-1] - ends[0]), counts[1] - counts[0], cpu.spent(*samples)
+
+
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2] if len(values) % 2 else (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+
+
+def pinned(args, womm_cmd, jobs_input, env, work):
+    moved = cpu.pin_cluster(CLUSTER_CPUS)
+    os.sched_setaffinity(0, CLIENT_CPUS)
+    print(f"pinned: the cluster's {moved} processes (components and pods; pods started later inherit it) on CPU "
+          f"{','.join(map(str, sorted(CLUSTER_CPUS)))}; the client (and this bench) on CPU "
+          f"{','.join(map(str, sorted(CLIENT_CPUS)))}. Pods: {args.kube_cpu} CPU each, limits equal to requests; "
+          f"their agents' CPU limit: the same, at least 100m")
+    stdin_path = os.path.join(work, "jobs.txt")
+    with open(stdin_path, "w") as f:
+        f.write(jobs_input)
+    local_cmd = ["parallel", "-j8", "true"]
+    results = {"local": [], "womm": []}
+    for r in range(args.rounds):
+        order = ("local", "womm") if r % 2 == 0 else ("womm", "local")
+        for which in order:
+            cmd = local_cmd if which == "local" else womm_cmd
+            whole, rate, window, groups = measured(cmd, args.jobs, stdin_path, env, work)
+            results[which].append((whole, rate, window, groups))
+            client, cluster = (1000 * sum(s for g, s in groups.items() if g.startswith(side)) / window
+                               for side in ("client", "cluster"))
+            print(f"round {r + 1} {which:5}: whole {args.jobs / whole:6.1f} jobs/s, first to last {rate:6.1f} jobs/s; "
+                  f"CPU per job: client {client:.2f} ms, cluster {cluster:.2f} ms", flush=True)
+    local, womm = results["local"], results["womm"]
+    print(f"medians of {args.rounds} rounds ({args.jobs} `true` jobs, 8 slots; womm 4 pods x 2 slots):")
+    print(f"  first to last job: local {median(r[1] for r in local):.1f} jobs/s, womm {median(r[1] for r in womm):.1f}"
+          f" jobs/s: {median(w[1] / lo[1] for w, lo in zip(womm, local, strict=True)):.2f}x local")
+    print(f"  whole command: local {median(args.jobs / r[0] for r in local):.1f} jobs/s, womm "
+          f"{median(args.jobs / r[0] for r in womm):.1f} jobs/s (pods' start included): "
+          f"{median(lo[0] / w[0] for w, lo in zip(womm, local, strict=True)):.2f}x local")
+
+    def per_job(rounds, prefix):
+        return median(sum(s for g, s in groups.items() if g.startswith(prefix)) / window * 1000
+                      for _, _, window, groups in rounds)
+
+    local_client, womm_client, womm_cluster = per_job(local, "client"), per_job(womm, "client"), per_job(womm, "cluster")
+    print(f"  CPU per job: local GNU parallel {local_client:.2f} ms (jobs included); womm's client {womm_client:.2f} ms "
+          f"({womm_client / local_client:.2f}x local), womm's cluster {womm_cluster:.2f} ms")
+    print("  by process (each line a median of its own, so they need not add up):")
+    names = sorted({g for _, _, _, groups in womm for g in groups} | {g for _, _, _, groups in local for g in groups})
+    for name in names:
+        if name == "other":
+            continue
+        lo, wo = per_job(local, name), per_job(womm, name)
+        if lo >= 0.005 or wo >= 0.005:
+            print(f"    {name:70} local {lo:5.2f} ms   womm {wo:5.2f} ms")
+    print(f"  outside both (this machine's other processes, the bench's sampling): local {per_job(local, 'other'):.2f}"
+          f" ms, womm {per_job(womm, 'other'):.2f} ms")
 
 
 if __name__ == "__main__":
