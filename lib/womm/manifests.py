@@ -20,6 +20,10 @@ JOB_CONTAINER = "job"
 RSYNC_PORT = 873  # the share server's Service
 RSYNC_CONTAINER_PORT = 8873  # its daemon's: not a privileged port, for a server that is not root
 KILL_GRACE = 2  # seconds between TERM and KILL for a job being killed
+# The pod's run directory in memory: every job makes and removes its fifos there (tmpfs does it for
+# about half the CPU of a disk's file system). It holds fifos, a few lines per job, the env scripts
+# and the static setsid (2 MB); its pages count against the womm container's memory.
+RUN_DIR_LIMIT = "32Mi"
 HELPER_USER = 10001  # womm's own pods that need no user's files run as this user, never as root
 
 # What womm's own containers ask for (requests) and may use (limits), every one of them
@@ -141,7 +145,7 @@ def worker_replicaset(task, share_spec, womm_image, runner):
         # The agent first: it makes the shared directory the runner waits for.
         "containers": [agent, job, *womm_containers[1:]],
         "initContainers": init_containers,
-        "volumes": [*share_spec.get("volumes", []), {"name": "womm-pod", "emptyDir": {}}],
+        "volumes": [*share_spec.get("volumes", []), {"name": "womm-pod", "emptyDir": {"medium": "Memory", "sizeLimit": RUN_DIR_LIMIT}}],
         # Jobs get no API credentials: only the leader of --async tasks has any.
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,

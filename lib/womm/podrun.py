@@ -8,6 +8,9 @@
     |-- env                     the jobs' --env variables (sh), sourced before every job
     |-- functions.bash          exported bash functions, reached through BASH_ENV
     |-- agent.lock, agent.pid   the pod's one agent (a new one stops the old one first)
+    |-- setsid                  the helper image's static busybox, which runs as `setsid` by that
+    |                           name: the runner starts every job through it (an image's own setsid,
+    |                           dynamically linked, costs a job start three times as much CPU)
     `-- jobs/NAME/              one attempt of a job, NAME = "SLOT-NUMBER":
         |-- job                 sh assignments: `cmd=...`, PARALLEL_SEQ, PARALLEL_JOBSLOT, env
         |-- in out err          fifos: the job's stdin, stdout and stderr
@@ -30,6 +33,8 @@ ENV = "env"
 FUNCTIONS = "functions.bash"
 AGENT_LOCK = "agent.lock"
 AGENT_PID = "agent.pid"
+SETSID = "setsid"
+STATIC_SETSID = "/bin/busybox"  # in the helper image (busybox-static)
 JOBS = "jobs"
 
 JOB = "job"
@@ -61,6 +66,9 @@ def prepare(run):
 def prepare_script(run=POD_RUN):
     """The same, in sh, for the womm container's first command (before any agent runs). Both
     containers may run as other users: what one makes, the other must be able to use."""
-    # chmod fails where the directory is not ours (an emptyDir is 0777 already): no matter.
+    # chmod fails where the directory is not ours (an emptyDir is 0777 already): no matter. The
+    # static setsid is there before ctl, which the runner waits for; a helper image without it
+    # leaves the runner to the image's own setsid.
     return (f"mkdir -p {run}/{JOBS} && {{ chmod 0777 {run} {run}/{JOBS} 2>/dev/null || true; }} && "
+            f"{{ [ ! -x {STATIC_SETSID} ] || [ -x {run}/{SETSID} ] || cp {STATIC_SETSID} {run}/{SETSID}; }} && "
             f"{{ [ -p {run}/{CTL} ] || mkfifo -m 0666 {run}/{CTL}; }}")

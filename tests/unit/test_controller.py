@@ -129,6 +129,26 @@ def test_local_slots_run_locally(tmp_path):
     assert h.sched.done == 0
 
 
+def test_the_runner_starts_jobs_through_the_setsid_the_womm_container_put_in_the_run_directory(tmp_path):
+    """The helper image's static setsid (podrun.SETSID) is preferred to the image's own: a third of a
+    job start's CPU."""
+    h = Harness(tmp_path, n_pods=0, max_pods=1)
+    run = tmp_path / "pods" / "pod0"
+    run.mkdir(parents=True)
+    used = tmp_path / "setsid-used"
+    (run / "setsid").write_text(f'#!/bin/sh\necho used >> {used}\nexec setsid "$@"\n')
+    (run / "setsid").chmod(0o755)
+    try:
+        h.add_pod()
+        status, out, _ = h.run(["-k", "echo {}; ps -o sid= -p $$", ":::", "a", "b", "c"])
+    finally:
+        h.close()
+    lines = out.decode().split()
+    assert status == 0 and lines[0::2] == ["a", "b", "c"]
+    assert used.read_text().count("used") == 4  # the runner's check that it runs, then each job
+    assert len(set(lines[1::2])) == 3  # each job a session of its own
+
+
 def test_halt_kills_the_remote_job_and_its_children(tmp_path):
     marker = tmp_path / "still-running"
     # job 2 starts a grandchild that would touch the marker a second later

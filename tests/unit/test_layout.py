@@ -99,7 +99,7 @@ def test_runner_sh_follows_the_pod_run_directorys_layout():
 
     runner = (PACKAGES["womm_run"] / "runner.sh").read_text()
     assert "womm.podrun" in runner  # its header points at the layout's owner
-    for name in (podrun.CTL, podrun.RUNNER, podrun.ENV, podrun.JOBS):
+    for name in (podrun.CTL, podrun.RUNNER, podrun.ENV, podrun.JOBS, podrun.SETSID):
         assert f'"$run/{name}' in runner, name
     for name in (*podrun.FIFOS, podrun.JOB, podrun.PID):
         assert f'"$j/{name}"' in runner, name
