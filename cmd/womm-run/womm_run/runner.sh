@@ -16,10 +16,13 @@
 run=$1 dir=$2 shell=${3:-sh} grace=${4:-2}
 trap 'exit 0' TERM INT
 command -v "$shell" >/dev/null 2>&1 || shell=sh
+# By its path: a busybox setsid (below) runs its own applet of a bare name (its sh, with its own wc,
+# seq, ...), not the image's.
+shell=$(command -v "$shell")
 setsid=
 command -v setsid >/dev/null 2>&1 && setsid=setsid
 [ -d "$dir" ] || echo "womm: $dir is not in this pod; jobs run in $PWD" >&2
-printf 'shell=%s\nbash=%s\nsetsid=%s\nend\n' "$(command -v "$shell")" "$(command -v bash)" "$setsid" > "$run/runner"
+printf 'shell=%s\nbash=%s\nsetsid=%s\nend\n' "$shell" "$(command -v bash)" "$setsid" > "$run/runner"
 
 descendants() {
     # The processes below $1, through every thread of it (a thread's children are its own).
@@ -90,7 +93,7 @@ kill_all() {
 while :; do
     until [ -p "$run/ctl" ]; do sleep 0.05 2>/dev/null || sleep 1; done
     # The womm container's static setsid, there before ctl: a third of a job start's CPU less.
-    if [ -x "$run/setsid" ] && "$run/setsid" true 2>/dev/null; then setsid=$run/setsid; fi
+    if [ -x "$run/setsid" ] && "$run/setsid" "$shell" -c : 2>/dev/null; then setsid=$run/setsid; fi
     while IFS=' ' read -r verb arg; do
         case $verb in
             run) start_job "$arg" ;;
