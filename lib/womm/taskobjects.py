@@ -226,7 +226,8 @@ def find(cluster, all_namespaces=False, task_id=None):
             tid = (meta.get("labels") or {}).get(TASK)
             if not tid:
                 continue
-            t = found.setdefault(tid, {"id": tid, "namespace": meta.get("namespace"), "pods_ready": 0, "leader": None})
+            t = found.setdefault(tid, {"id": tid, "namespace": meta.get("namespace"), "pods_ready": 0, "leader": None,
+                                       "ending": True})
             ann = meta.get("annotations") or {}
             if ANNOTATIONS["host"] in ann:
                 t.update(from_annotations(ann))
@@ -240,6 +241,7 @@ def find(cluster, all_namespaces=False, task_id=None):
 
 
 def _lease_seen(t, lease_, now):
+    t["ending"] = False
     t["heartbeat_age"] = heartbeat_age(lease_, now)
 
 
@@ -265,11 +267,15 @@ SEEN_IN = {"leases": _lease_seen, "replicasets": _replicaset_seen, "pods": _pod_
 
 
 def status_of(t):
-    """RUNNING, COMPLETE (an async task whose leader ended), ORPHANED, or UNKNOWN.
+    """RUNNING, COMPLETE (an async task whose leader ended), ORPHANED, ENDING, or UNKNOWN.
 
+    ENDING: seen without its Lease, which is made first and deleted last: the task is being deleted
+    (its controller's cleanup, or the garbage collector, removes the objects left).
     This machine's sync tasks: whether their controller process lives (the fast path).
     Others: whether their heartbeat is fresh; UNKNOWN without one.
     """
+    if t.get("ending"):
+        return "ENDING"
     if t.get("mode") == "async":
         if t.get("leader") in ("Succeeded", "Failed"):
             return "COMPLETE"

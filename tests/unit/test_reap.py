@@ -32,6 +32,7 @@ def test_status_from_the_controller_and_the_leader():
     assert taskobjects.status_of(me(mode="async", leader="Running")) == "RUNNING"
     assert taskobjects.status_of(me(mode="async", leader="Succeeded")) == "COMPLETE"
     assert taskobjects.status_of(me(mode="async", leader=None)) == "ORPHANED"
+    assert taskobjects.status_of(me(mode="sync", ending=True)) == "ENDING"
 
 
 @pytest.mark.parametrize("text, seconds", [("90m", 5400), ("24h", 86400), ("7d", 604800), ("30", 30)])
@@ -146,3 +147,25 @@ def test_a_task_whose_objects_are_made_while_it_is_listed_reads_as_running(monke
     found = taskobjects.find(Cluster())
     assert found["t1"]["status"] == "RUNNING"
     assert found["t1"]["command"] == ["echo", "hi"]  # the Lease's annotations, the only ones with it
+
+
+def test_a_task_deleted_while_it_is_listed_reads_as_ending(monkeypatch):
+    """Its pods listed before its cleanup, its Lease (deleted last) gone by the time it is listed: ENDING, not UNKNOWN."""
+    from email.utils import formatdate
+
+    from womm import kube
+
+    ann = {taskobjects.ANNOTATIONS["host"]: "elsewhere", taskobjects.ANNOTATIONS["machine"]: "other-machine",
+           taskobjects.ANNOTATIONS["pid"]: "1"}
+    pod = {"metadata": {"labels": {taskobjects.TASK: "t1", taskobjects.ROLE: "worker"}, "annotations": ann,
+                        "namespace": "ns", "name": "t1-abc"}, "status": {"phase": "Running"}}
+
+    class Cluster(kube.Cluster):
+        def __init__(self):
+            self.namespace, self.last_date = "ns", formatdate(usegmt=True)
+
+        def request(self, method, path, query=None, **kw):
+            kind = path.rsplit("/", 1)[1]  # the task's cleanup runs right after the pods are listed
+            return {"items": [pod] if kind == "pods" else []}
+
+    assert taskobjects.find(Cluster())["t1"]["status"] == "ENDING"
