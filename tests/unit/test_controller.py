@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 from localpods import LocalCluster, LocalPod, LocalPods
+from localpods import tree as localpods_tree
 
 from womm.shares.base import NoShare
 from womm_run import gnuparallel, protocol
@@ -403,3 +404,44 @@ def test_the_agent_writes_what_one_loop_queued_in_one_message(tmp_path):
         (protocol.OUT, 1, 7, b"last words"), (protocol.EXIT, 1, 7, b"0")]
     os.close(r)
     os.close(w)
+
+
+
+def _vm_data_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmData:"))
+
+
+def _all_ended(pids):
+    """Whether each process has ended (a zombie its parent has not waited for yet, or gone)."""
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rpartition(")")[2].split()[0] != "Z":
+                    return False
+        except FileNotFoundError:
+            pass
+    return True
+
+
+def test_the_runner_forgets_the_jobs_it_started(tmp_path):
+    """A shell keeps each background job it started until `jobs` (or `wait`) reports it: a runner
+    that never asked grew by each job its pod ran (dash: 40 bytes, and a longer table scan at each fork)."""
+    pod = LocalPod(tmp_path, "pod0", tmp_path)
+    try:
+        os.mkfifo(os.path.join(pod.run, "ctl"))
+        with open(os.path.join(pod.run, "ctl"), "w") as ctl:
+            # Jobs whose directory is missing: each a wrapper that ends at once, as cheap as a job gets.
+            def start(n):
+                for i in range(n):
+                    ctl.write(f"run gone-{i}\n")
+                ctl.flush()
+                while not _all_ended(localpods_tree(pod.runner.pid)[1:]):
+                    time.sleep(0.01)
+            start(500)
+            before = _vm_data_kb(pod.runner.pid)
+            start(20000)
+            grown = _vm_data_kb(pod.runner.pid) - before
+    finally:
+        pod.stop()
+    assert grown < 100, f"the runner grew by {grown} kB over 20,000 jobs"
