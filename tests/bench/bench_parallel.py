@@ -192,46 +192,6 @@ def main():
 CLIENT_CPUS, CLUSTER_CPUS = {0}, {1}
 
 
-def measured(cmd, jobs, stdin_path, env, work):
-    """Run cmd (given a --joblog) on the client's core; returns
-    (whole seconds, first-to-last jobs/s, jobs between the samples, CPU by group between them)."""
-    joblog = os.path.join(work, "joblog")
-    if os.path.exists(joblog):
-        os.unlink(joblog)
-    at = cmd.index("--") if "--" in cmd else len(cmd) - 1  # options before the command
-    cmd = cmd[:at] + ["--joblog", joblog] + cmd[at:]
-    with open(stdin_path) as stdin:
-        t0 = time.monotonic()
-        proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=work,
-                                preexec_fn=lambda: os.sched_setaffinity(0, CLIENT_CPUS))
-        samples, counts = [], []
-        done, offset = 0, 0
-        for fraction in (0.1, 0.9):
-            while done < fraction * jobs and proc.poll() is None:
-                time.sleep(0.05)
-                if time.monotonic() - t0 > 600:
-                    proc.kill()
-                    sys.exit(f"bench: {' '.join(cmd[:3])} ran no {fraction:.0%} of its jobs in 600 s")
-                try:
-                    with open(joblog, "rb") as f:
-                        f.seek(offset)
-                        more = f.read()
-                except FileNotFoundError:
-                    continue
-                offset += len(more)
-                done += more.count(b"\n")
-            samples.append(cpu.Sample(proc.pid))
-            counts.append(done)
-        err = proc.stderr.read()
-        proc.wait()
-        whole = time.monotonic() - t0
-    if proc.returncode != 0:
-        sys.exit(f"bench: {cmd[:3]} failed ({proc.returncode}): {err[-500:]}")
-    rows = [r.split(b"\t") for r in open(joblog, "rb").read().splitlines()[1:]]
-    ends = sorted(float(r[2]) + float(r[3]) for r in rows)
-    return whole, (len(ends) - 1) / (ends[-1] - ends[0]), counts[1] - counts[0], cpu.spent(*samples)
-
-
 def median(values):
     values = sorted(values)
     return values[len(values) // 2] if len(values) % 2 else (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
@@ -253,7 +213,7 @@ def pinned(args, womm_cmd, jobs_input, env, work):
         order = ("local", "womm") if r % 2 == 0 else ("womm", "local")
         for which in order:
             cmd = local_cmd if which == "local" else womm_cmd
-            whole, rate, window, groups = measured(cmd, args.jobs, stdin_path, env, work)
+            whole, rate, window, groups, _ = cpu.measured(cmd, args.jobs, stdin_path, env, work, CLIENT_CPUS)
             results[which].append((whole, rate, window, groups))
             client, cluster = (1000 * sum(s for g, s in groups.items() if g.startswith(side)) / window
                                for side in ("client", "cluster"))

@@ -6,7 +6,8 @@
 Makes a file of SIZE MB of text lines, then, in one run, for each of `--pipe` (the file on stdin)
 and `--pipepart -a FILE`, runs `wc -l` over blocks of 1 MB through local `parallel -jSLOTS` and
 through womm (PODS pods x 1 slot: the same number of slots), and prints MB/s for both (the whole
-command; womm's includes its pods' start, also printed alone) and whether the line counts agree.
+command; womm's includes its pods' start, also printed alone), whether the line counts agree, and the
+CPU per MB of each process group (tests/bench/cpu.py) between 10% and 90% of the blocks.
 Needs: womm on PATH, GNU parallel.
 """
 
@@ -17,6 +18,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cpu  # noqa: E402
 from benchlib import prepare  # noqa: E402
 
 NAMESPACE = "womm-bench-pipe"
@@ -47,13 +49,22 @@ def main():
     womm = ["womm", "parallel", "--kube-pods", str(args.pods), "--kube-cpu", args.kube_cpu, "--kube-mem", "256Mi"]
     t_start, _ = timed(womm + ["--", "true", ":::", "1"], None, work, env)  # the pods' start alone
     print(f"{mb:.0f} MB, {lines} lines; {args.pods} slots; a womm run of one `true` job: {t_start:.2f} s")
+    blocks = round(mb)
     for name, opts, stdin in (("--pipe", ["--pipe", "--block", "1M"], big),
                               ("--pipepart", ["--pipepart", "-a", big, "--block", "1M"], None)):
-        t_local, n_local = timed(["parallel", "-j", str(args.pods), *opts, "wc", "-l"], stdin, work)
-        t_womm, n_womm = timed(womm + [*opts, "--", "wc", "-l"], stdin, work, env)
+        t_local, _, window_local, cpu_local, out = cpu.measured(
+            ["parallel", "-j", str(args.pods), *opts, "wc", "-l"], blocks, stdin, os.environ, work)
+        n_local = sum(int(n) for n in out.split())
+        t_womm, _, window_womm, cpu_womm, out = cpu.measured(womm + [*opts, "--", "wc", "-l"], blocks, stdin, env, work)
+        n_womm = sum(int(n) for n in out.split())
         print(f"{name}: local {mb / t_local:.0f} MB/s ({t_local:.2f} s), womm {mb / t_womm:.1f} MB/s ({t_womm:.2f} s, "
               f"{mb / max(0.01, t_womm - t_start):.1f} MB/s without the pods' start); lines "
               f"{'agree' if n_local == n_womm == lines else f'DIFFER: {n_local} {n_womm} {lines}'}")
+        print("  CPU ms per MB (each block about 1 MB), by process:")
+        for group in sorted(set(cpu_local) | set(cpu_womm)):
+            lo, wo = (1000 * c.get(group, 0) / max(1, w) for c, w in ((cpu_local, window_local), (cpu_womm, window_womm)))
+            if lo >= 0.05 or wo >= 0.05:
+                print(f"    {group:70} local {lo:6.2f}   womm {wo:6.2f}")
     subprocess.run(["kubectl", "delete", "namespace", NAMESPACE, "--wait=false"], capture_output=True)
 
 

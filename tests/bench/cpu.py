@@ -9,6 +9,10 @@ children, a pod's jobs with its runner).
 """
 
 import os
+import subprocess
+import sys
+import tempfile
+import time
 
 TICK = os.sysconf("SC_CLK_TCK")
 CLUSTER_CGROUPS = ("/womm-cluster/", "/kubepods", "/womm-node2")
@@ -134,3 +138,46 @@ def spent(before, after):
             d_reaped = 0
         groups[group] = groups.get(group, 0) + d_own + d_reaped
     return groups
+
+
+def measured(cmd, jobs, stdin_path, env, work, cpus=None):
+    """Run cmd (given a --joblog; on the CPUs cpus when given) with stdin_path on its stdin (None: none);
+    returns (whole seconds, first-to-last jobs/s, jobs between the samples, CPU by group between them,
+    its stdout)."""
+    joblog = os.path.join(work, "joblog")
+    if os.path.exists(joblog):
+        os.unlink(joblog)
+    at = cmd.index("--") if "--" in cmd else len(cmd) - 1  # options before the command
+    cmd = cmd[:at] + ["--joblog", joblog] + cmd[at:]
+    with open(stdin_path or os.devnull, "rb") as stdin, tempfile.TemporaryFile() as stdout:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(cmd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env, cwd=work,
+                                preexec_fn=cpus and (lambda: os.sched_setaffinity(0, cpus)))
+        samples, counts = [], []
+        done, offset = 0, 0
+        for fraction in (0.1, 0.9):
+            while done < fraction * jobs and proc.poll() is None:
+                time.sleep(0.05)
+                if time.monotonic() - t0 > 600:
+                    proc.kill()
+                    sys.exit(f"bench: {' '.join(cmd[:3])} ran no {fraction:.0%} of its jobs in 600 s")
+                try:
+                    with open(joblog, "rb") as f:
+                        f.seek(offset)
+                        more = f.read()
+                except FileNotFoundError:
+                    continue
+                offset += len(more)
+                done += more.count(b"\n")
+            samples.append(Sample(proc.pid))
+            counts.append(done)
+        err = proc.stderr.read()
+        proc.wait()
+        whole = time.monotonic() - t0
+        stdout.seek(0)
+        out = stdout.read()
+    if proc.returncode != 0:
+        sys.exit(f"bench: {cmd[:3]} failed ({proc.returncode}): {err[-500:]}")
+    rows = [r.split(b"\t") for r in open(joblog, "rb").read().splitlines()[1:]]
+    ends = sorted(float(r[2]) + float(r[3]) for r in rows)
+    return whole, (len(ends) - 1) / (ends[-1] - ends[0]), counts[1] - counts[0], spent(*samples), out
