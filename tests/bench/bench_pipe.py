@@ -53,7 +53,7 @@ def main():
     for name, opts, stdin in (("--pipe", ["--pipe", "--block", "1M"], big),
                               ("--pipepart", ["--pipepart", "-a", big, "--block", "1M"], None)):
         t_local, _, window_local, cpu_local, out = cpu.measured(
-            ["parallel", "-j", str(args.pods), *opts, "wc", "-l"], blocks, stdin, os.environ, work)
+            ["parallel", "-j", str(args.pods), *opts, "--", "wc", "-l"], blocks, stdin, os.environ, work)
         n_local = sum(int(n) for n in out.split())
         t_womm, _, window_womm, cpu_womm, out = cpu.measured(womm + [*opts, "--", "wc", "-l"], blocks, stdin, env, work)
         n_womm = sum(int(n) for n in out.split())

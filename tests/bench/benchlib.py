@@ -34,8 +34,8 @@ def prepare(namespace, image=None):
     if not (registry and base):
         sys.exit("bench: eval \"$(tests/cluster/env)\" first")
     deadline = time.monotonic() + 120
-    while subprocess.run(["kubectl", "get", "namespace", namespace], capture_output=True).returncode == 0 and \
-            "Terminating" in sh(["kubectl", "get", "namespace", namespace]).stdout and time.monotonic() < deadline:
+    while "Terminating" in subprocess.run(["kubectl", "get", "namespace", namespace], capture_output=True,
+                                          text=True).stdout and time.monotonic() < deadline:
         time.sleep(1)  # a previous run's, still going away
     subprocess.run(["kubectl", "create", "namespace", namespace], capture_output=True)
     home, work = tempfile.mkdtemp(prefix="womm-bench-home-"), tempfile.mkdtemp(prefix="womm-bench-dir-")

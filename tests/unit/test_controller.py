@@ -123,6 +123,29 @@ def test_job_stdin_reaches_the_pod_binary_safe_and_whole(tmp_path):
     assert (status, out, err) == local(args, data)
 
 
+@pytest.mark.parametrize("args", [
+    ["--pipe", "-N", "2", "-k", "wc -l"],
+    ["--pipe", "--cat", "-N", "2", "-k", "wc -l < {}"],
+    ["--pipe", "--fifo", "-N", "2", "-k", "cat {}"],  # --pipe's wrapper around --fifo's runs here
+])
+def test_pipe_and_its_wrappers_as_local_parallel(tmp_path, args):
+    data = b"".join(b"%d\n" % i for i in range(7))
+    status, out, err, _ = run(args, tmp_path, stdin=data)
+    assert (status, out, err) == local(args, data)
+
+
+def test_pipes_wrapper_runs_nothing_without_input(tmp_path):
+    """GNU parallel's own wrapper, as a command: with no byte on its stdin it ends with 0, running
+    nothing, here as with GNU parallel (seen through, not run by perl)."""
+    wrapper = ("perl -e 'if(sysread(STDIN,$buf,1)){open($fh,\"|-\",@ARGV)||die;syswrite($fh,$buf);while($read="
+               "sysread(STDIN,$buf,59000)){syswrite($fh,$buf);}close$fh;exit($?&127?128+($?&127):1+$?>>8)}' "
+               "sh -c 'echo ran {}; exit 3'")
+    args = ["-k", wrapper, ":::", "1", "2"]
+    status, out, err, h = run(args, tmp_path)
+    assert (status, out, err) == local(args) == (0, b"", b"")
+    assert h.sched.done == 0  # not one went to a pod
+
+
 def test_local_slots_run_locally(tmp_path):
     args = ["-k", "echo {} $PARALLEL_JOBSLOT", ":::", "1", "2", "3"]
     status, out, _, h = run(args, tmp_path, n_pods=0, local=1)

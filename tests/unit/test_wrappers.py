@@ -46,6 +46,18 @@ def starting(commands, prefix):
     return [c for c in commands if c.startswith(prefix)]
 
 
+PIPE_PREFIX = b"perl -e 'if(sysread(STDIN,$buf,1)){"
+
+
+@pytest.mark.parametrize("inner, command", [(["wc -l"], b"wc -l"), (["--cat", "wc -l < {}"], b"cat > $PARALLEL_TMP;")])
+def test_pipe_runs_its_command_in_the_pod_only_with_input(tmp_path, inner, command):
+    """--pipe's wrapper copies the job's stdin through perl (here) to the command, run only if there is
+    a byte: the command goes to the pod, its stdin job.sh's, marked to wait for that byte."""
+    found = [wrappers.unwrap(w) for w in starting(wrapped(tmp_path, ["--pipe", *inner], b"1\n2\n"), PIPE_PREFIX)]
+    assert found and all(u.command.startswith(command) and u.only_with_input for u in found)
+    assert all(wrappers.unwrap(u.command).command == u.command for u in found)  # nothing left to see through
+
+
 def test_cat_runs_in_the_pod_and_removes_its_file(tmp_path):
     (command,) = starting(wrapped(tmp_path, ["--pipe", "--cat", "wc -l < {}"], b"1\n2\n"), b"cat > ")
     u = wrappers.unwrap(command)
@@ -88,3 +100,20 @@ def test_the_env_wrapper_runs_here_and_calls_the_job_shell_again(tmp_path, value
                        env={**env, "PARALLEL_JOBSLOT": "1", "WOMM_LOCAL_SLOTS": "0",
                             "WOMM_RUN_DIR": str(tmp_path / "run")})
     assert (r.returncode, r.stdout) == (0, b"echo a|" + value.encode()), r.stderr
+
+
+@pytest.mark.parametrize("options, here", [([], False), (["--env", "WOMM_T"], True), (["--fifo"], True)])
+def test_job_sh_hands_pipes_wrapper_over_unless_it_wraps_one_that_runs_here(tmp_path, options, here):
+    """--pipe's wrapper goes to the controller, except around --env's wrapper (which must run here)
+    or --fifo's (which calls the job shell again): then it runs here, as before."""
+    commands = wrapped(tmp_path, ["--pipe", *options, "cat {}" if "--fifo" in options else "wc -l"], b"1\n",
+                       env={"WOMM_T": "two\nlines"})
+    command = starting(commands, PIPE_PREFIX)[0]
+    run = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k not in ("OUT", "WOMM_T")}
+    r = subprocess.run(["sh", str(JOB_SH), "-c", command], input=b"1\n", capture_output=True, timeout=30,
+                       env={**env, "PARALLEL_JOBSLOT": "1", "WOMM_LOCAL_SLOTS": "0", "WOMM_RUN_DIR": str(run)})
+    if here:  # it ran, and called the (recording) job shell with what it wraps
+        assert r.returncode == 0 and r.stdout.startswith(b"perl -e '") and not (run / "submit").exists(), r
+    else:  # handed to the controller (none here: no answer comes, 255)
+        assert r.returncode == 255 and (run / "submit").exists(), r

@@ -12,9 +12,9 @@ import functools
 import os
 import select
 
+from womm_run import protocol
 from womm_run.localjobs import Job
 
-STDIN_WINDOW = 1 << 20  # stdin bytes of one attempt in flight, not yet taken by the job
 STDIN_CHUNK = 256 << 10
 
 
@@ -79,7 +79,28 @@ class Controller:
         holder.append(job)
         self.by_pidfd[job.pidfd] = job
         self._watch(job.pidfd, functools.partial(self._job_sh_ended, job))
-        self.scheduler.submit(job)
+        if job.only_with_input:
+            self._when_input(job)
+        else:
+            self.scheduler.submit(job)
+
+    def _when_input(self, job):
+        """--pipe's wrapper runs the command only if its stdin has a byte: the job goes to a pod with
+        its first byte, and one whose stdin is empty ends here, with 0, as the wrapper's would."""
+        if job in self.stdin_fd:
+            self._unwatch(self.stdin_fd.pop(job))
+        while not (job.stdin.size or job.stdin.eof or job.cancelled):
+            if not job.stdin.read_more():
+                self.stdin_fd[job] = job.stdin.pollable()  # job.sh's stdin, a pipe
+                self._watch(self.stdin_fd[job], functools.partial(self._when_input, job))
+                return
+        if job.stdin.size and not job.cancelled:
+            self.scheduler.submit(job)
+            return
+        job.done = True
+        if not job.cancelled:
+            self.rundir.answer(job.jobslot, job.pid, 0)
+        job.close()
 
     def _job_sh_ended(self, job):
         """job.sh exited: answered, or killed by GNU parallel."""
@@ -88,6 +109,8 @@ class Controller:
         os.close(job.pidfd)
         if not job.done:
             self.scheduler.cancel(job)
+            if job in self.stdin_fd and job.attempt is None and not job.done:
+                self._when_input(job)  # killed while it waited for its first byte: forgotten
 
     def _pump_woken(self):
         for job in self.scheduler.take_woken():
@@ -109,9 +132,9 @@ class Controller:
             attempt, pod_slot = job.attempt, job.pod_slot
         if attempt is None or pod_slot is None or job in self.stdin_fd:
             return
-        while job.sent - job.acked < STDIN_WINDOW:
+        while job.sent - job.acked < protocol.WINDOW:
             if job.sent < job.stdin.size:
-                data = job.stdin.chunk(job.sent, min(STDIN_CHUNK, STDIN_WINDOW - (job.sent - job.acked)))
+                data = job.stdin.chunk(job.sent, min(STDIN_CHUNK, protocol.WINDOW - (job.sent - job.acked)))
                 pod_slot.link.send_in(pod_slot.index, attempt, data)
                 job.sent += len(data)
             elif not job.stdin.eof:

@@ -11,12 +11,17 @@
 if [ "${PARALLEL_JOBSLOT:-0}" -le "${WOMM_LOCAL_SLOTS:-0}" ]; then
     exec "${WOMM_LOCAL_SHELL:-/bin/sh}" "$@"
 fi
-# GNU parallel's own wrappers (--pipe runs the command only when there is input; --env sets
-# variables, in perl, compressed when long or multi-line) run this script again for the
-# command itself: they run here, and that inner call goes to a pod. --fifo's wrapper (which
-# makes its fifo) goes to the pod as a whole: the controller sees through it (womm_run.wrappers).
+# GNU parallel's own wrappers that run this script again for the command itself (--env sets
+# variables, in perl, compressed when long or multi-line) run here, and that inner call goes to
+# a pod. --fifo's wrapper (which makes its fifo) and --pipe's (the command only when there is
+# input, its stdin copied through perl) go to the controller, which sees through them
+# (womm_run.wrappers); --pipe's around one of the others runs here.
 case $2 in
     "perl -e '(\$s,\$c,\$f)=@ARGV;system\"mkfifo\","*) ;;
+    "perl -e 'if(sysread(STDIN,\$buf,1)){open(\$fh,\"|-\",@ARGV)"*)
+        case $2 in
+            *"$WOMM_RUN_DIR/job.sh"*"$WOMM_RUN_DIR/job.sh"*|*"perl -e '\"'\"'@GNU_Parallel=split"*) exec /bin/sh -c "$2" ;;
+        esac ;;
     *"$WOMM_RUN_DIR/job.sh"*) exec /bin/sh -c "$2" ;;
     "perl -e '@GNU_Parallel=split/_/,\"use_IPC::Open3;_use_MIME::Base64\";"*) exec /bin/sh -c "$2" ;;
 esac

@@ -21,6 +21,7 @@ import time
 from importlib import resources
 
 from womm import home
+from womm_run import protocol
 
 JOB_SCRIPT = "job.sh"
 
@@ -120,7 +121,7 @@ class Stdin:
     ranges of a local file (--pipepart: read here, no process)."""
 
     SPILL = 8 << 20
-    CHUNK = 65536
+    CHUNK = 256 << 10
 
     def __init__(self, fd, directory, ranges=None):
         self.fd = fd  # -1 while a fifo waits for its writer, and once read to its end
@@ -173,6 +174,8 @@ class Stdin:
             self.eof = True
             self.close_source()
             return True
+        if self.size == 0 and self.ranges is None:
+            protocol.grow_pipe(self.fd)  # a job that has stdin (--pipe): its writer waits less
         if self._file is None and self.size + len(data) > self.SPILL:
             self._file = os.open(self.directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
             os.write(self._file, self._mem)
@@ -226,11 +229,12 @@ class Job:
     """
 
     __slots__ = ("pid", "jobslot", "seq", "command", "env", "pidfd", "out", "err", "_rewind", "stdin", "done",
-                 "cancelled", "losses", "attempt", "pod_slot", "sent", "acked", "eof_sent")
+                 "cancelled", "losses", "attempt", "pod_slot", "sent", "acked", "eof_sent", "only_with_input")
 
-    def __init__(self, pid, jobslot, seq, command, pidfd, out, err, rewind, stdin, env=()):
+    def __init__(self, pid, jobslot, seq, command, pidfd, out, err, rewind, stdin, env=(), only_with_input=False):
         self.pid, self.jobslot, self.seq, self.command = pid, jobslot, seq, command
         self.env = env  # (name, value) pairs of job.sh's environment the pod's job needs
+        self.only_with_input = only_with_input  # run only if its stdin has a byte (--pipe)
         self.pidfd, self.out, self.err = pidfd, out, err
         self._rewind = rewind
         self.stdin = stdin
@@ -264,7 +268,8 @@ class Job:
                     rewind[fd] = st.st_size
         u = wrappers.unwrap(command)
         stdin = _job_stdin(u, inp, run_dir, on_stdin)
-        return cls(pid, jobslot, seq, u.command, pidfd, out, err, rewind, stdin, _job_env(pid, u.env))
+        return cls(pid, jobslot, seq, u.command, pidfd, out, err, rewind, stdin, _job_env(pid, u.env),
+                   u.only_with_input)
 
     def new_attempt(self, number, pod_slot):
         self.attempt, self.pod_slot = number, pod_slot

@@ -54,6 +54,7 @@ class Job:
         self.cancelled = False
         self.pending_in = bytearray()
         self.in_eof = False
+        self.in_grown = False
         self.status_buf = b""
         os.mkdir(self.dir, 0o777)
         for name in podrun.FIFOS:
@@ -146,6 +147,7 @@ class Agent:
         for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             signal.signal(signum, self._on_signal)
         os.set_blocking(self.stdout, False)
+        protocol.grow_pipe(self.stdin)
         runner = self.runner_info()
         self.runner = self._runner_generation()
         self.send(protocol.HELLO, payload=protocol.hello(runner.get("shell", ""), runner.get("bash", ""),
@@ -202,7 +204,7 @@ class Agent:
 
     def _from_controller(self):
         try:
-            data = os.read(self.stdin, CHUNK)
+            data = os.read(self.stdin, protocol.WINDOW)
         except OSError:
             data = b""
         if not data:
@@ -221,6 +223,9 @@ class Agent:
         job = self._job(slot, number)
         if job:
             if payload:
+                if not job.in_grown and "in" in job.fds:
+                    protocol.grow_pipe(job.fds["in"])
+                    job.in_grown = True
                 job.pending_in += payload
             else:
                 job.in_eof = True
@@ -394,7 +399,8 @@ class Agent:
         written = 0
         while job.pending_in:
             try:
-                n = os.write(fd, job.pending_in[:CHUNK])
+                with memoryview(job.pending_in) as pending:
+                    n = os.write(fd, pending[:protocol.WINDOW])
             except BlockingIOError:
                 break
             except OSError as e:

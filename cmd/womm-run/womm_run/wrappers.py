@@ -1,10 +1,13 @@
 """GNU parallel's own wrappers around a job's command, seen through: what runs here, what in the pod.
 
 GNU parallel (20221122) wraps the user's command for some options, in shell and perl written
-for this machine. job.sh runs those that call the job shell again (--pipe's "only when there
-is input", --env's variables) here: their inner call is the job. The others reach the
-controller, which unwraps them (womm_run.localjobs.Job.attach):
+for this machine. job.sh runs those that call the job shell again (--env's variables, and
+--pipe's wrapper around another wrapper that does) here: their inner call is the job. The others
+reach the controller, which unwraps them (womm_run.localjobs.Job.attach):
 
+  --pipe       `perl -e 'IF INPUT, COPY' SHELL -c COMMAND`: COMMAND (itself unwrapped) runs in
+               the pod only when its stdin has a byte, its stdin job.sh's (no copy through perl
+               here); with none, the job ends with 0 and runs nowhere
   --pipepart   `<FILE perl -e 'SEEK' OFFSET LENGTH ... |(COMMAND)`: COMMAND runs in the pod, its
                stdin the byte ranges of FILE, read here
   --tee        `(rm FIFO;(COMMAND)) < FIFO`: COMMAND in the pod, its stdin that local fifo
@@ -21,6 +24,8 @@ from dataclasses import dataclass, field
 
 _PIPEPART = re.compile(rb"^<(?P<file>(?:[^\s'\\]|\\.|'[^']*')+) perl -e '(?P<perl>while\(@ARGV\)\{sysseek[^']*)'"
                        rb"(?P<ranges>(?: \d+ \d+)+) \|\((?P<command>.*)\)$", re.S)
+_PIPE = re.compile(rb"^perl -e '(?P<perl>if\(sysread\(STDIN,\$buf,1\)\)\{open\(\$fh,\"\|-\",@ARGV\)[^']*)' "
+                   rb"(?P<call>.*)$", re.S)
 _TEE = re.compile(rb"^\(rm (?P<fifo>\S+);\((?P<command>.*)\)\) < (?P=fifo)$", re.S)
 _CAT_START = b"cat > $PARALLEL_TMP;"
 # Its last words: the exit status for bash and for csh (in double quotes), then the file.
@@ -40,10 +45,18 @@ class Unwrapped:
     ranges: list = field(default_factory=list)  # [(offset, length)] of stdin_file (--pipepart)
     remove: bool = False  # remove stdin_file once opened (--tee's fifo)
     env: tuple = ()  # job.sh's variables the pod's job needs (PARALLEL_TMP)
+    only_with_input: bool = False  # run it only if its stdin has a byte (--pipe's wrapper)
 
 
 def unwrap(command):
     """The command as GNU parallel wrapped it, seen through."""
+    m = _PIPE.match(command)
+    if m:
+        words = shlex.split(m.group("call").decode("utf-8", "surrogateescape"))  # SHELL -c COMMAND
+        if len(words) == 3 and words[1] == "-c":
+            inner = unwrap(words[2].encode("utf-8", "surrogateescape"))
+            inner.only_with_input = True
+            return inner
     m = _PIPEPART.match(command)
     if m:
         numbers = [int(n) for n in m.group("ranges").split()]
