@@ -59,11 +59,10 @@ class ShareServer:
         try:
             while True:
                 pods = self._pods()
-                ready = [p for p in pods if any(c.get("type") == "Ready" and c.get("status") == "True"
-                                        for c in (p.get("status") or {}).get("conditions") or [])]
-                if ready:
-                    self.pod = ready[0]["metadata"]["name"]
-                    self.image = ready[0]["spec"]["containers"][0]["image"]
+                pod = newest_ready(pods)
+                if pod is not None:
+                    self.pod = pod["metadata"]["name"]
+                    self.image = pod["spec"]["containers"][0]["image"]
                     return self
                 why, hopeless = self.why_not(pods)
                 if hopeless or time.monotonic() > deadline:
@@ -145,10 +144,14 @@ class ShareServer:
         """Run a command in the server; (status, stdout, stderr)."""
         stream = self.cluster.exec_stream(self.pod, command, container="server")
         try:
-            return stream.collect(stdin, timeout=SCRIPT_TIMEOUT)
+            status, out, err = stream.collect(stdin, timeout=SCRIPT_TIMEOUT)
         except TimeoutError:
             raise WommError(f"the share server's pod {self.pod} did not answer {command[0]} within {SCRIPT_TIMEOUT} s",
                             doctor=True) from None
+        if status is None:
+            raise WommError(f"the share server's pod {self.pod} went away while it ran {command[0]} (no exit status "
+                            "came: deleted, or restarted): run again", doctor=True)
+        return status, out, err
 
     def mark(self, share_id, task_id):
         """Tell the task's pods that its upload is complete: they may copy the share."""
@@ -171,6 +174,16 @@ class ShareServer:
     def rsh(self, container="server"):
         """rsync's -e for this server's namespace: `womm-fs rsh` through the exec API."""
         return rsh_command(self.cluster, container)
+
+
+def newest_ready(pods):
+    """The pod to use of the share server's: ready, not being deleted, and the newest, so that a
+    Deployment made again (its old pods not yet marked for deletion by the garbage collector, or still
+    Ready while they go) is used at once, not its predecessor's pod on its way out."""
+    ready = [p for p in pods if not p["metadata"].get("deletionTimestamp") and
+             any(c.get("type") == "Ready" and c.get("status") == "True"
+                 for c in (p.get("status") or {}).get("conditions") or [])]
+    return max(ready, key=lambda p: p["metadata"].get("creationTimestamp") or "", default=None)
 
 
 def _serving(deployment, pods, setup):
