@@ -113,7 +113,8 @@ def test_job_sh_hands_pipes_wrapper_over_unless_it_wraps_one_that_runs_here(tmp_
     env = {k: v for k, v in os.environ.items() if k not in ("OUT", "WOMM_T")}
     r = subprocess.run(["sh", str(JOB_SH), "-c", command], input=b"1\n", capture_output=True, timeout=30,
                        env={**env, "PARALLEL_JOBSLOT": "1", "WOMM_LOCAL_SLOTS": "0", "WOMM_RUN_DIR": str(run)})
-    if here:  # it ran, and called the (recording) job shell with what it wraps
-        assert r.returncode == 0 and r.stdout.startswith(b"perl -e '") and not (run / "submit").exists(), r
+    if here:  # it ran, and called the (recording) job shell with what it wraps (which reads no input:
+        # perl may then die of SIGPIPE writing it, 141)
+        assert r.returncode in (0, 141) and r.stdout.startswith(b"perl -e '") and not (run / "submit").exists(), r
     else:  # handed to the controller (none here: no answer comes, 255)
         assert r.returncode == 255 and (run / "submit").exists(), r
