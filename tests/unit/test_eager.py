@@ -28,7 +28,7 @@ def test_the_share_servers_newest_ready_pod_is_used():
 
     def pod(name, created, ready=True, deleting=False):
         meta = {"name": name, "creationTimestamp": created, **({"deletionTimestamp": "x"} if deleting else {})}
-        return {"metadata": meta, "status": {"conditions": [{"type": "Ready", "status": str(ready)}]}}
+        return {"metadata": meta, "status": {"phase": "Running", "containerStatuses": [{"ready": ready}]}}
 
     old, new = pod("old", "2026-12-03T10:00:00Z"), pod("new", "2026-12-03T10:05:00Z")
     assert eager.newest_ready([old, new])["metadata"]["name"] == "new"

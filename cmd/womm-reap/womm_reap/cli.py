@@ -18,8 +18,8 @@ def build_parser():
             "List the tasks on the cluster started from this machine. STATUS is RUNNING, "
             "COMPLETE (an async task that finished and waits for `womm finish`), ORPHANED "
             "(its controller is gone, or has not renewed its heartbeat for 90 s: finish it), "
-            "ENDING (its objects are being deleted), or UNKNOWN (a task with no heartbeat). HEALTH is ready pods over requested pods, then "
-            "jobs done where known."
+            "ENDING (its objects are being deleted), or UNKNOWN (a task with no heartbeat). "
+            "HEALTH is ready pods over requested pods, then jobs done where known."
         ),
     )
     status.add_argument("-A", "--all-hosts", action="store_true", help="show every host's tasks, with a HOST column")

@@ -180,10 +180,8 @@ def newest_ready(pods):
     """The pod to use of the share server's: ready, not being deleted, and the newest, so that a
     Deployment made again (its old pods not yet marked for deletion by the garbage collector, or still
     Ready while they go) is used at once, not its predecessor's pod on its way out."""
-    ready = [p for p in pods if not p["metadata"].get("deletionTimestamp") and
-             any(c.get("type") == "Ready" and c.get("status") == "True"
-                 for c in (p.get("status") or {}).get("conditions") or [])]
-    return max(ready, key=lambda p: p["metadata"].get("creationTimestamp") or "", default=None)
+    return max(filter(podstatus.ready, pods), key=lambda p: p["metadata"].get("creationTimestamp") or "",
+               default=None)
 
 
 def _serving(deployment, pods, setup):
