@@ -48,15 +48,15 @@ def kill_tree(pid):
 class LocalPod:
     """runner.sh as the job container's PID 1, in `cwd`; RUN is its own directory."""
 
-    def __init__(self, root, name, cwd, shell="sh"):
-        self.name, self.cwd, self.shell = name, str(cwd), shell
+    def __init__(self, root, name, cwd, shell="sh", stderr=None):
+        self.name, self.cwd, self.shell, self.stderr = name, str(cwd), shell, stderr
         self.run = os.path.join(str(root), name)
         os.makedirs(os.path.join(self.run, "jobs"), exist_ok=True)
         self.start_job_container()
 
     def start_job_container(self):
         self.runner = subprocess.Popen(["sh", "-c", RUNNER, "womm-runner", self.run, self.cwd, self.shell, "1"],
-                                       stdin=subprocess.DEVNULL)
+                                       stdin=subprocess.DEVNULL, stderr=self.stderr)
 
     def restart_job_container(self):
         """Like a container that died (OOM-killed, say) and was started again: its jobs die with it."""

@@ -1,6 +1,7 @@
 """The controller with real GNU parallel, the real agent and runner.sh, in local processes instead of pods."""
 
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -442,7 +443,7 @@ def _all_ended(pids):
             with open(f"/proc/{pid}/stat") as f:
                 if f.read().rpartition(")")[2].split()[0] != "Z":
                     return False
-        except FileNotFoundError:
+        except (OSError, IndexError):  # gone, or going while read
             pass
     return True
 
@@ -450,20 +451,29 @@ def _all_ended(pids):
 def test_the_runner_forgets_the_jobs_it_started(tmp_path):
     """A shell keeps each background job it started until `jobs` (or `wait`) reports it: a runner
     that never asked grew by each job its pod ran (dash: 40 bytes, and a longer table scan at each fork)."""
-    pod = LocalPod(tmp_path, "pod0", tmp_path)
+    pod = LocalPod(tmp_path, "pod0", tmp_path, stderr=subprocess.DEVNULL)
     try:
         os.mkfifo(os.path.join(pod.run, "ctl"))
         with open(os.path.join(pod.run, "ctl"), "w") as ctl:
             # Jobs whose directory is missing: each a wrapper that ends at once, as cheap as a job gets.
-            def start(n):
-                for i in range(n):
-                    ctl.write(f"run gone-{i}\n")
-                ctl.flush()
-                while not _all_ended(localpods_tree(pod.runner.pid)[1:]):
-                    time.sleep(0.01)
-            start(500)
+            # In batches, each ended before the next, so that how many run at once (a table the shell
+            # keeps however it asks) does not depend on this machine's speed.
+            def start(batches, size=100):
+                for b in range(batches):
+                    # The runner has reached a batch's end when the wrapper of a job after it has made
+                    # its status file (and then ends: that job has no `job` file).
+                    mark = os.path.join(pod.run, "jobs", f"mark-{b}")
+                    os.mkdir(mark)
+                    ctl.write("".join(f"run gone-{b}-{i}\n" for i in range(size)) + f"run mark-{b}\n")
+                    ctl.flush()
+                    while not os.path.exists(os.path.join(mark, "status")):
+                        time.sleep(0.002)
+                    while not _all_ended(localpods_tree(pod.runner.pid)[1:]):
+                        time.sleep(0.002)
+                    shutil.rmtree(mark)
+            start(5)
             before = _vm_data_kb(pod.runner.pid)
-            start(20000)
+            start(200)
             grown = _vm_data_kb(pod.runner.pid) - before
     finally:
         pod.stop()
