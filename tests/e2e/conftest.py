@@ -149,11 +149,15 @@ class K8s:
         self, namespace: str, pod: str, command: list, container: str | None = None, timeout: float = 60
     ) -> tuple[int, str, str]:
         """Run COMMAND in a pod through the API; return (exit code, stdout, stderr)."""
+        from kubernetes import client
         from kubernetes.stream import stream
 
         kwargs = {"container": container} if container else {}
+        # A client of its own: stream() swaps its client's request method for the call's length, so that
+        # another thread's request on a shared one went out as a WebSocket handshake (test_drops, in CI).
+        own = client.CoreV1Api(client.ApiClient(self.api_client.configuration))
         resp = stream(
-            self.core.connect_get_namespaced_pod_exec,
+            own.connect_get_namespaced_pod_exec,
             pod,
             namespace,
             command=command,
@@ -183,6 +187,7 @@ class K8s:
             code = resp.returncode
         finally:
             resp.close()
+            own.api_client.close()
         return code, "".join(out), "".join(err)
 
 
