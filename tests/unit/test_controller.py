@@ -250,6 +250,24 @@ def test_a_job_lost_every_time_fails_as_a_job_after_its_retries(tmp_path):
     assert any("failed: lost 3 times" in m for m in h.log), h.log
 
 
+def test_a_wrapper_killed_before_it_says_started_is_a_lost_attempt_not_a_hang(tmp_path):
+    """A job may kill its wrapper ($PPID) before the wrapper said "started": the agent held the status
+    fifo read-write until then, saw no end, and the slot waited for ever (a CI run hung so). Here the
+    runner's env script does it, at every attempt."""
+    h = Harness(tmp_path, env_script=protocol.env(b"sh -c 'kill -9 $PPID'\n", b""), retries=2)
+    result = []
+    runner = threading.Thread(target=lambda: result.append(h.run(["echo", ":::", "a"])), daemon=True)
+    runner.start()
+    runner.join(30)
+    try:
+        assert result, "the run hung"
+    finally:
+        h.close()
+    status, out, err = result[0]
+    assert (status, out) == (1, b"")
+    assert any("running it again" in m for m in h.log), h.log
+
+
 def test_results_joblog_and_retries_as_local(tmp_path):
     flaky = tmp_path / "flaky"
     # Fails on its first attempt, succeeds on the second: --retries 2 makes it pass.

@@ -295,17 +295,20 @@ class Agent:
             self._end(job, protocol.LOST, protocol.text("its job container stopped (restarted, or out of memory)"))
             return
         job.status_buf += data
+        reopened = False
         while b"\n" in job.status_buf:
             line, job.status_buf = job.status_buf.split(b"\n", 1)
             word, _, value = line.partition(b" ")
-            if word == b"started" and value.isdigit():
-                job.pid = int(value)
+            if word == b"opened":
                 # From now on the fifo's end means the wrapper is gone: hold it read-only.
                 ro = os.open(os.path.join(job.dir, what), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
                 self._watch(job.fds["status"], 0)
                 os.close(job.fds["status"])
                 job.fds["status"] = ro
                 self._watch(ro, selectors.EVENT_READ, ("status", job))
+                reopened = True
+            elif word == b"started" and value.isdigit():
+                job.pid = int(value)
                 if job.cancelled:
                     self._ctl(f"kill {job.pid}")
                 self._want_write(job)
@@ -319,6 +322,9 @@ class Agent:
                 else:
                     self._end(job, protocol.EXIT, status)
                 return
+        if reopened:
+            # The wrapper may be gone already: an end that came before this open raises no event, a read sees it.
+            self._status(job)
 
     def _drain(self, job):
         """What the job wrote before it ended is in its fifos: all of it goes before EXIT."""
