@@ -56,6 +56,7 @@ class Job:
         self.in_eof = False
         self.in_grown = False
         self.status_buf = b""
+        self.status_read_only = False  # held read-write until the wrapper has opened its end
         os.mkdir(self.dir, 0o777)
         for name in podrun.FIFOS:
             os.mkfifo(os.path.join(self.dir, name), 0o666)
@@ -299,19 +300,20 @@ class Agent:
         while b"\n" in job.status_buf:
             line, job.status_buf = job.status_buf.split(b"\n", 1)
             word, _, value = line.partition(b" ")
-            if word == b"opened":
+            if word == b"started" and value.isdigit():
+                job.pid = int(value)
+                if job.cancelled:
+                    self._ctl(f"kill {job.pid}")
+                self._want_write(job)
+            if word == b"opened" or (word == b"started" and not job.status_read_only):  # (a runner before "opened")
                 # From now on the fifo's end means the wrapper is gone: hold it read-only.
+                job.status_read_only = True
                 ro = os.open(os.path.join(job.dir, what), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
                 self._watch(job.fds["status"], 0)
                 os.close(job.fds["status"])
                 job.fds["status"] = ro
                 self._watch(ro, selectors.EVENT_READ, ("status", job))
                 reopened = True
-            elif word == b"started" and value.isdigit():
-                job.pid = int(value)
-                if job.cancelled:
-                    self._ctl(f"kill {job.pid}")
-                self._want_write(job)
             elif word == b"exit":
                 self._drain(job)
                 status = protocol.exit_status(protocol.read_exit(value))
