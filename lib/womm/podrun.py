@@ -14,7 +14,7 @@
     `-- jobs/NAME/              one attempt of a job, NAME = "SLOT-NUMBER":
         |-- job                 sh assignments: `cmd=...`, PARALLEL_SEQ, PARALLEL_JOBSLOT, env
         |-- in out err          fifos: the job's stdin, stdout and stderr
-        |-- status              fifo: the wrapper says `opened`, `started PID`, then `exit STATUS`
+        |-- status              fifo: the wrapper says `started PID`, then `exit STATUS`
         `-- pid                 the job's process (for kill_all)
 
 The agent (womm_run.podagent) and runner.sh (womm_run's, the job container's PID 1) follow

@@ -3,7 +3,7 @@
     controller ==frames (womm_run.protocol)==> agent --RUN/ctl, RUN/jobs/*/ fifos--> runner.sh
                  one exec stream per pod                                (PID 1 of the job container)
 
-The controller runs `womm-run pod-agent RUN SLOTS` in the pod's womm container through the
+The controller runs `python3 -m womm_run.podagent RUN SLOTS` in the pod's womm container through the
 exec API; RUN is an emptyDir both containers mount (its layout: womm.podrun). The agent
 says HELLO first, then turns JOB frames into job
 directories and `run` lines for the runner, and each job's fifos back into OUT, ERR and EXIT
@@ -31,7 +31,7 @@ import signal
 import sys
 import time
 
-from womm import podrun, store
+from womm import podrun
 from womm_run import protocol
 
 CHUNK = 65536
@@ -56,7 +56,6 @@ class Job:
         self.in_eof = False
         self.in_grown = False
         self.status_buf = b""
-        self.status_read_only = False  # held read-write until the wrapper has opened its end
         os.mkdir(self.dir, 0o777)
         for name in podrun.FIFOS:
             os.mkfifo(os.path.join(self.dir, name), 0o666)
@@ -66,10 +65,13 @@ class Job:
             for name, value in spec.env:
                 if name.replace(b"_", b"a").isalnum() and not name[:1].isdigit():
                     f.write(b"%s=%s; export %s\n" % (name, sh_quote(value), name))
-        # O_RDWR: the opens never block, and reads see no end while the runner has not opened
-        # its side yet. The status fifo is opened again read-only once the job has started.
-        flags = os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC
-        self.fds = {name: os.open(os.path.join(self.dir, name), flags) for name in podrun.FIFOS}
+        # The job's fifos O_RDWR: the opens never block, and reads see no end while the runner has not
+        # opened its side yet. The status fifo read-only from the start: a reader that has seen no
+        # writer yet gets no event (Linux counts the writers that came), so its end means the wrapper
+        # that opened it is gone, whenever it died.
+        flags = os.O_NONBLOCK | os.O_CLOEXEC
+        self.fds = {name: os.open(os.path.join(self.dir, name), flags | (os.O_RDONLY if name == "status" else os.O_RDWR))
+                    for name in podrun.FIFOS}
 
     def close(self):
         for fd in self.fds.values():
@@ -123,7 +125,11 @@ class Agent:
                     except ProcessLookupError:
                         pass
                 time.sleep(0.1)
-        store.write_bytes(podrun.path(self.run, podrun.AGENT_PID), f"{os.getpid()}\n".encode())
+        # Written in place (womm.store's tempfile and pathlib would slow every pod's start): only the
+        # next agent reads it, once it is blocked by the lock held from here on.
+        fd = os.open(podrun.path(self.run, podrun.AGENT_PID), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        os.close(fd)
         podrun.prepare(self.run)
         self.ctl = os.open(podrun.path(self.run, podrun.CTL), os.O_RDWR | os.O_CLOEXEC)
 
@@ -241,6 +247,8 @@ class Agent:
 
     def _on_env(self, slot, number, payload):
         """The scripts of womm_run.jobenv: `env` for runner.sh to source, and the bash functions."""
+        from womm import store  # here: only a task with --env or exported functions sends ENV
+
         sh, bash = protocol.read_env(payload)
         if bash:
             functions = podrun.path(self.run, podrun.FUNCTIONS)
@@ -296,7 +304,6 @@ class Agent:
             self._end(job, protocol.LOST, protocol.text("its job container stopped (restarted, or out of memory)"))
             return
         job.status_buf += data
-        reopened = False
         while b"\n" in job.status_buf:
             line, job.status_buf = job.status_buf.split(b"\n", 1)
             word, _, value = line.partition(b" ")
@@ -305,15 +312,6 @@ class Agent:
                 if job.cancelled:
                     self._ctl(f"kill {job.pid}")
                 self._want_write(job)
-            if word == b"opened" or (word == b"started" and not job.status_read_only):  # (a runner before "opened")
-                # From now on the fifo's end means the wrapper is gone: hold it read-only.
-                job.status_read_only = True
-                ro = os.open(os.path.join(job.dir, what), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-                self._watch(job.fds["status"], 0)
-                os.close(job.fds["status"])
-                job.fds["status"] = ro
-                self._watch(ro, selectors.EVENT_READ, ("status", job))
-                reopened = True
             elif word == b"exit":
                 self._drain(job)
                 status = protocol.exit_status(protocol.read_exit(value))
@@ -324,9 +322,6 @@ class Agent:
                 else:
                     self._end(job, protocol.EXIT, status)
                 return
-        if reopened:
-            # The wrapper may be gone already: an end that came before this open raises no event, a read sees it.
-            self._status(job)
 
     def _drain(self, job):
         """What the job wrote before it ended is in its fifos: all of it goes before EXIT."""
@@ -466,16 +461,14 @@ def _read_int(path):
         return 0
 
 
-def main(args):
-    Agent(args.run, args.slots, push=args.push).serve()
+def main(argv):
+    """RUN SLOTS [--push SERVER SHARE TASK DIR], as the controller gives them (no argparse: it would
+    add a fifth to the agent's start)."""
+    if len(argv) not in (2, 7) or not argv[1].isdigit() or (len(argv) == 7 and argv[2] != "--push"):
+        sys.exit("usage: python3 -m womm_run.podagent RUN SLOTS [--push SERVER SHARE TASK DIR]")
+    Agent(argv[0], int(argv[1]), push=argv[3:] or None).serve()
     return 0
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("run")
-    parser.add_argument("slots", type=int)
-    parser.add_argument("--push", nargs=4)
-    sys.exit(main(parser.parse_args()))
+    sys.exit(main(sys.argv[1:]))

@@ -9,8 +9,8 @@
 #   run JOB      start the job of RUN/jobs/JOB/: `job` (sh assignments: the command and its
 #                PARALLEL_* variables) and the fifos in, out, err and status
 #   kill PID     TERM to the job's process group (its tree without setsid), KILL after GRACE
-# A job's wrapper writes "opened", "started PID", then "exit STATUS" when the job has ended, into its
-# status fifo, which it holds for its whole life: if the wrapper dies, the agent sees it close.
+# A job's wrapper writes "started PID", then "exit STATUS" when the job has ended, into its status
+# fifo, which it holds for its whole life: if the wrapper dies, the agent sees it close.
 # When the agent goes away (ctl reaches its end), every job still running is killed: the
 # remote watchdog GNU parallel's ssh wrapper has.
 run=$1 dir=$2 shell=${3:-sh} grace=${4:-2}
@@ -64,9 +64,6 @@ start_job() {
     j="$run/jobs/$1"
     (
         exec 3> "$j/status" || exit
-        # Said first: from then on the agent holds status read-only, and sees its end if this wrapper
-        # dies at any point, even killed by its own job before it could say "started".
-        echo opened >&3
         # Each job enters the directory anew: a lazy share is mounted over it after this runner started.
         cd "$dir" 2>/dev/null
         . "$j/job"
