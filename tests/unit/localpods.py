@@ -73,8 +73,8 @@ class LocalStream:
     """The same send()/recv()/close()/abort() as womm.kube.ExecStream, to an agent in a local process."""
 
     def __init__(self, pod, command):
-        # ["womm-run", "pod-agent", RUN, SLOTS, options...]: the pod's own directory stands for RUN.
-        self.proc = subprocess.Popen([sys.executable, "-m", "womm_run.podagent", pod.run, *command[3:]],
+        # ["python3", "-m", "womm_run.podagent", RUN, SLOTS, options...]: the pod's own directory stands for RUN.
+        self.proc = subprocess.Popen([sys.executable, "-m", "womm_run.podagent", pod.run, *command[4:]],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.proc.stdout, selectors.EVENT_READ, 1)

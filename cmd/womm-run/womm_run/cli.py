@@ -117,12 +117,6 @@ def build_parser():
     # The in-cluster coordinator of --async tasks; not for humans.
     leader = cli.add_hidden_verb(verbs, "leader")
     leader.add_argument("task", help="the file of the task record, as JSON")
-    # A worker pod's agent, run by the controller in the pod's womm container; not for humans.
-    agent = cli.add_hidden_verb(verbs, "pod-agent")
-    agent.add_argument("run", help="the directory the agent shares with the job container")
-    agent.add_argument("slots", type=_positive)
-    agent.add_argument("--push", nargs=4, metavar=("SERVER", "SHARE", "TASK", "DIR"),
-                       help="as jobs end, send their changes to TASK's results on the share server")
     return parser
 
 
@@ -197,10 +191,6 @@ def main(argv=None):
             from womm_run import logs
 
             return logs.main(args)
-        if args.verb == "pod-agent":
-            from womm_run import podagent
-
-            return podagent.main(args)
         from womm_run import leader
 
         return leader.main(args)

@@ -93,7 +93,10 @@ class PodLink:
     def connect(self):
         """Start the pod's agent and give the scheduler its slots; raises if the pod refuses."""
         a = self.attacher
-        command = ["womm-run", "pod-agent", podrun.POD_RUN, str(a.task.procs_per_pod), *a.share.agent_args(a.task)]
+        # The module itself, not `womm-run`'s command line: its start (a pod's first slots wait for
+        # it, on the pod's CPU limit) is a third of womm-run's.
+        command = ["python3", "-m", "womm_run.podagent", podrun.POD_RUN, str(a.task.procs_per_pod),
+                   *a.share.agent_args(a.task)]
         stream = a.cluster.exec_stream(self.pod, command, container=manifests.AGENT_CONTAINER)
         decoder = protocol.Decoder()
         try:

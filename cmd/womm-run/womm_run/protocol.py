@@ -34,7 +34,7 @@ womm's: the controller refuses an agent whose HELLO names another version, in on
 import fcntl
 import json
 import struct
-from dataclasses import dataclass
+from collections import namedtuple
 
 PROTOCOL = 2
 WINDOW = 1 << 20  # stdin bytes of one attempt in flight, not yet taken by the job (ACK moves it)
@@ -96,13 +96,11 @@ class Decoder:
 
 # ---------------------------------------------------------------- payloads, each as a pair
 
-@dataclass(frozen=True)
-class Hello:
-    protocol: int
-    shell: str = ""  # the job container's: what runs the jobs
-    bash: str = ""  # empty: no bash there (exported functions cannot run)
-    setsid: str = ""
-    pid: int = 0  # the agent's
+# Named tuples, not dataclasses: the agent imports this module, and dataclasses alone would add a
+# third to its start (once per pod, on the pod's small CPU limit).
+# protocol: int; shell: the job container's, what runs the jobs; bash: empty where there is none
+# (exported functions cannot run); setsid; pid: the agent's.
+Hello = namedtuple("Hello", "protocol shell bash setsid pid", defaults=("", "", "", 0))
 
 
 def hello(shell="", bash="", setsid="", pid=0):
@@ -125,12 +123,8 @@ def job(seq, jobslot, command, env=()):
     return b"%d\0%d\0%d\0" % (seq, jobslot, len(env)) + b"".join(b"%s=%s\0" % pair for pair in env) + command
 
 
-@dataclass(frozen=True)
-class JobSpec:
-    seq: int
-    jobslot: int  # GNU parallel's job slot ({%}, PARALLEL_JOBSLOT)
-    command: bytes
-    env: tuple  # (name, value) pairs, bytes
+# jobslot: GNU parallel's job slot ({%}, PARALLEL_JOBSLOT); command: bytes; env: (name, value) pairs, bytes.
+JobSpec = namedtuple("JobSpec", "seq jobslot command env")
 
 
 def read_job(payload):
