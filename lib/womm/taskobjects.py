@@ -292,12 +292,28 @@ def status_of(t):
 def delete(cluster, task_id, role=None, namespace=None, timeout=10):
     """Delete all of a task's objects (of one role: the leader spares itself and the Lease), by label.
 
-    ReplicaSets first, or they would replace the pods deleted after them; one
-    deletecollection request per kind; the Lease last (what its deletion leaves, the
-    garbage collector removes).
+    ReplicaSets first, or they would replace the pods deleted after them; then the pods, Secrets
+    and NetworkPolicies at once (every command waits for this: one round trip, not three); the
+    Lease last (what its deletion leaves, the garbage collector removes). One deletecollection
+    request per kind; the first failure is raised, after the others of its step have ended.
     """
     query = {"labelSelector": selector(task=task_id, **({"role": role} if role else {})),
              "propagationPolicy": "Background", "gracePeriodSeconds": 1}
-    kinds = ["replicasets", "pods"] + (["secrets", "networkpolicies", "leases"] if role is None else [])
-    for kind in kinds:
-        cluster.request("DELETE", cluster.path(kind, namespace=namespace), query, timeout=timeout)
+    steps = [["replicasets"], ["pods"]] if role else [["replicasets"], ["pods", "secrets", "networkpolicies"], ["leases"]]
+    for kinds in steps:
+        failed = []
+
+        def one(kind):
+            try:
+                cluster.request("DELETE", cluster.path(kind, namespace=namespace), query, timeout=timeout)
+            except Exception as e:  # noqa: BLE001 - raised below, in the caller's thread
+                failed.append(e)
+
+        threads = [threading.Thread(target=one, args=(kind,), daemon=True) for kind in kinds[1:]]
+        for t in threads:
+            t.start()
+        one(kinds[0])
+        for t in threads:
+            t.join()
+        if failed:
+            raise failed[0]
