@@ -300,19 +300,19 @@ def delete(cluster, task_id, role=None, namespace=None, timeout=10):
     query = {"labelSelector": selector(task=task_id, **({"role": role} if role else {})),
              "propagationPolicy": "Background", "gracePeriodSeconds": 1}
     steps = [["replicasets"], ["pods"]] if role else [["replicasets"], ["pods", "secrets", "networkpolicies"], ["leases"]]
+
+    def one(kind, failed):
+        try:
+            cluster.request("DELETE", cluster.path(kind, namespace=namespace), query, timeout=timeout)
+        except Exception as e:  # noqa: BLE001 - raised in the caller's thread
+            failed.append(e)
+
     for kinds in steps:
         failed = []
-
-        def one(kind):
-            try:
-                cluster.request("DELETE", cluster.path(kind, namespace=namespace), query, timeout=timeout)
-            except Exception as e:  # noqa: BLE001 - raised below, in the caller's thread
-                failed.append(e)
-
-        threads = [threading.Thread(target=one, args=(kind,), daemon=True) for kind in kinds[1:]]
+        threads = [threading.Thread(target=one, args=(kind, failed), daemon=True) for kind in kinds[1:]]
         for t in threads:
             t.start()
-        one(kinds[0])
+        one(kinds[0], failed)
         for t in threads:
             t.join()
         if failed:
