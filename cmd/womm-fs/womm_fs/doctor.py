@@ -41,7 +41,10 @@ EAGER_KINDS = ("eager", "eager-syncback")
 FUSE = "privileged pods and FUSE (lazy share)"
 ADMISSION = "Pod Security, quotas and limits"
 NETWORK = "network from worker pods to the share server"
-PROBE_TIMEOUT = 20  # seconds for the FUSE probe's pod to start and end
+PROBE_TIMEOUT = 20  # seconds for a probe's pod to start and end
+# A probe pod in one of these will never start: no use waiting out PROBE_TIMEOUT.
+CANNOT_START = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerError",
+                "CreateContainerConfigError")
 API_TIMEOUT = 3  # seconds for one API request
 
 
@@ -312,45 +315,47 @@ class Doctor:
                             "ask its admins to allow them (pod-security.kubernetes.io/enforce=privileged), "
                             "or use an eager share (`womm setup --share eager`)")
             raise
-        try:
-            return self._probe_result(what, name)
-        finally:
-            try:
-                c.request("DELETE", c.path("pods"), {"labelSelector": f"{manifests.ROLE}=doctor",
-                                                     "fieldSelector": f"metadata.name={name}",
-                                                     "gracePeriodSeconds": 0}, timeout=API_TIMEOUT)
-            except WommError as e:
-                warn(f"could not delete the test pod {name}: {e}", "womm-fs")
+        pod, ended, trouble = self._probe_end(name, f"{manifests.ROLE}=doctor", hopeless=CANNOT_START)
+        if ended is None and trouble.split(":")[0] in CANNOT_START:
+            return fail(what, f"the test pod cannot start: {trouble}",
+                        "push the helper image (`womm build-images`), then `womm cluster-setup --apply`")
+        if ended is None:
+            return fail(what, f"the test pod did not end within {PROBE_TIMEOUT} s: {trouble}",
+                        "a lazy share's pods would wait as long: see why (`kubectl describe pod`)")
+        code = ended.get("exitCode")
+        if code == 0:
+            return ok(what, f"a privileged pod of the helper image opened /dev/fuse on "
+                            f"{pod['spec'].get('nodeName')} (so whoever may exec into the namespace's "
+                            "pods is root on its nodes: an eager share needs no privilege)")
+        why = manifests.FUSE_PROBE_EXITS.get(code, f"the test pod ended with {ended.get('reason')} ({code})")
+        return fail(what, why, "lazy shares need FUSE on the nodes: use an eager share "
+                               "(`womm setup --share eager`), or ask the cluster's admins")
 
-    def _probe_result(self, what, name):
-        from womm import manifests, podstatus
+    def _probe_end(self, name, selector, hopeless=()):
+        """Wait for the probe pod `name` to end, then delete it: (the pod, its container's end, or None
+        with why not: still not ended after PROBE_TIMEOUT, or a trouble in `hopeless`)."""
+        from womm import podstatus
 
         c = self.cluster
         deadline = time.monotonic() + PROBE_TIMEOUT
-        while True:
-            pod = c.request("GET", c.path("pods", name), timeout=API_TIMEOUT)
-            status = pod.get("status") or {}
-            for s in status.get("containerStatuses") or []:
-                ended = (s.get("state") or {}).get("terminated")
-                if ended:
-                    code = ended.get("exitCode")
-                    if code == 0:
-                        return ok(what, f"a privileged pod of the helper image opened /dev/fuse on "
-                                        f"{pod['spec'].get('nodeName')} (so whoever may exec into the namespace's "
-                                        "pods is root on its nodes: an eager share needs no privilege)")
-                    why = manifests.FUSE_PROBE_EXITS.get(code, f"the test pod ended with {ended.get('reason')} ({code})")
-                    return fail(what, why, "lazy shares need FUSE on the nodes: use an eager share "
-                                           "(`womm setup --share eager`), or ask the cluster's admins")
-            trouble = podstatus.trouble(pod)
-            if trouble and trouble.split(":")[0] in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName",
-                                                     "CreateContainerError", "CreateContainerConfigError"):
-                return fail(what, f"the test pod cannot start: {trouble}",
-                            "push the helper image (`womm build-images`), then `womm cluster-setup --apply`")
-            if time.monotonic() > deadline:
-                return fail(what, f"the test pod did not end within {PROBE_TIMEOUT} s: "
-                                  f"{trouble or status.get('phase', 'Pending')}",
-                            "a lazy share's pods would wait as long: see why (`kubectl describe pod`)")
-            time.sleep(0.25)
+        try:
+            while True:
+                pod = c.request("GET", c.path("pods", name), timeout=API_TIMEOUT)
+                status = pod.get("status") or {}
+                for s in status.get("containerStatuses") or []:
+                    ended = (s.get("state") or {}).get("terminated")
+                    if ended:
+                        return pod, ended, ""
+                trouble = podstatus.trouble(pod) or status.get("phase", "Pending")
+                if trouble.split(":")[0] in hopeless or time.monotonic() > deadline:
+                    return pod, None, trouble
+                time.sleep(0.25)
+        finally:
+            try:
+                c.request("DELETE", c.path("pods"), {"labelSelector": selector, "fieldSelector": f"metadata.name={name}",
+                                                     "gracePeriodSeconds": 0}, timeout=API_TIMEOUT)
+            except WommError as e:
+                warn(f"could not delete the test pod {name}: {e}", "womm-fs")
 
     def check_network(self, helper, server):
         """The network probe: a pod labelled as this share's workers tries the share server's port; where
@@ -378,15 +383,12 @@ class Doctor:
             if blocking:
                 return fail(what, f"{blocking} (no test pod allowed here to try it: {e})", POLICY_FIX)
             return skip(what, f"no test pod allowed here: {e}")
-        try:
-            connected, said = self._network_probe_result(name)
-        finally:
-            try:
-                c.request("DELETE", c.path("pods"), {"labelSelector": f"{manifests.NETWORK_PROBE}=network",
-                                                     "fieldSelector": f"metadata.name={name}",
-                                                     "gracePeriodSeconds": 0}, timeout=API_TIMEOUT)
-            except WommError as e:
-                warn(f"could not delete the test pod {name}: {e}", "womm-fs")
+        _, ended, trouble = self._probe_end(name, f"{manifests.NETWORK_PROBE}=network")
+        connected, said = None, trouble  # (None: it did not end in time)
+        if ended is not None:
+            said = (ended.get("message") or "").strip().removeprefix("rsync: ").strip()
+            said = said.removeprefix("[Receiver] ").strip() or f"{ended.get('reason')} (exit {ended.get('exitCode')})"
+            connected = ended.get("exitCode") == 0
         return network_verdict(f"{server_ip}:{manifests.RSYNC_PORT}", connected, said, blocking, unread)
 
     def _blocking_policies(self, worker_labels):
@@ -425,26 +427,6 @@ class Doctor:
                         f"{'selects' if len(ingress) == 1 else 'select'} the share server and admit"
                         f"{'s' if len(ingress) == 1 else ''} no worker pod to its port")
         return "; ".join(said), ""
-
-    def _network_probe_result(self, name):
-        """(True: connected, False: could not, None: did not end in time; what rsync or the pod said)."""
-        from womm import podstatus
-
-        c = self.cluster
-        deadline = time.monotonic() + PROBE_TIMEOUT
-        while True:
-            pod = c.request("GET", c.path("pods", name), timeout=API_TIMEOUT)
-            status = pod.get("status") or {}
-            for s in status.get("containerStatuses") or []:
-                ended = (s.get("state") or {}).get("terminated")
-                if ended:
-                    said = (ended.get("message") or "").strip().removeprefix("rsync: ").strip()
-                    said = said.removeprefix("[Receiver] ").strip()
-                    return ended.get("exitCode") == 0, said or f"{ended.get('reason')} (exit {ended.get('exitCode')})"
-            trouble = podstatus.trouble(pod)
-            if time.monotonic() > deadline:
-                return None, trouble or status.get("phase", "Pending")
-            time.sleep(0.25)
 
     # ------------------------------------------------------------ all of them
 
