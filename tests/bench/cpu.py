@@ -118,7 +118,7 @@ class Sample:
             # The runner first: its command line is its whole script, whose comments name the agent.
             if b"womm-runner" in cmdline:
                 return "cluster: pods' runners and jobs"
-            if b"pod-agent" in cmdline or b"podagent" in cmdline:
+            if b"womm_run.podagent" in cmdline:
                 return "cluster: pods' agents"
             if b"containerd-shim" in cmdline or comm.startswith("runc"):
                 return "cluster: runtime (containerd, shims)"

@@ -302,7 +302,7 @@ class Agent:
         if data:
             self.send(protocol.OUT if what == "out" else protocol.ERR, job.slot, job.number, data)
 
-    def _status(self, job, what="status"):
+    def _status(self, job, what):
         try:
             data = os.read(job.fds["status"], 256)
         except BlockingIOError:
