@@ -176,6 +176,34 @@ def test_the_runner_starts_jobs_through_the_setsid_the_womm_container_put_in_the
     assert len(set(lines[1::2])) == 3  # each job a session of its own
 
 
+def test_a_slots_jobs_are_children_of_one_loop(tmp_path):
+    """The runner forks once per job: the slot's loop is each job's parent (a wrapper per job was a
+    second fork at every job)."""
+    status, out, _, _ = run(["-k", "echo $PPID; : {}", ":::", "1", "2", "3", "4"], tmp_path, procs=1)
+    parents = out.split()
+    assert status == 0 and len(parents) == 4 and len(set(parents)) == 1, out
+
+
+def test_a_loop_that_dies_between_jobs_is_replaced(tmp_path):
+    """A job's leftover process kills the slot's loop ($PPID to the job) while it waits for its next
+    job: the agent sees it go and starts another, rather than giving the next job to nobody."""
+    marker = tmp_path / "killed"
+    first = f"(sleep 0.2; kill -9 $PPID; touch {marker}) >/dev/null 2>&1 &"
+    args = ["-k", "--delay", "1", f"if [ {{}} = 1 ]; then {first} fi; echo {{}}", ":::", "1", "2", "3"]
+    result = []
+    h = Harness(tmp_path, procs=1)
+    runner = threading.Thread(target=lambda: result.append(h.run(args)), daemon=True)
+    runner.start()
+    runner.join(30)
+    try:
+        assert result, "the run hung"
+    finally:
+        h.close()
+    status, out, _ = result[0]
+    assert (status, out) == (0, b"1\n2\n3\n") and marker.exists()
+    assert h.sched.rerun == 0  # no job was lost: the loop died between jobs
+
+
 def test_halt_kills_the_remote_job_and_its_children(tmp_path):
     marker = tmp_path / "still-running"
     # job 2 starts a grandchild that would touch the marker a second later
@@ -251,10 +279,12 @@ def test_a_job_lost_every_time_fails_as_a_job_after_its_retries(tmp_path):
 
 
 def test_a_wrapper_killed_before_it_says_started_is_a_lost_attempt_not_a_hang(tmp_path):
-    """A job may kill its wrapper ($PPID) before the wrapper said "started": the agent held the status
-    fifo read-write until then, saw no end, and the slot waited for ever (a CI run hung so). Here the
-    runner's env script does it, at every attempt."""
-    h = Harness(tmp_path, env_script=protocol.env(b"sh -c 'kill -9 $PPID'\n", b""), retries=2)
+    """A job may kill its wrapper (the runner's loop for its slot) before the wrapper said "started":
+    the agent held the status fifo read-write until then, saw no end, and the slot waited for ever (a
+    CI run hung so). Here the runner's env script does it, at every attempt: in the job's process
+    before it runs the command, it kills that process's parent."""
+    kill_the_loop = b"sh -c 'read -r _ _ _ loop _ < /proc/$PPID/stat; kill -9 $loop'\n"
+    h = Harness(tmp_path, env_script=protocol.env(kill_the_loop, b""), retries=2)
     result = []
     runner = threading.Thread(target=lambda: result.append(h.run(["echo", ":::", "a"])), daemon=True)
     runner.start()
@@ -466,25 +496,27 @@ def _all_ended(pids):
     return True
 
 
-def test_the_runner_forgets_the_jobs_it_started(tmp_path):
+def test_the_runner_forgets_the_kills_it_started(tmp_path):
     """A shell keeps each background job it started until `jobs` (or `wait`) reports it: a runner
-    that never asked grew by each job its pod ran (dash: 40 bytes, and a longer table scan at each fork)."""
-    pod = LocalPod(tmp_path, "pod0", tmp_path, stderr=subprocess.DEVNULL)
+    that never asked grew by each job its pod ran (dash: 40 bytes, and a longer table scan at each
+    fork). Its loops wait for each of their jobs; what it starts itself is a background KILL for each
+    `kill`, after the grace (0 here)."""
+    pod = LocalPod(tmp_path, "pod0", tmp_path, stderr=subprocess.DEVNULL, grace=0)
     try:
         os.mkfifo(os.path.join(pod.run, "ctl"))
         with open(os.path.join(pod.run, "ctl"), "w") as ctl:
-            # Jobs whose directory is missing: each a wrapper that ends at once, as cheap as a job gets.
             # In batches, each ended before the next, so that how many run at once (a table the shell
             # keeps however it asks) does not depend on this machine's speed.
             def start(batches, size=100):
                 for b in range(batches):
-                    # The runner has reached a batch's end when the wrapper of a job after it has made
-                    # its status file (and then ends: that job has no `job` file).
-                    mark = os.path.join(pod.run, "jobs", f"mark-{b}")
-                    os.mkdir(mark)
-                    ctl.write("".join(f"run gone-{b}-{i}\n" for i in range(size)) + f"run mark-{b}\n")
+                    # The runner has reached a batch's end when the loop started after it has made
+                    # `alive` (a plain file here; and then ends: its `next` is empty).
+                    mark = os.path.join(pod.run, "loops", f"mark-{b}")
+                    os.makedirs(mark)
+                    open(os.path.join(mark, "next"), "w").close()
+                    ctl.write("kill 2147483646\n" * size + f"loop mark-{b}\n")
                     ctl.flush()
-                    while not os.path.exists(os.path.join(mark, "status")):
+                    while not os.path.exists(os.path.join(mark, "alive")):
                         time.sleep(0.002)
                     while not _all_ended(localpods_tree(pod.runner.pid)[1:]):
                         time.sleep(0.002)
@@ -495,4 +527,4 @@ def test_the_runner_forgets_the_jobs_it_started(tmp_path):
             grown = _vm_data_kb(pod.runner.pid) - before
     finally:
         pod.stop()
-    assert grown < 100, f"the runner grew by {grown} kB over 20,000 jobs"
+    assert grown < 100, f"the runner grew by {grown} kB over 20,000 kills"

@@ -99,9 +99,12 @@ def test_runner_sh_follows_the_pod_run_directorys_layout():
 
     runner = (PACKAGES["womm_run"] / "runner.sh").read_text()
     assert "womm.podrun" in runner  # its header points at the layout's owner
-    for name in (podrun.CTL, podrun.RUNNER, podrun.ENV, podrun.JOBS, podrun.SETSID):
+    for name in (podrun.CTL, podrun.RUNNER, podrun.ENV, podrun.JOBS, podrun.LOOPS, podrun.SETSID):
         assert f'"$run/{name}' in runner, name
+    for name in (podrun.NEXT, podrun.ALIVE):
+        assert f'"$1/{name}"' in runner, name
     for name in (*podrun.FIFOS, podrun.JOB, podrun.PID):
         assert f'"$j/{name}"' in runner, name
     agent = (PACKAGES["womm_run"] / "podagent.py").read_text()
-    assert '"ctl"' not in agent and '"jobs"' not in agent and '"runner"' not in agent  # podrun's names only
+    for name in ("ctl", "jobs", "runner", "loops", "next", "alive"):
+        assert f'"{name}"' not in agent, name  # podrun's names only

@@ -1,15 +1,15 @@
 """A pod's agent: womm's end of the pod's one exec stream, in its womm container.
 
-    controller ==frames (womm_run.protocol)==> agent --RUN/ctl, RUN/jobs/*/ fifos--> runner.sh
-                 one exec stream per pod                                (PID 1 of the job container)
+    controller ==frames (womm_run.protocol)==> agent --RUN/ctl, loops/*/, jobs/*/ fifos--> runner.sh
+                 one exec stream per pod                                 (PID 1 of the job container)
 
 The controller runs `python3 -m womm_run.podagent RUN SLOTS` in the pod's womm container through the
-exec API; RUN is an emptyDir both containers mount (its layout: womm.podrun). The agent
-says HELLO first, then turns JOB frames into job
-directories and `run` lines for the runner, and each job's fifos back into OUT, ERR and EXIT
-frames, binary-safe, reading every job a slice at a time so that no slot starves another. A
-job's stdin comes in IN frames and is acknowledged as the job takes it (ACK): the controller
-never has more than a window of a job's stdin in flight.
+exec API; RUN is an emptyDir both containers mount (its layout: womm.podrun). The agent says
+HELLO first, then turns JOB frames into job directories, whose names it gives to the runner's
+loop for the job's slot, and each job's fifos back into OUT, ERR and EXIT frames, binary-safe,
+reading every job a slice at a time so that no slot starves another. A job's stdin comes in IN
+frames and is acknowledged as the job takes it (ACK): the controller never has more than a window
+of a job's stdin in flight.
 
 When the stream ends (the controller went away, or its connection broke), or when a new
 agent takes over the pod, every job of this agent is killed: a job never outlives the stream
@@ -81,18 +81,56 @@ class Job:
                     for name in podrun.FIFOS}
 
     def close(self):
-        for fd in self.fds.values():
-            os.close(fd)
+        _remove(self)
+
+
+class Loop:
+    """A slot's loop in runner.sh (womm.podrun's loops/NAME/): it runs the jobs whose names it is
+    given, one after the other. Only a loop whose last job ended with "exit" is given another: one
+    that died, or whose job was given up on, is removed, and the slot's next job gets a new loop."""
+
+    def __init__(self, agent, slot, name):
+        self.slot, self.name = slot, name
+        self.dir = podrun.loop_dir(agent.run, name)
+        self.paths = {name: f"{self.dir}/{name}" for name in (podrun.NEXT, podrun.ALIVE)}
+        self.job = None  # the job it was given last, until that job ended
         self.fds = {}
-        for path in self.paths.values():
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
         try:
-            os.rmdir(self.dir)
+            os.mkdir(self.dir, 0o777)
+            for path in self.paths.values():
+                os.mkfifo(path, 0o666)
+            # `next` read-write: the loop's open never waits, and it sees the end once this is closed.
+            # `alive` read-only: an event only once the loop, its one writer, came and went.
+            self.fds[podrun.NEXT] = os.open(self.paths[podrun.NEXT], os.O_RDWR | os.O_CLOEXEC)
+            self.fds[podrun.ALIVE] = os.open(self.paths[podrun.ALIVE], os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
+            self.close()
+            raise
+
+    def give(self, job):
+        os.write(self.fds[podrun.NEXT], job.name.encode() + b"\n")
+        self.job = job
+
+    def close(self):
+        # The paths first: a loop not started yet then finds nothing to open, rather than an open
+        # that waits for ever.
+        _remove(self)
+
+
+def _remove(fifos):
+    """Close a job's or a loop's fifos and remove its directory."""
+    for path in fifos.paths.values():
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
             pass
+    try:
+        os.rmdir(fifos.dir)
+    except OSError:
+        pass
+    for fd in fifos.fds.values():
+        os.close(fd)
+    fifos.fds = {}
 
 
 class Agent:
@@ -107,6 +145,8 @@ class Agent:
         self.sel = selectors.DefaultSelector()
         self.watched = set()  # the fds self.sel selects
         self.jobs = {}  # slot -> Job
+        self.loops = {}  # slot -> its Loop
+        self.loops_made = 0
         self.out = bytearray()  # frames waiting for the stream
         self.decoder = protocol.Decoder()
         self.last_heard = time.monotonic()
@@ -169,7 +209,8 @@ class Agent:
                                                          runner.get("setsid", ""), os.getpid()))
         self._watch(self.stdin, selectors.EVENT_READ, ("stdin", None))
         on_event = {"stdin": self._from_controller, "stdout": self._flush, "push": self._push_done,
-                    "in": self._write_in, "status": self._status, "out": self._read_output, "err": self._read_output}
+                    "in": self._write_in, "status": self._status, "out": self._read_output, "err": self._read_output,
+                    podrun.ALIVE: self._loop_event}
         try:
             while not self.ended:
                 self._flush()
@@ -179,10 +220,10 @@ class Agent:
                 if not events:
                     self._check_runner()
                 for key, _ in events:
-                    what, job = key.data
+                    what, job = key.data  # job: a Job, or a Loop for its alive fifo
                     if job is None:
                         on_event[what]()
-                    elif job.fds.get(what) == key.fd:  # else an earlier event of this batch ended the job
+                    elif job.fds.get(what) == key.fd:  # else an earlier event of this batch ended it
                         on_event[what](job, what)
         finally:
             self.stop_all()
@@ -214,6 +255,8 @@ class Agent:
                 self._ctl(f"kill {job.pid}")
             job.close()
         self.jobs.clear()
+        for loop in list(self.loops.values()):
+            self._retire(loop)
 
     # ---------------------------------------------------------------- the controller's frames
 
@@ -278,16 +321,53 @@ class Agent:
                 self._ctl(f"kill {old.pid}")
             self._unregister(old)
             old.close()
+            loop = self.loops.get(slot)
+            if loop is not None and loop.job is old:
+                self._retire(loop)  # busy with it until it ends, which this agent no longer hears
+        job = None
         try:
             job = Job(self, slot, number, spec)
+            loop = self._loop(slot)
         except OSError as e:
+            if job is not None:
+                job.close()
             self.send(protocol.LOST, slot, number, protocol.text(f"cannot prepare the job: {e.strerror}"))
             return
         self.jobs[slot] = job
         self._watch(job.fds["status"], selectors.EVENT_READ, ("status", job))
         for name in ("out", "err"):
             self._watch(job.fds[name], selectors.EVENT_READ if self.reading_jobs else 0, (name, job))
-        self._ctl(f"run {job.name}")
+        loop.give(job)
+
+    def _loop(self, slot):
+        """The slot's loop, started now if it has none."""
+        loop = self.loops.get(slot)
+        if loop is None:
+            self.loops_made += 1
+            loop = Loop(self, slot, f"{os.getpid()}-{slot}-{self.loops_made}")
+            self.loops[slot] = loop
+            self._watch(loop.fds[podrun.ALIVE], selectors.EVENT_READ, (podrun.ALIVE, loop))
+            self._ctl(f"loop {loop.name}")
+        return loop
+
+    def _loop_event(self, loop, what):
+        try:
+            if os.read(loop.fds[podrun.ALIVE], 256):
+                return  # nothing writes there but a job playing with its pod: no matter
+        except BlockingIOError:
+            return
+        # The loop died (a job killed it, say): a job it was given and had not started never will.
+        if loop.job is not None:
+            self._end(loop.job, protocol.LOST, protocol.text("the runner's loop for its slot died"))
+        self._retire(loop)
+
+    def _retire(self, loop):
+        """Remove the loop: it ends when it next reads `next` (or opens what was its job's)."""
+        if loop.fds:
+            self._watch(loop.fds[podrun.ALIVE], 0)
+        loop.close()
+        if self.loops.get(loop.slot) is loop:
+            del self.loops[loop.slot]
 
     def _ctl(self, line):
         os.write(self.ctl, line.encode() + b"\n")
@@ -348,6 +428,11 @@ class Agent:
         job.close()
         if self.jobs.get(job.slot) is job:
             del self.jobs[job.slot]
+        loop = self.loops.get(job.slot)
+        if loop is not None and loop.job is job:
+            loop.job = None
+            if kind == protocol.LOST:
+                self._retire(loop)  # it died, or has not run the job: it gets no other
         if kind is not None:
             self.send(kind, job.slot, job.number, payload)
 

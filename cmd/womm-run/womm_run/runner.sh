@@ -6,11 +6,13 @@
 # POSIX sh builtins only, and setsid where the image has it: the user's image needs nothing else.
 #
 # The agent writes one request per line into the fifo RUN/ctl:
-#   run JOB      start the job of RUN/jobs/JOB/: `job` (sh assignments: the command and its
-#                PARALLEL_* variables) and the fifos in, out, err and status
+#   loop NAME    start a slot's loop, RUN/loops/NAME/: it reads the names of its jobs from the fifo
+#                `next` and runs them one after the other, each as its own child (a fork per job,
+#                not two), holding the fifo `alive` for its whole life: if it dies, the agent sees it
 #   kill PID     TERM to the job's process group (its tree without setsid), KILL after GRACE
-# A job's wrapper writes "started PID", then "exit STATUS" when the job has ended, into its status
-# fifo, which it holds for its whole life: if the wrapper dies, the agent sees it close.
+# A job, RUN/jobs/JOB/, is `job` (sh assignments: the command and its PARALLEL_* variables) and the
+# fifos in, out, err and status. Its loop writes "started PID", then "exit STATUS" when the job has
+# ended, into its status fifo, which it holds meanwhile: if the loop dies, the agent sees it close.
 # When the agent goes away (ctl reaches its end), every job still running is killed: the
 # remote watchdog GNU parallel's ssh wrapper has.
 run=$1 dir=$2 shell=${3:-sh} grace=${4:-2}
@@ -60,26 +62,37 @@ kill_job() {
     (sleep "$grace"; signal_job "$1" KILL) &
 }
 
-start_job() {
+run_job() {
+    # In a slot's loop: $1 the job's name. A job the agent gave up on before this loop reached it
+    # has no status fifo left: the loop ends there (the agent has a new loop for the slot already).
     j="$run/jobs/$1"
+    exec 3> "$j/status"
+    # The loop opens the job's fifos before it says "started": from then on the agent may close its
+    # end of `in` (the job then reads its end) without the job's open hanging.
+    exec 4< "$j/in" 5> "$j/out" 6> "$j/err"
     (
-        exec 3> "$j/status" || exit
         # Each job enters the directory anew: a lazy share is mounted over it after this runner started.
         cd "$dir" 2>/dev/null
         . "$j/job"
         if [ -r "$run/env" ]; then . "$run/env"; fi
-        # The wrapper opens the job's fifos before it says "started": from then on the agent
-        # may close its end of `in` (the job then reads its end) without the job's open hanging.
-        exec 4< "$j/in" 5> "$j/out" 6> "$j/err"
         # shellcheck disable=SC2154 # cmd comes from $j/job
-        $setsid "$shell" -c "$cmd" <&4 >&5 2>&6 3>&- 4<&- 5>&- 6>&- &
-        pid=$!
-        exec 4<&- 5>&- 6>&-
-        echo "$pid" > "$j/pid"
-        echo "started $pid" >&3
-        wait "$pid"
-        echo "exit $?" >&3
+        exec $setsid "$shell" -c "$cmd" <&4 >&5 2>&6 3>&- 4<&- 5>&- 6>&- 7>&- 8<&-
     ) &
+    pid=$!
+    exec 4<&- 5>&- 6>&-
+    echo "$pid" > "$j/pid"
+    echo "started $pid" >&3
+    wait "$pid"
+    echo "exit $?" >&3
+    exec 3>&-
+}
+
+slot_loop() {
+    # $1 the loop's directory. `next` first: the agent holds it, or has removed it (then this ends).
+    exec 8< "$1/next" 7> "$1/alive"
+    while IFS= read -r name <&8; do
+        run_job "$name"
+    done
 }
 
 kill_all() {
@@ -97,11 +110,11 @@ while :; do
     started=0
     while IFS=' ' read -r verb arg; do
         case $verb in
-            run) start_job "$arg" ;;
+            loop) slot_loop "$run/loops/$arg" & ;;
             kill) kill_job "$arg" ;;
         esac
         # A shell keeps each background job it started until `jobs` reports it ended: unasked, the
-        # table (and its scan at each fork) grew by every job the pod ran.
+        # table (and its scan at each fork) grew by every kill it started.
         started=$((started + 1))
         [ $((started % 64)) -ne 0 ] || jobs > /dev/null
     done < "$run/ctl"
