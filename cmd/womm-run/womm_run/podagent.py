@@ -236,7 +236,8 @@ class Agent:
             return None
 
     def _check_runner(self):
-        """A job container that restarted lost the jobs it had not started yet: they run again."""
+        """A job container that restarted lost the jobs it had not started yet: they run again. Its
+        loops are gone too, even one that died before it opened `alive` (no end to see there)."""
         now = self._runner_generation()
         if now == self.runner:
             return
@@ -244,6 +245,8 @@ class Agent:
         for job in list(self.jobs.values()):
             if job.pid is None:
                 self._end(job, protocol.LOST, protocol.text("its job container restarted"))
+        for loop in list(self.loops.values()):
+            self._retire(loop)
 
     def _on_signal(self, signum, frame):
         self.ended = True
