@@ -48,14 +48,15 @@ def kill_tree(pid):
 class LocalPod:
     """runner.sh as the job container's PID 1, in `cwd`; RUN is its own directory."""
 
-    def __init__(self, root, name, cwd, shell="sh", stderr=None, grace=1):
+    def __init__(self, root, name, cwd, shell="sh", stderr=None, grace=1, runner_sh="sh"):
         self.name, self.cwd, self.shell, self.stderr, self.grace = name, str(cwd), shell, stderr, grace
+        self.runner_sh = runner_sh  # the image's sh, which runs runner.sh
         self.run = os.path.join(str(root), name)
         os.makedirs(os.path.join(self.run, "jobs"), exist_ok=True)
         self.start_job_container()
 
     def start_job_container(self):
-        self.runner = subprocess.Popen(["sh", "-c", RUNNER, "womm-runner", self.run, self.cwd, self.shell,
+        self.runner = subprocess.Popen([self.runner_sh, "-c", RUNNER, "womm-runner", self.run, self.cwd, self.shell,
                                         str(self.grace)],
                                        stdin=subprocess.DEVNULL, stderr=self.stderr)
 

@@ -20,9 +20,9 @@ from womm_run.scheduler import PodSlot, Scheduler
 
 class Harness:
     def __init__(self, tmp_path, n_pods=1, procs=2, local=0, retries=3, env_script=b"", task="t1", shell="sh",
-                 max_pods=None):
+                 max_pods=None, runner_sh="sh"):
         self.tmp = tmp_path
-        self.shell = shell
+        self.shell, self.runner_sh = shell, runner_sh
         self.rundir = RunDir(task, max_slots=local + (max_pods or n_pods) * procs, local_slots=local)
         self.log = []
         self.sched = Scheduler(self.rundir, retries=retries, log=self.log.append)
@@ -38,7 +38,7 @@ class Harness:
     def add_pod(self):
         name = f"pod{self.n}"
         self.n += 1
-        self.cluster.pods[name] = LocalPod(self.tmp / "pods", name, self.tmp, self.shell)
+        self.cluster.pods[name] = LocalPod(self.tmp / "pods", name, self.tmp, self.shell, runner_sh=self.runner_sh)
         self.attacher.attach(name)
         return name
 
@@ -184,6 +184,15 @@ def test_a_slots_jobs_are_children_of_one_loop(tmp_path):
     assert status == 0 and len(parents) == 4 and len(set(parents)) == 1, out
 
 
+@pytest.mark.parametrize("runner_sh", ["dash", "bash"])
+def test_jobs_ignore_sigint_and_sigquit_whatever_sh_runs_the_runner(tmp_path, runner_sh):
+    """As a command started with `&` by a shell without job control: with the loop's subshell and
+    exec, bash gave the job back the dispositions it started with, dash kept them ignored."""
+    status, out, _, _ = run(["-k", "grep SigIgn /proc/self/status; : {}", ":::", "1"], tmp_path, runner_sh=runner_sh)
+    ignored = int(out.split()[1], 16)
+    assert status == 0 and ignored & 0b110 == 0b110, out  # bits of SIGINT (2) and SIGQUIT (3)
+
+
 def test_a_loop_that_dies_between_jobs_is_replaced(tmp_path):
     """A job's leftover process kills the slot's loop ($PPID to the job) while it waits for its next
     job: the agent sees it go and starts another, rather than giving the next job to nobody."""
@@ -278,7 +287,7 @@ def test_a_job_lost_every_time_fails_as_a_job_after_its_retries(tmp_path):
     assert any("failed: lost 3 times" in m for m in h.log), h.log
 
 
-def test_a_wrapper_killed_before_it_says_started_is_a_lost_attempt_not_a_hang(tmp_path):
+def test_a_loop_killed_before_it_says_started_is_a_lost_attempt_not_a_hang(tmp_path):
     """A job may kill its wrapper (the runner's loop for its slot) before the wrapper said "started":
     the agent held the status fifo read-write until then, saw no end, and the slot waited for ever (a
     CI run hung so). Here the runner's env script does it, at every attempt: in the job's process

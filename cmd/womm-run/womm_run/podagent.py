@@ -74,7 +74,7 @@ class Job:
             os.close(fd)
         # The job's fifos O_RDWR: the opens never block, and reads see no end while the runner has not
         # opened its side yet. The status fifo read-only from the start: a reader that has seen no
-        # writer yet gets no event (Linux counts the writers that came), so its end means the wrapper
+        # writer yet gets no event (Linux counts the writers that came), so its end means the loop
         # that opened it is gone, whenever it died.
         flags = os.O_NONBLOCK | os.O_CLOEXEC
         self.fds = {name: os.open(self.paths[name], flags | (os.O_RDONLY if name == "status" else os.O_RDWR))
@@ -211,13 +211,16 @@ class Agent:
         on_event = {"stdin": self._from_controller, "stdout": self._flush, "push": self._push_done,
                     "in": self._write_in, "status": self._status, "out": self._read_output, "err": self._read_output,
                     podrun.ALIVE: self._loop_event}
+        checked = time.monotonic()
         try:
             while not self.ended:
                 self._flush()
                 events = self.sel.select(1.0)
-                if time.monotonic() - self.last_heard >= SILENCE_LIMIT:
+                now = time.monotonic()
+                if now - self.last_heard >= SILENCE_LIMIT:
                     break  # the controller has not pinged for minutes: its stream is dead
-                if not events:
+                if now - checked >= 1.0:  # once a second, however busy the other slots keep it
+                    checked = now
                     self._check_runner()
                 for key, _ in events:
                     what, job = key.data  # job: a Job, or a Loop for its alive fifo
@@ -347,10 +350,16 @@ class Agent:
         loop = self.loops.get(slot)
         if loop is None:
             self.loops_made += 1
-            loop = Loop(self, slot, f"{os.getpid()}-{slot}-{self.loops_made}")
+            # Unique in the run directory, which outlives a womm container's restart (and its agent
+            # may get the same pid again).
+            loop = Loop(self, slot, f"{os.getpid()}-{time.time_ns()}-{slot}-{self.loops_made}")
+            try:
+                self._ctl(f"loop {loop.name}")
+            except OSError:
+                loop.close()
+                raise
             self.loops[slot] = loop
             self._watch(loop.fds[podrun.ALIVE], selectors.EVENT_READ, (podrun.ALIVE, loop))
-            self._ctl(f"loop {loop.name}")
         return loop
 
     def _loop_event(self, loop, what):
@@ -359,7 +368,10 @@ class Agent:
                 return  # nothing writes there but a job playing with its pod: no matter
         except BlockingIOError:
             return
-        # The loop died (a job killed it, say): a job it was given and had not started never will.
+        # The loop died (a job killed it, say). What its job's status fifo holds first: the job may have
+        # ended before its loop did. A job it was given and had not started never will be.
+        if loop.job is not None and "status" in loop.job.fds:
+            self._status(loop.job, "status")
         if loop.job is not None:
             self._end(loop.job, protocol.LOST, protocol.text("the runner's loop for its slot died"))
         self._retire(loop)
@@ -391,8 +403,10 @@ class Agent:
         except BlockingIOError:
             return
         if not data:
-            # The wrapper died before it said how the job ended: its container went away.
-            self._end(job, protocol.LOST, protocol.text("its job container stopped (restarted, or out of memory)"))
+            # Its loop died before it said how the job ended: killed, or its container went away.
+            self._end(job, protocol.LOST,
+                      protocol.text("the runner's loop for its slot or its job container stopped "
+                                    "(killed, restarted, or out of memory)"))
             return
         job.status_buf += data
         while b"\n" in job.status_buf:

@@ -64,13 +64,18 @@ kill_job() {
 
 run_job() {
     # In a slot's loop: $1 the job's name. A job the agent gave up on before this loop reached it
-    # has no status fifo left: the loop ends there (the agent has a new loop for the slot already).
+    # has no status fifo left: the loop ends there (the agent gives the slot's next job a new loop).
     j="$run/jobs/$1"
     exec 3> "$j/status"
     # The loop opens the job's fifos before it says "started": from then on the agent may close its
     # end of `in` (the job then reads its end) without the job's open hanging.
     exec 4< "$j/in" 5> "$j/out" 6> "$j/err"
     (
+        # As a background command's: bash's exec would give the job the dispositions this shell
+        # started with, where dash keeps these two ignored (and so did a job started with `&`).
+        trap '' INT QUIT
+        # What sourcing the job's files says goes to the job's stderr.
+        exec 2>&6
         # Each job enters the directory anew: a lazy share is mounted over it after this runner started.
         cd "$dir" 2>/dev/null
         . "$j/job"
