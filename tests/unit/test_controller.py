@@ -85,6 +85,19 @@ def local(args, stdin=b""):
     return p.returncode, p.stdout, p.stderr
 
 
+def run_unless_it_hangs(h, args, timeout=30):
+    """h.run(args) in a thread: a hang fails the test at `timeout` s rather than stopping the suite."""
+    result = []
+    runner = threading.Thread(target=lambda: result.append(h.run(args)), daemon=True)
+    runner.start()
+    runner.join(timeout)
+    try:
+        assert result, "the run hung"
+    finally:
+        h.close()
+    return result[0]
+
+
 def run(args, tmp_path, stdin=b"", **kw):
     h = Harness(tmp_path, **kw)
     try:
@@ -199,16 +212,8 @@ def test_a_loop_that_dies_between_jobs_is_replaced(tmp_path):
     marker = tmp_path / "killed"
     first = f"(sleep 0.2; kill -9 $PPID; touch {marker}) >/dev/null 2>&1 &"
     args = ["-k", "--delay", "1", f"if [ {{}} = 1 ]; then {first} fi; echo {{}}", ":::", "1", "2", "3"]
-    result = []
     h = Harness(tmp_path, procs=1)
-    runner = threading.Thread(target=lambda: result.append(h.run(args)), daemon=True)
-    runner.start()
-    runner.join(30)
-    try:
-        assert result, "the run hung"
-    finally:
-        h.close()
-    status, out, _ = result[0]
+    status, out, _ = run_unless_it_hangs(h, args)
     assert (status, out) == (0, b"1\n2\n3\n") and marker.exists()
     assert h.sched.rerun == 0  # no job was lost: the loop died between jobs
 
@@ -294,15 +299,7 @@ def test_a_loop_killed_before_it_says_started_is_a_lost_attempt_not_a_hang(tmp_p
     before it runs the command, it kills that process's parent."""
     kill_the_loop = b"sh -c 'read -r _ _ _ loop _ < /proc/$PPID/stat; kill -9 $loop'\n"
     h = Harness(tmp_path, env_script=protocol.env(kill_the_loop, b""), retries=2)
-    result = []
-    runner = threading.Thread(target=lambda: result.append(h.run(["echo", ":::", "a"])), daemon=True)
-    runner.start()
-    runner.join(30)
-    try:
-        assert result, "the run hung"
-    finally:
-        h.close()
-    status, out, err = result[0]
+    status, out, err = run_unless_it_hangs(h, ["echo", ":::", "a"])
     assert (status, out) == (1, b"")
     assert any("running it again" in m for m in h.log), h.log
 
