@@ -11,7 +11,7 @@
     |-- setsid                  the helper image's static busybox, which runs as `setsid` by that
     |                           name: the runner starts every job through it (an image's own setsid,
     |                           dynamically linked, costs a job start three times as much CPU)
-    |-- loops/NAME/             a slot's loop in runner.sh, NAME = "AGENT_PID-SLOT-N":
+    |-- loops/NAME/             a slot's loop in runner.sh, NAME = "AGENT_PID-TIME_NS-SLOT":
     |   |-- next                fifo: the names of the jobs it runs, one per line
     |   `-- alive               fifo: the loop holds it open for its whole life
     `-- jobs/NAME/              one attempt of a job, NAME = "SLOT-NUMBER":

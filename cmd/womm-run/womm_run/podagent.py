@@ -146,7 +146,6 @@ class Agent:
         self.watched = set()  # the fds self.sel selects
         self.jobs = {}  # slot -> Job
         self.loops = {}  # slot -> its Loop
-        self.loops_made = 0
         self.out = bytearray()  # frames waiting for the stream
         self.decoder = protocol.Decoder()
         self.last_heard = time.monotonic()
@@ -349,10 +348,9 @@ class Agent:
         """The slot's loop, started now if it has none."""
         loop = self.loops.get(slot)
         if loop is None:
-            self.loops_made += 1
             # Unique in the run directory, which outlives a womm container's restart (and its agent
             # may get the same pid again).
-            loop = Loop(self, slot, f"{os.getpid()}-{time.time_ns()}-{slot}-{self.loops_made}")
+            loop = Loop(self, slot, f"{os.getpid()}-{time.time_ns()}-{slot}")
             try:
                 self._ctl(f"loop {loop.name}")
             except OSError:
