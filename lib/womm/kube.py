@@ -25,6 +25,7 @@ proxy-url (an http:// proxy), or the environment's as kubectl reads it, carries 
 """
 
 import json
+import os
 import random
 import re
 import select
@@ -127,6 +128,7 @@ class Cluster:
         self.last_date = None
         self.connect_timeout = 10  # seconds; `womm doctor` asks for less
         self.retry_for = RETRY_FOR
+        self.exec_spdy = os.environ.get("WOMM_EXEC_TRANSPORT", "spdy") != "websocket"
 
     @classmethod
     def of(cls, record, args=None):
@@ -286,8 +288,16 @@ class Cluster:
         return "configured"
 
     def exec_stream(self, pod, command, container=None, namespace=None, tty=False):
-        """An ExecStream running `command` (a list) in a container of a pod."""
-        return ExecStream(self, pod, command, container, namespace or self.namespace, tty)
+        """An exec stream running `command` (a list) in a container of a pod: over SPDY, unless the
+        connection goes through a proxy (womm.spdy has no CONNECT), something on the way refused it once
+        (then WebSocket, for this process's later streams too), or WOMM_EXEC_TRANSPORT=websocket."""
+        args = (self, pod, command, container, namespace or self.namespace, tty)
+        if self.exec_spdy and not self.credentials.proxy_url:
+            try:
+                return SpdyExecStream(*args)
+            except NotUpgraded:
+                self.exec_spdy = False
+        return ExecStream(*args)
 
 
 class Backoff:
@@ -419,9 +429,18 @@ def _without_user(url):
 NO_BYPASS = ["no-bypass.invalid"]
 
 
+def exec_url(cluster, pod, command, container, namespace, tty):
+    """The https:// URL of an exec of command (a list) in a pod's container."""
+    query = {"stdin": "true", "stdout": "true", "stderr": "false" if tty else "true", "tty": str(tty).lower()}
+    if container:
+        query["container"] = container
+    url = cluster._url(cluster.path("pods", pod, namespace, "exec"), query)
+    return url + "".join(f"&command={quote(word, safe='')}" for word in command)
+
+
 class ExecStream:
     """A process in a pod, through the exec API (WebSocket, the v5 channel protocol): send() to
-    its stdin, recv() its output.
+    its stdin, recv() its output. SpdyExecStream is the same over SPDY.
 
     recv() returns (channel, bytes) with channel STDOUT, STDERR or ERROR (the exec's status);
     None when the stream has ended (also once keepalive() gave it up: self.silent says so).
@@ -432,11 +451,7 @@ class ExecStream:
     def __init__(self, cluster, pod, command, container, namespace, tty=False):
         import websocket
 
-        query = {"stdin": "true", "stdout": "true", "stderr": "false" if tty else "true", "tty": str(tty).lower()}
-        if container:
-            query["container"] = container
-        url = cluster._url(cluster.path("pods", pod, namespace, "exec"), query)
-        url += "".join(f"&command={quote(word, safe='')}" for word in command)
+        url = exec_url(cluster, pod, command, container, namespace, tty)
         url = "wss://" + url[len("https://"):] if url.startswith("https://") else "ws://" + url[len("http://"):]
         sslopt = {"context": cluster.credentials.ssl_context}
         if cluster.credentials.server_hostname:
@@ -467,15 +482,21 @@ class ExecStream:
                 time.sleep(wait)
             except (websocket.WebSocketException, OSError) as e:
                 raise Unreachable(f"cannot reach the Kubernetes API at {cluster.server}: {_reason(e)}") from None
-        got = self.ws.getheaders() or {}
-        show_warnings([got["warning"]] if got.get("warning") else [])
         self.ws.settimeout(None)
         self.v5 = self.ws.subprotocol == "v5.channel.k8s.io"
+        self._begin(self.ws.getheaders() or {})
+
+    def _begin(self, got):
+        """The state of a stream just connected; got: the upgrade's answer's headers, lower case."""
+        show_warnings([got["warning"]] if got.get("warning") else [])
         self.status_text = b""
         self.heard = time.monotonic()  # when the last frame came (a pong too)
         self.silent = None  # the seconds of silence after which keepalive() gave the stream up
         self.ended = threading.Event()
         self._reading = threading.Event()  # a thread waits in recv()
+
+    def _sock(self):
+        return self.ws.sock
 
     def _write(self, channel, data):
         import websocket
@@ -541,7 +562,7 @@ class ExecStream:
 
     def _unread(self):
         """Whether bytes arrived that no one read yet (without reading them)."""
-        sock = self.ws.sock
+        sock = self._sock()
         if sock is None:
             return False
         try:
@@ -553,7 +574,7 @@ class ExecStream:
         """End the stream at once, with no closing handshake (a dropped connection would never answer
         it): a reader blocked in recv() returns None."""
         self.ended.set()
-        sock = self.ws.sock
+        sock = self._sock()
         if sock is not None:
             try:
                 # The plain socket's shutdown, under TLS: it wakes a reader in another thread, which
@@ -563,11 +584,11 @@ class ExecStream:
                 pass
 
     def fileno(self):
-        return self.ws.sock.fileno()
+        return self._sock().fileno()
 
     def pending(self):
         """Bytes read from the socket but not yet returned (TLS buffers them)."""
-        sock = self.ws.sock
+        sock = self._sock()
         return sock.pending() if hasattr(sock, "pending") else 0
 
     def recv(self, control=False):
@@ -679,10 +700,103 @@ class ExecStream:
             pass
 
 
+class NotUpgraded(Exception):
+    """Something between here and the API server (a proxy, a load balancer) does not carry SPDY."""
+
+
+class SpdyExecStream(ExecStream):
+    """The same stream over SPDY/3.1 (womm.spdy), which the API server carries to the kubelet as
+    bytes: a third of its CPU per MB of a WebSocket exec, whose every message it translates."""
+
+    def __init__(self, cluster, pod, command, container, namespace, tty=False):
+        from womm import spdy
+
+        url = exec_url(cluster, pod, command, container, namespace, tty)
+        streams = ["error", "stdin", "stdout", "resize" if tty else "stderr"]
+        self.channels = {"stdout": STDOUT, "stderr": STDERR, "error": ERROR}
+        backoff = Backoff(cluster.retry_for)
+        while True:
+            try:
+                self.conn = spdy.Connection.connect(url, cluster.credentials.ssl_context,
+                                                    cluster.credentials.server_hostname,
+                                                    cluster.credentials.headers(), streams, 30)
+                break
+            except spdy.Refused as e:
+                # The API server's own "Upgrade request required", or a proxy's refusal of the method
+                # or the protocol: WebSocket may pass. Its other answers (403, 404...) stand for both.
+                if e.status < 400 or e.status in (405, 426, 501, 505) or (e.status == 400 and b"pgrade" in e.body):
+                    raise NotUpgraded(str(e)) from None
+                # Not sent again after a plain 503: the command may have started.
+                wait = backoff.wait(e.status, e.headers.get("retry-after"), idempotent=False)
+                if wait is None:
+                    raise ApiError(e.status, e.reason, e.body) from None
+                show_warnings([e.headers["warning"]] if e.headers.get("warning") else [])
+                pushed_back(e.status)
+                time.sleep(wait)
+            except OSError as e:
+                raise Unreachable(f"cannot reach the Kubernetes API at {cluster.server}: {_reason(e)}") from None
+        self.v5 = True  # the end of stdin is its stream's FIN
+        self._begin({})
+
+    def _sock(self):
+        return self.conn.sock
+
+    def pending(self):
+        return self.conn.buffered()
+
+    def _write(self, channel, data, fin=False):
+        name = "resize" if channel == RESIZE else "stdin"
+        if name not in self.conn.ids:
+            return  # a resize without a terminal
+        try:
+            self.conn.send(name, data, fin)
+        except OSError as e:
+            raise OSError(str(e)) from None
+
+    def close_stdin(self):
+        self._write(STDIN, b"", fin=True)
+
+    def ping(self):
+        self.conn.ping()
+
+    def _recv(self, control):
+        while True:
+            try:
+                frame = self.conn.read()
+            except OSError:
+                frame = None
+            if frame is None:
+                self.ended.set()
+                return None
+            self.heard = time.monotonic()
+            kind, stream, data, _ = frame
+            if kind != "data":
+                if control:
+                    return None, b""
+                continue
+            channel = self.channels.get(self.conn.names.get(stream))
+            if channel is None or not data:
+                continue
+            if channel == ERROR:
+                self.status_text += data
+            return channel, data
+
+    def close(self):
+        """End the stream: SPDY needs no closing handshake (the server sees the connection end, and the
+        command its stdin's); a reader in recv() in another thread returns None."""
+        self.abort()
+        deadline = time.monotonic() + CLOSE_WAIT
+        while self._reading.is_set() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        try:
+            self.conn.sock.close()
+        except OSError:
+            pass
+
+
 def relay_stdio(stream):
     """Join this process's stdin/stdout/stderr to an exec stream, kept alive while it lasts; the remote
     exit status (255 when unknown: stream.silent says whether the stream was dropped on the way)."""
-    import os
     import sys
 
     stream.keepalive()

@@ -8,8 +8,10 @@ import hashlib
 import http.server
 import json
 import socket
+import struct
 import threading
 import time
+import zlib
 from types import SimpleNamespace
 
 import pytest
@@ -24,8 +26,10 @@ STATUS_429 = json.dumps({"kind": "Status", "status": "Failure", "reason": "TooMa
 
 class FakeApi(http.server.ThreadingHTTPServer):
     """Answers each request with the next of `script` (the last one repeats): a tuple
-    (status, headers, body), "reset" (the connection closed without an answer), or "websocket"
-    (a 101 then one frame on channel 1, "hi", and a close)."""
+    (status, headers, body), "reset" (the connection closed without an answer), "websocket"
+    (a 101 then one frame on channel 1, "hi", and a close), or "spdy" (a 101 to SPDY/3.1, a reply
+    to each stream the client opens, then its stdin up to its FIN echoed on stdout, a Success
+    status on the error stream, and a close)."""
 
     daemon_threads = True
 
@@ -74,6 +78,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             return
+        if answer == "spdy":
+            return self._spdy()
         status, headers, body = answer
         self.send_response(status)
         for name, value in headers:
@@ -84,6 +90,35 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _answer
+
+    def _spdy(self):
+        assert self.headers["Upgrade"] == "SPDY/3.1" and self.command == "POST"
+        self.send_response(101)
+        self.send_header("Upgrade", "SPDY/3.1")
+        self.send_header("Connection", "Upgrade")
+        self.end_headers()
+        self.wfile.flush()
+        inflate, streams, stdin = zlib.decompressobj(), {}, b""
+        while True:
+            first, second = struct.unpack(">II", self.rfile.read(8))
+            body = self.rfile.read(second & 0xFFFFFF)
+            if first & 0x80000000 and first & 0xFFFF == 1:  # SYN_STREAM: its id, and its header block
+                stream = struct.unpack_from(">I", body)[0]
+                block = inflate.decompress(body[10:])
+                n = struct.unpack_from(">I", block, 4)[0]  # one header, streamtype: its name's length
+                assert block[8:8 + n] == b"streamtype"
+                streams[block[12 + n:].decode()] = stream
+                self.wfile.write(struct.pack(">HHII", 0x8003, 2, 4, stream))  # its SYN_REPLY
+            elif not first & 0x80000000 and first == streams.get("stdin"):
+                stdin += body
+                if second >> 24 & 1:  # FIN
+                    break
+            self.wfile.flush()
+        self.server.spdy_streams = streams
+        for name, data in (("stdout", stdin), ("error", b'{"status": "Success"}')):
+            self.wfile.write(struct.pack(">II", streams[name], 1 << 24 | len(data)) + data)
+        self.wfile.flush()
+        self.close_connection = True
 
 
 @pytest.fixture(autouse=True)
@@ -227,24 +262,59 @@ def test_a_watch_whose_first_request_is_throttled(tmp_path, monkeypatch):
     assert "watch=true" in api.seen[1][1]
 
 
-def test_an_exec_handshake_answered_429_is_attempted_again(tmp_path, monkeypatch, capsys):
-    api = FakeApi([throttled("1"), "websocket"])
+TRANSPORTS = {"spdy": kube.SpdyExecStream, "websocket": kube.ExecStream}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_an_exec_handshake_answered_429_is_attempted_again(transport, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WOMM_EXEC_TRANSPORT", transport)
+    api = FakeApi([throttled("1"), transport])
     cluster = cluster_for(api, tmp_path, monkeypatch)
     start = time.monotonic()
     stream = cluster.exec_stream("pod", ["echo", "hi"])
-    assert time.monotonic() - start >= 1
+    assert time.monotonic() - start >= 1 and type(stream) is TRANSPORTS[transport]
+    if transport == "spdy":
+        stream.send(b"hi")
+        stream.close_stdin()
     assert stream.recv() == (1, b"hi")
     stream.close()
     assert len(api.seen) == 2 and "/pods/pod/exec?" in api.seen[1][1]
     assert "throttling requests (429)" in capsys.readouterr().err
 
 
-def test_an_exec_handshake_refused_otherwise_is_an_api_error(tmp_path, monkeypatch):
-    api = FakeApi([(403, [], b'{"message": "pods \\"pod\\" is forbidden"}'), "websocket"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_an_exec_handshake_refused_otherwise_is_an_api_error(transport, tmp_path, monkeypatch):
+    monkeypatch.setenv("WOMM_EXEC_TRANSPORT", transport)
+    api = FakeApi([(403, [], b'{"message": "pods \\"pod\\" is forbidden"}'), transport])
     cluster = cluster_for(api, tmp_path, monkeypatch)
     with pytest.raises(kube.ApiError) as e:
         cluster.exec_stream("pod", ["true"])
     assert e.value.status == 403 and str(e.value) == 'pods "pod" is forbidden' and len(api.seen) == 1
+
+
+def test_a_spdy_exec_opens_its_streams_and_carries_stdin_its_end_output_and_status(tmp_path, monkeypatch):
+    api = FakeApi(["spdy"])
+    stream = cluster_for(api, tmp_path, monkeypatch).exec_stream("pod", ["cat"])
+    for piece in (b"one ", b"two " * 70000, b"three"):  # one of them longer than a frame of the fake's reads
+        stream.send(piece)
+    stream.close_stdin()
+    got = bytearray()
+    while (item := stream.recv()) is not None:
+        if item[0] == kube.STDOUT:
+            got += item[1]
+    assert got == b"one " + b"two " * 70000 + b"three" and stream.exit_status() == 0
+    assert api.spdy_streams == {"error": 1, "stdin": 3, "stdout": 5, "stderr": 7}
+
+
+def test_an_exec_goes_by_websocket_where_spdy_does_not_pass_and_stays_there(tmp_path, monkeypatch):
+    # The API server's answer to an upgrade a proxy on the way stripped; then WebSocket, for good.
+    api = FakeApi([(400, [], b'{"message": "Upgrade request required"}'), "websocket"])
+    cluster = cluster_for(api, tmp_path, monkeypatch)
+    for _ in range(2):
+        stream = cluster.exec_stream("pod", ["echo", "hi"])
+        assert type(stream) is kube.ExecStream and stream.recv() == (1, b"hi")
+        stream.close()
+    assert [method for method, *_ in api.seen] == ["POST", "GET", "GET"]
 
 
 def test_a_tasks_reporter_carries_the_notices(tmp_path, monkeypatch, capsys):

@@ -1,0 +1,53 @@
+"""womm.kube's exec streams against the real API server, kubelet and runtime: SPDY where the API
+server takes it (it carries SPDY as bytes, and translates every WebSocket message), WebSocket when
+asked for; both carry stdin to its end, the output, and the exit status."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from womm import kube
+
+TRANSPORTS = {"spdy": kube.SpdyExecStream, "websocket": kube.ExecStream}
+
+
+@pytest.fixture
+def pod(cluster, k8s, namespace, womm_images, monkeypatch):
+    import kubernetes.client as k
+
+    monkeypatch.setenv("KUBECONFIG", cluster.kubeconfig)
+    container = k.V1Container(name="c", image=womm_images, command=["sleep", "600"])
+    k8s.core.create_namespaced_pod(namespace, k.V1Pod(metadata=k.V1ObjectMeta(name="p"),
+                                                      spec=k.V1PodSpec(containers=[container])))
+    deadline = time.monotonic() + 120
+    while k8s.core.read_namespaced_pod("p", namespace).status.phase != "Running":
+        assert time.monotonic() < deadline, "pod p not Running after 120 s"
+        time.sleep(0.25)
+    return namespace
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_an_exec_carries_stdin_to_its_end_output_and_exit_status(pod, transport, monkeypatch):
+    monkeypatch.setenv("WOMM_EXEC_TRANSPORT", transport)
+    cluster = kube.Cluster(namespace=pod)
+    stream = cluster.exec_stream("p", ["sh", "-c", "wc -c; echo to-stderr >&2; exit 3"])
+    assert type(stream) is TRANSPORTS[transport]
+    data = os.urandom(3 << 20)  # binary, and many frames
+    stream.send(data[:1 << 20])
+    stream.send(data[1 << 20:])
+    stream.close_stdin()
+    status, out, err = stream.collect(timeout=60)
+    assert (status, out, err) == (3, b"%d\n" % len(data), b"to-stderr\n")
+
+
+def test_a_spdy_exec_is_kept_alive_by_pings_the_pod_side_answers(pod):
+    cluster = kube.Cluster(namespace=pod)
+    stream = cluster.exec_stream("p", ["sleep", "30"])
+    assert type(stream) is kube.SpdyExecStream
+    stream.keepalive(every=1)
+    time.sleep(3)
+    assert time.monotonic() - stream.heard < 2  # the pongs came back through the API server and the kubelet
+    stream.close()
