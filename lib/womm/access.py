@@ -18,7 +18,7 @@ NEEDS = [
     ("watch", "", "pods", None, "seeing the workers become ready"),
     ("deletecollection", "", "pods", None, "removing a task"),
     ("create", "", "pods", "exec", "the job slots' streams"),
-    ("get", "", "pods", "exec", "the job slots' streams (over WebSocket, an exec is a GET)"),
+    ("get", "", "pods", "exec", "the job slots' streams where SPDY does not pass (over WebSocket, an exec is a GET)"),
     ("create", "coordination.k8s.io", "leases", None, "a task's heartbeat"),
     ("patch", "coordination.k8s.io", "leases", None, "a task's heartbeat"),
     ("list", "coordination.k8s.io", "leases", None, "womm status"),

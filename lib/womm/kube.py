@@ -2,10 +2,10 @@
 
 womm.kubeconfig says where the API is and who we are (KUBECONFIG, the current context and
 its namespace, or the pod's ServiceAccount); this module talks to it with urllib3 and
-websocket-client, the kubernetes library's own transports, without the library's generated
-classes: importing and building those costs ~1.2 s here (kubernetes 37), which `womm status`
-and every run's first job would pay. Objects go and come as the API's JSON; errors are
-ApiError, with the server's status and message.
+websocket-client, the kubernetes library's own transports, and exec streams over SPDY where it can
+(womm.spdy), without the library's generated classes: importing and building those costs ~1.2 s
+here (kubernetes 37), which `womm status` and every run's first job would pay. Objects go and
+come as the API's JSON; errors are ApiError, with the server's status and message.
 
 The API server's pushback is waited out here, for every caller: a request answered 429
 (throttled, by API Priority and Fairness or a proxy in front) or 503 is sent again after the

@@ -450,7 +450,7 @@ def leader_rbac(namespace):
         {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list", "deletecollection"]},
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "deletecollection"]},
         # one exec stream per job slot, and the share's syncback into the share server
-        # (an exec over WebSocket is a GET: both verbs, as kubectl exec needs)
+        # (an exec over SPDY is a POST, over WebSocket a GET: both verbs, as kubectl exec needs)
         {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]},
         # the share server's address, for the workers
         {"apiGroups": [""], "resources": ["services"], "verbs": ["get"]},
