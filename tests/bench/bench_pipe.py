@@ -7,7 +7,9 @@ Makes a file of SIZE MB of text lines, then, in one run, for each of `--pipe` (t
 and `--pipepart -a FILE`, runs `wc -l` over blocks of 1 MB through local `parallel -jSLOTS` and
 through womm (PODS pods x 1 slot: the same number of slots), and prints MB/s for both (the whole
 command; womm's includes its pods' start, also printed alone), whether the line counts agree, and the
-CPU per MB of each process group (tests/bench/cpu.py) between 10% and 90% of the blocks.
+CPU per MB of each process group (tests/bench/cpu.py) between 10% and 90% of the blocks. womm's exec
+streams go by SPDY where the API server takes it; --websocket runs womm once more over WebSocket
+(WOMM_EXEC_TRANSPORT=websocket) in the same run, for comparison.
 Needs: womm on PATH, GNU parallel.
 """
 
@@ -38,6 +40,7 @@ def main():
     ap.add_argument("--size-mb", type=int, default=100)
     ap.add_argument("--pods", type=int, default=2)
     ap.add_argument("--kube-cpu", default="0.5")
+    ap.add_argument("--websocket", action="store_true", help="also run womm with its exec streams over WebSocket")
     args = ap.parse_args()
     home, work, env = prepare(NAMESPACE)
     big = os.path.join(work, "big.txt")
@@ -55,16 +58,21 @@ def main():
         t_local, _, window_local, cpu_local, out = cpu.measured(
             ["parallel", "-j", str(args.pods), *opts, "--", "wc", "-l"], blocks, stdin, os.environ, work)
         n_local = sum(int(n) for n in out.split())
-        t_womm, _, window_womm, cpu_womm, out = cpu.measured(womm + [*opts, "--", "wc", "-l"], blocks, stdin, env, work)
-        n_womm = sum(int(n) for n in out.split())
-        print(f"{name}: local {mb / t_local:.0f} MB/s ({t_local:.2f} s), womm {mb / t_womm:.1f} MB/s ({t_womm:.2f} s, "
-              f"{mb / max(0.01, t_womm - t_start):.1f} MB/s without the pods' start); lines "
-              f"{'agree' if n_local == n_womm == lines else f'DIFFER: {n_local} {n_womm} {lines}'}")
-        print("  CPU ms per MB (each block about 1 MB), by process:")
-        for group in sorted(set(cpu_local) | set(cpu_womm)):
-            lo, wo = (1000 * c.get(group, 0) / max(1, w) for c, w in ((cpu_local, window_local), (cpu_womm, window_womm)))
-            if lo >= 0.05 or wo >= 0.05:
-                print(f"    {group:70} local {lo:6.2f}   womm {wo:6.2f}")
+        runs = [("womm", env)] + [("womm over WebSocket", dict(env, WOMM_EXEC_TRANSPORT="websocket"))] * args.websocket
+        measured = []
+        for label, run_env in runs:
+            t_womm, _, window, cpu_womm, out = cpu.measured(womm + [*opts, "--", "wc", "-l"], blocks, stdin, run_env, work)
+            n_womm = sum(int(n) for n in out.split())
+            print(f"{name}: local {mb / t_local:.0f} MB/s ({t_local:.2f} s), {label} {mb / t_womm:.1f} MB/s "
+                  f"({t_womm:.2f} s, {mb / max(0.01, t_womm - t_start):.1f} MB/s without the pods' start); lines "
+                  f"{'agree' if n_local == n_womm == lines else f'DIFFER: {n_local} {n_womm} {lines}'}")
+            measured.append((cpu_womm, window))
+        print("  CPU ms per MB (each block about 1 MB), by process: local, " + ", ".join(label for label, _ in runs))
+        columns = [(cpu_local, window_local), *measured]
+        for group in sorted(set().union(*(c for c, _ in columns))):
+            figures = [1000 * c.get(group, 0) / max(1, w) for c, w in columns]
+            if max(figures) >= 0.05:
+                print(f"    {group:70} " + " ".join(f"{f:7.2f}" for f in figures))
     subprocess.run(["kubectl", "delete", "namespace", NAMESPACE, "--wait=false"], capture_output=True)
 
 
