@@ -188,9 +188,11 @@ class Connection:
         """Bytes read from the socket that make a whole frame not yet returned (a frame's part waits
         for the rest: reading it would not return), and those TLS decrypted that no one read."""
         buf, pos = self.buf, self.pos  # (the reader may move them meanwhile: an estimate)
-        whole = 0
-        if len(buf) - pos >= DATA.size:
-            whole = len(buf) - pos if len(buf) - pos >= DATA.size + (DATA.unpack_from(buf, pos)[1] & 0xFFFFFF) else 0
+        try:
+            left = len(buf) - pos
+            whole = left if left >= DATA.size + (DATA.unpack_from(buf, pos)[1] & 0xFFFFFF) else 0
+        except struct.error:  # less than a frame's header (or the reader just took it)
+            whole = 0
         return max(0, whole) + (self.sock.pending() if hasattr(self.sock, "pending") else 0)
 
     def send(self, name, data, fin=False):
