@@ -288,11 +288,11 @@ class Cluster:
         return "configured"
 
     def exec_stream(self, pod, command, container=None, namespace=None, tty=False):
-        """An exec stream running `command` (a list) in a container of a pod: over SPDY, unless the
-        connection goes through a proxy (womm.spdy has no CONNECT), something on the way refused it once
-        (then WebSocket, for this process's later streams too), or WOMM_EXEC_TRANSPORT=websocket."""
+        """An exec stream running `command` (a list) in a container of a pod: over SPDY, unless something
+        on the way refused it once (then WebSocket, for this process's later streams too), or
+        WOMM_EXEC_TRANSPORT=websocket."""
         args = (self, pod, command, container, namespace or self.namespace, tty)
-        if self.exec_spdy and not self.credentials.proxy_url:
+        if self.exec_spdy:
             try:
                 return SpdyExecStream(*args)
             except NotUpgraded as e:
@@ -728,13 +728,21 @@ class SpdyExecStream(ExecStream):
 
         url = exec_url(cluster, pod, command, container, namespace, tty)
         streams = ["error", "stdin", "stdout", "resize" if tty else "stderr"]
+        proxy = None
+        if cluster.credentials.proxy_url:
+            import base64
+            from urllib.parse import urlsplit
+
+            parts, user = urlsplit(cluster.credentials.proxy_url), proxy_user(cluster.credentials.proxy_url)
+            auth = "Basic " + base64.b64encode(":".join(user).encode()).decode() if user else None
+            proxy = (parts.hostname, parts.port or 80, auth)
         self.channels = {"stdout": STDOUT, "stderr": STDERR, "error": ERROR}
         backoff = Backoff(cluster.retry_for)
         while True:
             try:
                 self.conn = spdy.Connection.connect(url, cluster.credentials.ssl_context,
                                                     cluster.credentials.server_hostname,
-                                                    cluster.credentials.headers(), streams, 30)
+                                                    cluster.credentials.headers(), streams, 30, proxy)
                 break
             except spdy.NoAnswer as e:
                 raise NotUpgraded(str(e), for_good=False) from None  # (nothing was started: no stream asked)

@@ -10,8 +10,10 @@ per channel (error, stdin, stdout, stderr, resize) opened by SYN_STREAM and answ
 data frames both ways, FIN for the end of stdin, PING. The server's header blocks are skipped,
 never inflated: an exec needs none of them (so the protocol's zlib dictionary is not needed
 either: ours are compressed without it, which its readers accept). No flow control: Kubernetes'
-end (spdystream) has none, and our side reads all it is sent. A proxy or a load balancer that
-cannot carry the upgrade answers otherwise than 101: womm.kube then uses WebSocket (NotUpgraded).
+end (spdystream) has none, and our side reads all it is sent. An http:// proxy (the kubeconfig's
+proxy-url) is asked for a CONNECT tunnel, as kubectl and websocket-client do: it carries bytes. A
+proxy or a load balancer that cannot carry the upgrade answers otherwise than 101: womm.kube then
+uses WebSocket (NotUpgraded).
 """
 
 import re
@@ -69,15 +71,19 @@ class Connection:
         self._pong = None  # an answer to the server's PING that waits for the sender's lock
 
     @classmethod
-    def connect(cls, url, ssl_context, server_hostname, headers, streams, timeout):
+    def connect(cls, url, ssl_context, server_hostname, headers, streams, timeout, proxy=None):
         """Upgrade a connection to the API server for an exec (url: its https:// URL), and open its
-        streams (names, in order: the first is the error stream). Raises Refused, or OSError."""
+        streams (names, in order: the first is the error stream); proxy: (host, port, its
+        Proxy-Authorization or None), an http:// proxy to tunnel through. Raises Refused, or OSError."""
         parts = urlsplit(url)
         tls = parts.scheme == "https"
         deadline = time.monotonic() + timeout
-        sock = socket.create_connection((parts.hostname, parts.port or (443 if tls else 80)), timeout)
+        where = (parts.hostname, parts.port or (443 if tls else 80))
+        sock = socket.create_connection(proxy[:2] if proxy else where, timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if proxy:
+                _tunnel(sock, where, proxy[2])
             if tls:  # (the plain socket is detached into the TLS one: that is the one to close)
                 sock = ssl_context.wrap_socket(sock, server_hostname=server_hostname or parts.hostname)
             lines = [f"POST {parts.path}?{parts.query} HTTP/1.1", f"Host: {parts.netloc}", "Connection: Upgrade",
@@ -211,6 +217,18 @@ class Connection:
     def _send(self, data):
         with self.lock:
             self.sock.sendall(data)
+
+
+def _tunnel(sock, where, authorization):
+    """Ask the proxy on sock for a tunnel to where (host, port)."""
+    host = f"[{where[0]}]" if ":" in where[0] else where[0]
+    lines = [f"CONNECT {host}:{where[1]} HTTP/1.1", f"Host: {host}:{where[1]}"]
+    if authorization:
+        lines.append(f"Proxy-Authorization: {authorization}")
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    status, reason, _, rest = _read_head(sock)
+    if status != 200 or rest:
+        raise OSError(f"the proxy refused a tunnel to {host}:{where[1]} ({status} {reason})".rstrip())
 
 
 def _headers(pairs):

@@ -2,6 +2,7 @@
 (and a hostile or broken one's) side of an exec: a frame cut by a silent or closed connection, data
 before the streams' replies, a proxy's bare refusal, the server's PING while our sender is blocked."""
 
+import base64
 import socket
 import struct
 import threading
@@ -9,7 +10,8 @@ import time
 import zlib
 
 import pytest
-from silentapi import within
+import silentapi
+from silentapi import HttpProxy, within
 from test_kube_pushback import FakeApi, cluster_for
 
 from womm import kube, spdy
@@ -130,3 +132,21 @@ def test_the_servers_ping_is_answered_while_our_sender_waits_on_full_buffers():
     assert within(5, conn.read)[0] == spdy.PING
     assert within(5, conn.read) == ("data", 5, b"out", False)  # the reader goes on reading
     ours.close()
+
+
+def test_the_kubeconfigs_proxy_tunnels_a_spdy_exec(tmp_path, monkeypatch):
+    def echo(conn, ids):
+        conn.sendall(data_frame(ids["stdout"], b"through", fin=True))
+        conn.close()
+
+    server = SpdyServer(echo)
+    # The server the kubeconfig names is reachable through the proxy only (nothing listens on port 9).
+    proxy = HttpProxy(routes={"127.0.0.1:9": ("127.0.0.1", int(server.url.rsplit(":", 1)[1]))})
+    try:
+        cluster = silentapi.cluster_for("http://127.0.0.1:9", tmp_path, monkeypatch,
+                                        proxy_url=f"http://someone:p%40ss@127.0.0.1:{proxy.port}")
+        stream = cluster.exec_stream("p", ["cat"])
+        assert type(stream) is kube.SpdyExecStream and within(10, stream.recv) == (kube.STDOUT, b"through")
+    finally:
+        proxy.close()
+    assert proxy.seen == [("CONNECT", "127.0.0.1:9", "Basic " + base64.b64encode(b"someone:p@ss").decode())]
