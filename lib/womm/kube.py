@@ -288,15 +288,16 @@ class Cluster:
         return "configured"
 
     def exec_stream(self, pod, command, container=None, namespace=None, tty=False):
-        """An exec stream running `command` (a list) in a container of a pod: over SPDY, unless the
-        connection goes through a proxy (womm.spdy has no CONNECT), something on the way refused it once
-        (then WebSocket, for this process's later streams too), or WOMM_EXEC_TRANSPORT=websocket."""
+        """An exec stream running `command` (a list) in a container of a pod: over SPDY, unless something
+        on the way refused it once (then WebSocket, for this process's later streams too), or
+        WOMM_EXEC_TRANSPORT=websocket."""
         args = (self, pod, command, container, namespace or self.namespace, tty)
-        if self.exec_spdy and not self.credentials.proxy_url:
+        if self.exec_spdy:
             try:
                 return SpdyExecStream(*args)
-            except NotUpgraded:
-                self.exec_spdy = False
+            except NotUpgraded as e:
+                if e.for_good:
+                    self.exec_spdy = False
         return ExecStream(*args)
 
 
@@ -701,7 +702,21 @@ class ExecStream:
 
 
 class NotUpgraded(Exception):
-    """Something between here and the API server (a proxy, a load balancer) does not carry SPDY."""
+    """Something between here and the API server (a proxy, a load balancer) did not carry SPDY this
+    time (for_good: it never will; else the connection ended before any answer)."""
+
+    def __init__(self, message, for_good):
+        super().__init__(message)
+        self.for_good = for_good
+
+
+def _api_status(body):
+    """The message of the API server's own Status in a body; None if the body is not one (a proxy's)."""
+    try:
+        status = json.loads(body)
+    except ValueError:
+        return None
+    return str(status.get("message") or "") if isinstance(status, dict) and status.get("kind") == "Status" else None
 
 
 class SpdyExecStream(ExecStream):
@@ -713,19 +728,32 @@ class SpdyExecStream(ExecStream):
 
         url = exec_url(cluster, pod, command, container, namespace, tty)
         streams = ["error", "stdin", "stdout", "resize" if tty else "stderr"]
+        proxy = None
+        if cluster.credentials.proxy_url:
+            import base64
+            from urllib.parse import urlsplit
+
+            parts, user = urlsplit(cluster.credentials.proxy_url), proxy_user(cluster.credentials.proxy_url)
+            auth = "Basic " + base64.b64encode(":".join(user).encode()).decode() if user else None
+            proxy = (parts.hostname, parts.port or 80, auth)
         self.channels = {"stdout": STDOUT, "stderr": STDERR, "error": ERROR}
         backoff = Backoff(cluster.retry_for)
         while True:
             try:
                 self.conn = spdy.Connection.connect(url, cluster.credentials.ssl_context,
                                                     cluster.credentials.server_hostname,
-                                                    cluster.credentials.headers(), streams, 30)
+                                                    cluster.credentials.headers(), streams, 30, proxy)
                 break
+            except spdy.NoAnswer as e:
+                raise NotUpgraded(str(e), for_good=False) from None  # (nothing was started: no stream asked)
             except spdy.Refused as e:
-                # The API server's own "Upgrade request required", or a proxy's refusal of the method
-                # or the protocol: WebSocket may pass. Its other answers (403, 404...) stand for both.
-                if e.status < 400 or e.status in (405, 426, 501, 505) or (e.status == 400 and b"pgrade" in e.body):
-                    raise NotUpgraded(str(e)) from None
+                # What is not the API server's own Status is a proxy's or a load balancer's (Envoy answers an
+                # upgrade it was not told of with a bare 403), and so is the API server's "Upgrade request
+                # required" (the header was taken off on the way): WebSocket may pass. The API server's
+                # other answers (403, 404...) stand for both; so do pushback and 401.
+                message = _api_status(e.body)
+                if e.status not in (401, 429, 503) and (message is None or "upgrade" in message.lower()):
+                    raise NotUpgraded(str(e), for_good=True) from None
                 # Not sent again after a plain 503: the command may have started.
                 wait = backoff.wait(e.status, e.headers.get("retry-after"), idempotent=False)
                 if wait is None:
@@ -736,13 +764,17 @@ class SpdyExecStream(ExecStream):
             except OSError as e:
                 raise Unreachable(f"cannot reach the Kubernetes API at {cluster.server}: {_reason(e)}") from None
         self.v5 = True  # the end of stdin is its stream's FIN
-        self._begin({})
+        self._begin(self.conn.headers)
 
     def _sock(self):
         return self.conn.sock
 
     def pending(self):
         return self.conn.buffered()
+
+    def _unread(self):
+        # A frame's part that came counts: the connection lives, and a long frame may be on its way.
+        return self.conn.received > self.heard or super()._unread()
 
     def _write(self, channel, data, fin=False):
         name = "resize" if channel == RESIZE else "stdin"

@@ -10,13 +10,17 @@ per channel (error, stdin, stdout, stderr, resize) opened by SYN_STREAM and answ
 data frames both ways, FIN for the end of stdin, PING. The server's header blocks are skipped,
 never inflated: an exec needs none of them (so the protocol's zlib dictionary is not needed
 either: ours are compressed without it, which its readers accept). No flow control: Kubernetes'
-end (spdystream) has none, and our side reads all it is sent. A proxy or a load balancer that
-cannot carry the upgrade answers otherwise than 101: womm.kube then uses WebSocket (NotUpgraded).
+end (spdystream) has none, and our side reads all it is sent. An http:// proxy (the kubeconfig's
+proxy-url) is asked for a CONNECT tunnel, as kubectl and websocket-client do: it carries bytes. A
+proxy or a load balancer that cannot carry the upgrade answers otherwise than 101: womm.kube then
+uses WebSocket (NotUpgraded).
 """
 
+import re
 import socket
 import struct
 import threading
+import time
 import zlib
 from urllib.parse import urlsplit
 
@@ -28,6 +32,7 @@ VERSION = 3
 MAX_DATA = (1 << 24) - 1  # a frame's length has 24 bits
 MAX_CONTROL = 1 << 16  # bytes of a control frame we read (an exec's are replies, pings and resets)
 MAX_HEAD = 64 << 10  # bytes of the HTTP answer to the upgrade that are read
+MAX_EARLY = 1 << 20  # bytes of data frames held while the streams are being opened
 READ = 256 << 10
 PROTOCOL = "v4.channel.k8s.io"  # the exec's status on the error stream, as JSON; v5 is WebSocket's only
 
@@ -41,7 +46,12 @@ class Refused(Exception):
 
 
 class ProtocolError(OSError):
-    """What came is not SPDY, or the server refused a stream."""
+    """What came is not SPDY, the server refused a stream, or the connection ended within a frame."""
+
+
+class NoAnswer(OSError):
+    """The connection ended (or was reset) after the upgrade was asked, before any answer to it:
+    what some proxies do with an upgrade they do not know."""
 
 
 class Connection:
@@ -56,17 +66,26 @@ class Connection:
         self.lock = threading.Lock()
         self.pings = 1  # our pings' ids are odd; the server echoes them
         self.early = []  # data frames that came while the streams were being opened
+        self.received = time.monotonic()  # when bytes last came (a frame's part too)
+        self.headers = {}  # the upgrade's answer's, lower case
+        self._pong = None  # an answer to the server's PING that waits for the sender's lock
 
     @classmethod
-    def connect(cls, url, ssl_context, server_hostname, headers, streams, timeout):
+    def connect(cls, url, ssl_context, server_hostname, headers, streams, timeout, proxy=None):
         """Upgrade a connection to the API server for an exec (url: its https:// URL), and open its
-        streams (names, in order: the first is the error stream). Raises Refused, or OSError."""
+        streams (names, in order: the first is the error stream); proxy: (host, port, its
+        Proxy-Authorization or None), an http:// proxy to tunnel through. Raises Refused, or OSError."""
         parts = urlsplit(url)
         tls = parts.scheme == "https"
-        raw = socket.create_connection((parts.hostname, parts.port or (443 if tls else 80)), timeout)
+        deadline = time.monotonic() + timeout
+        where = (parts.hostname, parts.port or (443 if tls else 80))
+        sock = socket.create_connection(proxy[:2] if proxy else where, timeout)
         try:
-            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock = ssl_context.wrap_socket(raw, server_hostname=server_hostname or parts.hostname) if tls else raw
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if proxy:
+                _tunnel(sock, where, proxy[2])
+            if tls:  # (the plain socket is detached into the TLS one: that is the one to close)
+                sock = ssl_context.wrap_socket(sock, server_hostname=server_hostname or parts.hostname)
             lines = [f"POST {parts.path}?{parts.query} HTTP/1.1", f"Host: {parts.netloc}", "Connection: Upgrade",
                      "Upgrade: SPDY/3.1", f"X-Stream-Protocol-Version: {PROTOCOL}", "Content-Length: 0",
                      *(f"{k}: {v}" for k, v in headers.items())]
@@ -75,15 +94,17 @@ class Connection:
             if status != 101 or "spdy/3.1" not in got.get("upgrade", "").lower():
                 raise Refused(status, reason, got, _read_body(sock, got, rest))
             conn = cls(sock, streams, rest)
-            conn._open(streams)
+            conn.headers = got
+            conn._open(streams, deadline)
             sock.settimeout(None)
             return conn
         except BaseException:
-            raw.close()
+            sock.close()
             raise
 
-    def _open(self, streams):
-        """Open each stream and wait for its reply: the server drops data sent on a stream before then."""
+    def _open(self, streams, deadline):
+        """Open each stream and wait for its reply (the server drops data sent on a stream before then),
+        until the deadline at most."""
         deflate = zlib.compressobj()
         frames = []
         for name in streams:
@@ -92,8 +113,12 @@ class Connection:
             body = struct.pack(">IIBB", self.ids[name], 0, 0, 0) + block
             frames.append(CONTROL.pack(0x8000 | VERSION, SYN_STREAM, len(body)) + body)
         self._send(b"".join(frames))
-        waiting = set(self.ids.values())
+        waiting, early = set(self.ids.values()), 0
         while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the server did not open the exec's streams in time")
+            self.sock.settimeout(left)
             frame = self.read()
             if frame is None:
                 raise ProtocolError("the server ended the exec before it opened its streams")
@@ -103,6 +128,9 @@ class Connection:
             elif kind == RST_STREAM and stream in waiting:
                 raise ProtocolError(f"the server refused the exec's {self.names[stream]} stream")
             elif kind == "data":
+                early += len(data)
+                if early > MAX_EARLY:
+                    raise ProtocolError("the server sent data before it opened the exec's streams")
                 self.early.append(frame)
 
     def read(self):
@@ -112,8 +140,8 @@ class Connection:
             return self.early.pop(0)
         try:
             first, second = DATA.unpack(self._exact(DATA.size))
-        except (EOFError, OSError, ValueError):
-            return None
+        except OSError:
+            return None  # (within a frame, the connection's end is a ProtocolError)
         flags, length = second >> 24, second & 0xFFFFFF
         if not first & 0x80000000:
             return "data", first, self._exact(length), bool(flags & FIN)
@@ -122,9 +150,30 @@ class Connection:
             raise ProtocolError(f"not an exec's SPDY/3.1 (control frame {kind}, {length} bytes)")
         body = self._exact(length)
         ident = struct.unpack_from(">I", body)[0] & 0x7FFFFFFF if len(body) >= 4 else 0
-        if kind == PING and not ident & 1:
-            self._send(CONTROL.pack(0x8000 | VERSION, PING, 4) + body[:4])  # the server's: answered
+        if kind == PING and len(body) == 4 and not ident & 1:
+            self._answer(CONTROL.pack(0x8000 | VERSION, PING, 4) + body)  # the server's
         return kind, ident, body, flags
+
+    def _answer(self, pong):
+        """Answer the server's PING without waiting for a sender blocked on full buffers (the reader must
+        go on reading for them to drain); one answer waits at most, later ones replace it."""
+        if self.lock.acquire(blocking=False):
+            try:
+                self.sock.sendall(pong)
+            finally:
+                self.lock.release()
+            return
+        waiting, self._pong = self._pong, pong
+        if waiting is None:
+            threading.Thread(target=self._answer_later, name="spdy pong", daemon=True).start()
+
+    def _answer_later(self):
+        with self.lock:
+            pong, self._pong = self._pong, None
+            try:
+                self.sock.sendall(pong)
+            except OSError:
+                pass
 
     def _exact(self, n):
         while len(self.buf) - self.pos < n:
@@ -133,7 +182,8 @@ class Connection:
                 self.pos = 0
             data = self.sock.recv(max(READ, n - len(self.buf)))
             if not data:
-                raise EOFError
+                raise ProtocolError("the connection ended")
+            self.received = time.monotonic()
             self.buf += data
         with memoryview(self.buf) as view:
             out = bytes(view[self.pos:self.pos + n])
@@ -141,8 +191,15 @@ class Connection:
         return out
 
     def buffered(self):
-        """Bytes read from the socket and not yet returned."""
-        return len(self.buf) - self.pos + (self.sock.pending() if hasattr(self.sock, "pending") else 0)
+        """Bytes read from the socket that make a whole frame not yet returned (a frame's part waits
+        for the rest: reading it would not return), and those TLS decrypted that no one read."""
+        buf, pos = self.buf, self.pos  # (the reader may move them meanwhile: an estimate)
+        try:
+            left = len(buf) - pos
+            whole = left if left >= DATA.size + (DATA.unpack_from(buf, pos)[1] & 0xFFFFFF) else 0
+        except struct.error:  # less than a frame's header (or the reader just took it)
+            whole = 0
+        return max(0, whole) + (self.sock.pending() if hasattr(self.sock, "pending") else 0)
 
     def send(self, name, data, fin=False):
         stream = self.ids[name]
@@ -162,6 +219,18 @@ class Connection:
             self.sock.sendall(data)
 
 
+def _tunnel(sock, where, authorization):
+    """Ask the proxy on sock for a tunnel to where (host, port)."""
+    host = f"[{where[0]}]" if ":" in where[0] else where[0]
+    lines = [f"CONNECT {host}:{where[1]} HTTP/1.1", f"Host: {host}:{where[1]}"]
+    if authorization:
+        lines.append(f"Proxy-Authorization: {authorization}")
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    status, reason, _, rest = _read_head(sock)
+    if status != 200 or rest:
+        raise OSError(f"the proxy refused a tunnel to {host}:{where[1]} ({status} {reason})".rstrip())
+
+
 def _headers(pairs):
     """A SPDY/3 header block, before compression."""
     out = [struct.pack(">I", len(pairs))]
@@ -175,16 +244,19 @@ def _read_head(sock):
     """(status, reason, {lower-case header: value}, bytes after the head) of an HTTP answer."""
     buf = b""
     while b"\r\n\r\n" not in buf:
-        data = sock.recv(READ)
+        try:
+            data = sock.recv(READ)
+        except ConnectionResetError:
+            data = b""
         if not data:
-            raise OSError("the connection ended before the API server answered the exec")
+            raise NoAnswer("the connection ended before the API server answered the exec")
         buf += data
         if len(buf) > MAX_HEAD and b"\r\n\r\n" not in buf[:MAX_HEAD + 4]:
             raise OSError("the API server's answer to the exec has no end of its headers")
     head, rest = buf.split(b"\r\n\r\n", 1)
     status_line, *lines = head.decode("latin-1").split("\r\n")
     words = status_line.split(" ", 2)
-    if len(words) < 2 or not words[0].startswith("HTTP/") or not words[1].isdigit():
+    if len(words) < 2 or not words[0].startswith("HTTP/") or not re.fullmatch("[0-9]{3}", words[1]):
         raise OSError(f"the API server's answer to the exec is not HTTP: {status_line[:80]!r}")
     headers = {}
     for line in lines:

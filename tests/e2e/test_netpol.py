@@ -98,8 +98,10 @@ def delete_pods(k8s, pods):
 
 def connects(k8s, namespace, pod, host, port, container=None):
     """Whether the pod opens a TCP connection to host:port."""
-    code, _, _ = k8s.exec(namespace, pod, ["timeout", "5", "bash", "-c", f"exec 3<>/dev/tcp/{host}/{port}"],
-                          container=container, timeout=30)
+    code, _, err = k8s.exec(namespace, pod, ["timeout", "5", "bash", "-c", f"exec 3<>/dev/tcp/{host}/{port}"],
+                            container=container, timeout=30)
+    if code:
+        print(f"{namespace}/{pod} to {host}:{port}: exit {code} {err.strip()[:200]}")
     return code == 0
 
 
@@ -187,8 +189,10 @@ def test_only_the_tasks_own_pods_reach_its_lazy_cache(womm, k8s, other_namespace
         for namespace, pod in mine:
             assert refused(k8s, namespace, pod, ip, port), f"{namespace}/{pod} reached the lazy cache"
     finally:
+        running = proc.poll() is None
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=120)
+        print(f"womm parallel {'was running' if running else 'had ended'}; its stderr: {err}")
         delete_pods(k8s, mine)  # they carry womm's labels
     womm.wait_no_objects(timeout=60)
 

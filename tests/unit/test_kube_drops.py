@@ -195,6 +195,7 @@ def request_and_stream_go_through(cluster):
 
 
 def test_the_kubeconfigs_proxy_url_carries_requests_and_exec_streams(apis, pki, tmp_path, monkeypatch):
+    monkeypatch.setenv("WOMM_EXEC_TRANSPORT", "websocket")  # (SPDY's tunnel: test_spdy)
     api = apis(objects={"/api/v1/namespaces/team/configmaps/x": {"kind": "ConfigMap"}}, exec_mode="answer",
                tls=tls(pki))
     # The server the kubeconfig names is reachable through the proxy only (nothing listens on port 9).
@@ -230,6 +231,7 @@ def without_proxy_environment(monkeypatch):
 
 def test_without_a_proxy_url_the_environments_https_proxy_carries_requests_and_exec_streams(apis, pki, tmp_path,
                                                                                             monkeypatch):
+    monkeypatch.setenv("WOMM_EXEC_TRANSPORT", "websocket")
     api = apis(objects={"/api/v1/namespaces/team/configmaps/x": {"kind": "ConfigMap"}}, exec_mode="answer",
                tls=tls(pki))
     # A name only the proxy knows: without it, nothing is reached.

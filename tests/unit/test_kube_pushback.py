@@ -285,7 +285,7 @@ def test_an_exec_handshake_answered_429_is_attempted_again(transport, tmp_path, 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_an_exec_handshake_refused_otherwise_is_an_api_error(transport, tmp_path, monkeypatch):
     monkeypatch.setenv("WOMM_EXEC_TRANSPORT", transport)
-    api = FakeApi([(403, [], b'{"message": "pods \\"pod\\" is forbidden"}'), transport])
+    api = FakeApi([(403, [], b'{"kind": "Status", "message": "pods \\"pod\\" is forbidden"}'), transport])
     cluster = cluster_for(api, tmp_path, monkeypatch)
     with pytest.raises(kube.ApiError) as e:
         cluster.exec_stream("pod", ["true"])
@@ -304,17 +304,6 @@ def test_a_spdy_exec_opens_its_streams_and_carries_stdin_its_end_output_and_stat
             got += item[1]
     assert got == b"one " + b"two " * 70000 + b"three" and stream.exit_status() == 0
     assert api.spdy_streams == {"error": 1, "stdin": 3, "stdout": 5, "stderr": 7}
-
-
-def test_an_exec_goes_by_websocket_where_spdy_does_not_pass_and_stays_there(tmp_path, monkeypatch):
-    # The API server's answer to an upgrade a proxy on the way stripped; then WebSocket, for good.
-    api = FakeApi([(400, [], b'{"message": "Upgrade request required"}'), "websocket"])
-    cluster = cluster_for(api, tmp_path, monkeypatch)
-    for _ in range(2):
-        stream = cluster.exec_stream("pod", ["echo", "hi"])
-        assert type(stream) is kube.ExecStream and stream.recv() == (1, b"hi")
-        stream.close()
-    assert [method for method, *_ in api.seen] == ["POST", "GET", "GET"]
 
 
 def test_a_tasks_reporter_carries_the_notices(tmp_path, monkeypatch, capsys):

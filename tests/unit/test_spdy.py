@@ -1,0 +1,152 @@
+"""womm.spdy and womm.kube's SpdyExecStream against a tiny local server playing the API server's
+(and a hostile or broken one's) side of an exec: a frame cut by a silent or closed connection, data
+before the streams' replies, a proxy's bare refusal, the server's PING while our sender is blocked."""
+
+import base64
+import socket
+import struct
+import threading
+import time
+import zlib
+
+import pytest
+import silentapi
+from silentapi import HttpProxy, within
+from test_kube_pushback import FakeApi, cluster_for
+
+from womm import kube, spdy
+
+
+class SpdyServer:
+    """Accepts one exec: reads the upgrade request and answers 101 (or `refuse`, raw HTTP), replies to
+    the client's four SYN_STREAMs (unless `early` bytes of data come first), then runs then(conn, ids)."""
+
+    def __init__(self, then=None, early=0, refuse=None):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.then, self.early, self.refuse = then, early, refuse
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        conn, _ = self.listener.accept()
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += conn.recv(65536)
+        if self.refuse:
+            conn.sendall(self.refuse)
+            conn.close()
+            return
+        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: SPDY/3.1\r\nConnection: Upgrade\r\n\r\n")
+        rfile, inflate, ids = conn.makefile("rb"), zlib.decompressobj(), {}
+        while len(ids) < 4:
+            first, second = struct.unpack(">II", rfile.read(8))
+            body = rfile.read(second & 0xFFFFFF)
+            block = inflate.decompress(body[10:])
+            n = struct.unpack_from(">I", block, 4)[0]
+            ids[block[12 + n:].decode()] = struct.unpack_from(">I", body)[0]
+        if self.early:
+            conn.sendall(data_frame(ids["stdout"], b"x" * self.early))
+        for stream in ids.values():
+            conn.sendall(struct.pack(">HHII", 0x8003, 2, 4, stream))
+        if self.then:
+            self.then(conn, ids)
+
+
+def data_frame(stream, data, fin=False):
+    return struct.pack(">II", stream, (fin << 24) | len(data)) + data
+
+
+def test_a_frame_cut_by_a_connection_gone_silent_ends_the_stream_once_silent(tmp_path, monkeypatch):
+    held = []
+
+    def part_then_silence(conn, ids):
+        conn.sendall(data_frame(ids["stdout"], b"whole"))
+        conn.sendall(data_frame(ids["stdout"], b"0123456789")[:11])  # 3 bytes of its payload, then nothing
+        held.append(conn)
+
+    stream = cluster_for(SpdyServer(part_then_silence), tmp_path, monkeypatch).exec_stream("p", ["cat"])
+    assert stream.recv() == (kube.STDOUT, b"whole")
+    stream.keepalive(every=0.2, dead_after=1)
+    assert within(10, stream.recv) is None and stream.silent == 1
+
+
+def test_a_frame_cut_by_the_connections_end_ends_the_stream(tmp_path, monkeypatch):
+    def part_then_close(conn, ids):
+        conn.sendall(data_frame(ids["stdout"], b"0123456789")[:11])
+        conn.close()
+
+    stream = cluster_for(SpdyServer(part_then_close), tmp_path, monkeypatch).exec_stream("p", ["cat"])
+    assert within(10, stream.recv) is None  # not EOFError from the reader's thread
+
+
+def test_data_flooding_in_before_the_streams_replies_is_refused(tmp_path, monkeypatch):
+    cluster = cluster_for(SpdyServer(early=spdy.MAX_EARLY + 1), tmp_path, monkeypatch)
+    with pytest.raises(kube.Unreachable, match="data before it opened"):
+        within(10, cluster.exec_stream, "p", ["cat"])
+
+
+@pytest.mark.parametrize("answer", [
+    (403, [], b""),  # Envoy, to an upgrade it was not told of
+    (400, [], b'{"kind": "Status", "code": 400, "message": "Upgrade request required"}'),
+])
+def test_an_exec_goes_by_websocket_where_spdy_does_not_pass_and_stays_there(answer, tmp_path, monkeypatch):
+    api = FakeApi([answer, "websocket"])
+    cluster = cluster_for(api, tmp_path, monkeypatch)
+    for _ in range(2):
+        stream = cluster.exec_stream("pod", ["echo", "hi"])
+        assert type(stream) is kube.ExecStream and stream.recv() == (1, b"hi")
+        stream.close()
+    assert [method for method, *_ in api.seen] == ["POST", "GET", "GET"]
+
+
+def test_the_api_servers_own_refusal_stands_for_both_transports(tmp_path, monkeypatch):
+    api = FakeApi([(403, [], b'{"kind": "Status", "code": 403, "message": "pods \\"pod\\" is forbidden"}'),
+                   "websocket"])
+    with pytest.raises(kube.ApiError, match="forbidden"):
+        cluster_for(api, tmp_path, monkeypatch).exec_stream("pod", ["true"])
+    assert len(api.seen) == 1
+
+
+def test_a_connection_reset_before_any_answer_goes_by_websocket_this_time_only(tmp_path, monkeypatch):
+    api = FakeApi(["reset", "websocket"])
+    cluster = cluster_for(api, tmp_path, monkeypatch)
+    stream = cluster.exec_stream("pod", ["echo", "hi"])
+    assert type(stream) is kube.ExecStream and stream.recv() == (1, b"hi")
+    assert [method for method, *_ in api.seen] == ["POST", "GET"] and cluster.exec_spdy
+
+
+def test_the_servers_ping_is_answered_while_our_sender_waits_on_full_buffers():
+    ours, theirs = socket.socketpair()
+    conn = spdy.Connection(ours, ["error", "stdin", "stdout", "stderr"])
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    def send():
+        try:
+            conn.send("stdin", b"x" * (8 << 20))
+        except OSError:
+            pass  # the test is over
+
+    threading.Thread(target=send, daemon=True).start()  # the other side reads nothing: the sender blocks,
+    # holding the connection's lock
+    time.sleep(0.3)
+    theirs.sendall(struct.pack(">HHII", 0x8003, spdy.PING, 4, 2) + data_frame(5, b"out"))
+    assert within(5, conn.read)[0] == spdy.PING
+    assert within(5, conn.read) == ("data", 5, b"out", False)  # the reader goes on reading
+    ours.close()
+
+
+def test_the_kubeconfigs_proxy_tunnels_a_spdy_exec(tmp_path, monkeypatch):
+    def echo(conn, ids):
+        conn.sendall(data_frame(ids["stdout"], b"through", fin=True))
+        conn.close()
+
+    server = SpdyServer(echo)
+    # The server the kubeconfig names is reachable through the proxy only (nothing listens on port 9).
+    proxy = HttpProxy(routes={"127.0.0.1:9": ("127.0.0.1", int(server.url.rsplit(":", 1)[1]))})
+    try:
+        cluster = silentapi.cluster_for("http://127.0.0.1:9", tmp_path, monkeypatch,
+                                        proxy_url=f"http://someone:p%40ss@127.0.0.1:{proxy.port}")
+        stream = cluster.exec_stream("p", ["cat"])
+        assert type(stream) is kube.SpdyExecStream and within(10, stream.recv) == (kube.STDOUT, b"through")
+    finally:
+        proxy.close()
+    assert proxy.seen == [("CONNECT", "127.0.0.1:9", "Basic " + base64.b64encode(b"someone:p@ss").decode())]
