@@ -115,6 +115,12 @@ def refused(k8s, namespace, pod, host, port, tries=3):
     return True
 
 
+def cache_pod(k8s, namespace, task):
+    """The task's share cache pod, once it has an IP (else None)."""
+    pods = k8s.core.list_namespaced_pod(namespace, label_selector=f"womm.dev/task={task},womm.dev/role=share-cache")
+    return next((p for p in pods.items if p.status.pod_ip), None)
+
+
 def running_worker(womm, task=None):
     """Name of a ready worker pod of the namespace (of one task, or of any)."""
     selector = "womm.dev/role=worker,womm.dev/task" + (f"={task}" if task else "")
@@ -171,12 +177,10 @@ def test_only_the_tasks_own_pods_reach_its_lazy_cache(womm, k8s, other_namespace
     try:
         worker = wait_for("a worker pod to be ready", 120, lambda: running_worker(womm))
         task = k8s.core.read_namespaced_pod(worker, ns).metadata.labels["womm.dev/task"]
-        cache = k8s.core.list_namespaced_pod(ns, label_selector=f"womm.dev/task={task},womm.dev/role=share-cache")
-        cache = cache.items[0]
+        # The worker is ready before its share is mounted, and may be before its cache pod has an address.
+        cache = wait_for("the task's share cache pod to have an IP", 120, lambda: cache_pod(k8s, ns, task))
         ip, port = cache.status.pod_ip, cache.spec.containers[0].ports[0].container_port
-        # The task's worker: its share container mounted the directory from the cache, and connects again
-        # (within a while, as the other positive checks here: a connect once timed out under CI's load,
-        # and 30 s of them once did not pass in a CI run here; alone, it connects at the first try).
+        # The task's worker connects (within a while: the cache may still be starting its server).
         wait_for("the task's worker to reach its lazy cache", 60,
                  lambda: connects(k8s, ns, worker, ip, port, container="womm"))
         make_pods(k8s, womm.helper_image, {
