@@ -98,6 +98,7 @@ def delete_pods(k8s, pods):
 
 def connects(k8s, namespace, pod, host, port, container=None):
     """Whether the pod opens a TCP connection to host:port."""
+    assert host, f"no address to connect to from {namespace}/{pod}"  # (a refusal of None would prove nothing)
     code, _, err = k8s.exec(namespace, pod, ["timeout", "5", "bash", "-c", f"exec 3<>/dev/tcp/{host}/{port}"],
                             container=container, timeout=30)
     if code:
