@@ -417,6 +417,14 @@ def proxy_user(url):
     return (unquote(parts.username), unquote(parts.password or "")) if parts.username else None
 
 
+def proxy_endpoint(url):
+    """(host, port, (user, password) or None) of an http:// proxy's URL: what an exec stream connects to."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.hostname, parts.port or 80, proxy_user(url)
+
+
 def _without_user(url):
     from urllib.parse import urlsplit, urlunsplit
 
@@ -460,11 +468,9 @@ class ExecStream:
         headers = [f"{k}: {v}" for k, v in cluster.credentials.headers().items()]
         proxy = {}
         if cluster.credentials.proxy_url:
-            from urllib.parse import urlsplit
-
-            parts = urlsplit(cluster.credentials.proxy_url)
-            proxy = {"http_proxy_host": parts.hostname, "http_proxy_port": parts.port or 80, "proxy_type": "http",
-                     "http_proxy_auth": proxy_user(cluster.credentials.proxy_url), "http_no_proxy": NO_BYPASS}
+            host, port, user = proxy_endpoint(cluster.credentials.proxy_url)
+            proxy = {"http_proxy_host": host, "http_proxy_port": port, "proxy_type": "http",
+                     "http_proxy_auth": user, "http_no_proxy": NO_BYPASS}
         backoff = Backoff(cluster.retry_for)
         while True:
             # enable_multithread: the controller sends from several threads while one reads.
@@ -730,12 +736,11 @@ class SpdyExecStream(ExecStream):
         streams = ["error", "stdin", "stdout", "resize" if tty else "stderr"]
         proxy = None
         if cluster.credentials.proxy_url:
-            import base64
-            from urllib.parse import urlsplit
+            import urllib3
 
-            parts, user = urlsplit(cluster.credentials.proxy_url), proxy_user(cluster.credentials.proxy_url)
-            auth = "Basic " + base64.b64encode(":".join(user).encode()).decode() if user else None
-            proxy = (parts.hostname, parts.port or 80, auth)
+            host, port, user = proxy_endpoint(cluster.credentials.proxy_url)
+            auth = urllib3.make_headers(proxy_basic_auth=":".join(user))["proxy-authorization"] if user else None
+            proxy = (host, port, auth)
         self.channels = {"stdout": STDOUT, "stderr": STDERR, "error": ERROR}
         backoff = Backoff(cluster.retry_for)
         while True:
