@@ -65,7 +65,7 @@ def summary(ended):
     line("every pod's slots", rs, last("< add_slots"))
     line("GNU parallel", first("> start"), last("< serve"))
     line("the end (links closed, objects deleted)", last("< serve"), last("< end_task"))
-    line("after that, until exit", last("< end_task"), ended)
+    line("after that, until womm-run returns", last("< end_task"), ended)
     line("whole (from this process's start)", 0.0, ended)
 
 
