@@ -755,9 +755,11 @@ class SpdyExecStream(ExecStream):
                 # What is not the API server's own Status is a proxy's or a load balancer's (Envoy answers an
                 # upgrade it was not told of with a bare 403), and so is the API server's "Upgrade request
                 # required" (the header was taken off on the way): WebSocket may pass. The API server's
-                # other answers (403, 404...) stand for both; so do pushback and 401.
+                # other answers (403, 404, a kubelet's "unable to upgrade connection: container not
+                # found"...) stand for both; so do pushback and 401.
                 message = _api_status(e.body)
-                if e.status not in (401, 429, 503) and (message is None or "upgrade" in message.lower()):
+                if e.status not in (401, 429, 503) and (message is None or
+                                                        message.lower().startswith("upgrade request required")):
                     raise NotUpgraded(str(e), for_good=True) from None
                 # Not sent again after a plain 503: the command may have started.
                 wait = backoff.wait(e.status, e.headers.get("retry-after"), idempotent=False)

@@ -107,6 +107,18 @@ def test_the_api_servers_own_refusal_stands_for_both_transports(tmp_path, monkey
     assert len(api.seen) == 1
 
 
+def test_the_kubelets_refusal_relayed_by_the_api_server_keeps_spdy(tmp_path, monkeypatch):
+    # What the API server says when the pod's container does not run (yet): its words name the
+    # upgrade, but the refusal is the kubelet's, and WebSocket would get the same.
+    refused = (b'{"kind": "Status", "code": 500, "message": "Internal error occurred: unable to upgrade '
+               b'connection: container not found (\\"womm\\")"}')
+    api = FakeApi([(500, [], refused), "websocket"])
+    cluster = cluster_for(api, tmp_path, monkeypatch)
+    with pytest.raises(kube.ApiError, match="container not found"):
+        cluster.exec_stream("pod", ["true"])
+    assert len(api.seen) == 1 and cluster.exec_spdy
+
+
 def test_a_connection_reset_before_any_answer_goes_by_websocket_this_time_only(tmp_path, monkeypatch):
     api = FakeApi(["reset", "websocket"])
     cluster = cluster_for(api, tmp_path, monkeypatch)
