@@ -48,12 +48,14 @@ def kill_tree(pid):
 class LocalPod:
     """runner.sh as the job container's PID 1, in `cwd`; RUN is its own directory."""
 
-    def __init__(self, root, name, cwd, shell="sh", stderr=None, grace=1, runner_sh="sh"):
+    def __init__(self, root, name, cwd, shell="sh", stderr=None, grace=1, runner_sh="sh", started=True):
         self.name, self.cwd, self.shell, self.stderr, self.grace = name, str(cwd), shell, stderr, grace
         self.runner_sh = runner_sh  # the image's sh, which runs runner.sh
         self.run = os.path.join(str(root), name)
         os.makedirs(os.path.join(self.run, "jobs"), exist_ok=True)
-        self.start_job_container()
+        self.runner = None
+        if started:  # else the job container starts later (its image still pulling, say)
+            self.start_job_container()
 
     def start_job_container(self):
         self.runner = subprocess.Popen([self.runner_sh, "-c", RUNNER, "womm-runner", self.run, self.cwd, self.shell,

@@ -31,3 +31,17 @@ def test_a_command_line_the_controller_never_gives_is_refused(argv):
     with pytest.raises(SystemExit) as e:
         podagent.main(argv)
     assert "usage" in str(e.value.code)
+
+
+def test_an_early_agent_whose_job_container_does_not_run_ends_not_yet_and_takes_nothing_over(tmp_path, monkeypatch):
+    monkeypatch.setattr(podagent, "EARLY_WAIT", 0.2)
+    with pytest.raises(SystemExit) as e:
+        podagent.main([str(tmp_path), "2", "--early"])
+    assert e.value.code == podagent.NOT_YET
+    assert list(tmp_path.iterdir()) == []  # no lock, no pid file: a running agent is left alone
+
+
+def test_early_is_the_last_word_only():
+    with pytest.raises(SystemExit) as e:
+        podagent.main(["--early", "/run", "2"])
+    assert "usage" in str(e.value.code)

@@ -534,3 +534,21 @@ def test_the_runner_forgets_the_kills_it_started(tmp_path):
     finally:
         pod.stop()
     assert grown < 100, f"the runner grew by {grown} kB over 20,000 kills"
+
+
+def test_an_early_attach_waits_for_the_job_container_and_the_ready_pods_attach_then_starts_no_second_agent(tmp_path):
+    h = Harness(tmp_path, n_pods=0, max_pods=1)
+    try:
+        # Refused while the pod's containers do not run: quietly, and nothing is left of the attempt.
+        assert h.attacher.attach_early("pod0") is False
+        assert h.attacher.links == {} and h.log == []
+        # The agent's container runs, the job container's runner not yet: the early agent waits for it.
+        pod = h.cluster.pods["pod0"] = LocalPod(tmp_path / "pods", "pod0", tmp_path, started=False)
+        threading.Timer(0.5, pod.start_job_container).start()
+        assert h.attacher.attach_early("pod0") is True
+        assert len(h.cluster.streams) == 1
+        h.attacher.attach("pod0")  # the pod said ready: already attached
+        assert len(h.cluster.streams) == 1 and h.log == []
+        assert h.run(["echo", ":::", "a", "b"])[:2] == (0, b"a\nb\n")
+    finally:
+        h.close()

@@ -3,12 +3,14 @@
 way is given up and the pods are listed again, the new pod handed on and the one that went in the
 meantime forgotten; a version the server forgot is listed again at once."""
 
+import time
 from types import SimpleNamespace
 
 import pytest
 from silentapi import bookmark, cluster_for, pod, wait_until
 
 from womm import kube
+from womm_run import pods as pods_module
 from womm_run.pods import TaskPods
 
 
@@ -64,3 +66,70 @@ def test_a_watch_from_a_version_the_server_forgot_lists_again_at_once(apis, tmp_
         pods.stopping.set()
     assert [q.get("resourceVersion") for q in api.watch_queries()] == [None, "10", None]
     assert not said and not fatal and pods.ready == {"a"}
+
+
+def pending_on_node(name, version="1", restarts=0):
+    """A pod the kubelet has (it said its containers are being created), not ready yet."""
+    waiting = {"waiting": {"reason": "ContainerCreating"}}
+    statuses = [{"name": n, "ready": False, "restartCount": restarts, "state": waiting} for n in ("womm", "job")]
+    return {"metadata": {"name": name, "resourceVersion": version},
+            "spec": {"nodeName": "node1"}, "status": {"phase": "Pending", "containerStatuses": statuses}}
+
+
+def early_pods(api, tmp_path, monkeypatch, answers):
+    """TaskPods with an on_early that answers from `answers` (then True), and the pods it was asked."""
+    tried = []
+
+    def on_early(name):
+        tried.append(name)
+        return answers.pop(0) if answers else True
+
+    handed, fatal = [], []
+    pods = TaskPods(cluster_for(api.url, tmp_path, monkeypatch), SimpleNamespace(id="t1", pods=2),
+                    share=None, log=fatal.append, on_fatal=fatal.append)
+    pods.start(handed.append, on_early)
+    return pods, tried, handed, fatal
+
+
+def test_a_pod_the_kubelet_has_is_tried_early_until_its_agent_takes(apis, tmp_path, monkeypatch):
+    monkeypatch.setattr(pods_module, "EARLY_EVERY", 0.05)
+    api = apis(watches=[[("event", "ADDED", pending_on_node("a")),
+                         ("event", "ADDED", pod("b", ready=False)),  # no node's word yet: not tried
+                         ("event", "ADDED", pending_on_node("c", restarts=1)),  # restarted: the ready path's
+                         bookmark("10", ends_list=True), ("silent",)]])
+    pods, tried, handed, fatal = early_pods(api, tmp_path, monkeypatch, [False, False])
+    try:
+        wait_until("pod a's agent taken", 5, pods.working.is_set)
+        time.sleep(0.3)
+    finally:
+        pods.stopping.set()
+    assert tried == ["a", "a", "a"]
+    assert handed == [] and pods.ready == set() and not fatal
+
+
+def test_early_tries_end_when_the_pod_is_said_ready_and_it_is_handed_on_as_before(apis, tmp_path, monkeypatch):
+    api = apis(watches=[[("event", "ADDED", pending_on_node("a")), ("event", "MODIFIED", pod("a", version="2")),
+                         bookmark("10", ends_list=True), ("silent",)]])
+    pods, tried, handed, fatal = early_pods(api, tmp_path, monkeypatch, [False] * 100)
+    try:
+        wait_until("pod a handed on", 5, lambda: handed == ["a"])
+        time.sleep(pods_module.EARLY_EVERY + 0.2)
+    finally:
+        pods.stopping.set()
+    assert tried == [] and not fatal
+
+
+def test_early_tries_stop_after_their_time_and_the_tasks_tries_are_spaced(apis, tmp_path, monkeypatch):
+    monkeypatch.setattr(pods_module, "EARLY_EVERY", 0.0)
+    monkeypatch.setattr(pods_module, "EARLY_SPACING", 0.1)
+    monkeypatch.setattr(pods_module, "EARLY_FOR", 0.75)
+    api = apis(watches=[[("event", "ADDED", pending_on_node("a")), ("event", "ADDED", pending_on_node("b")),
+                         bookmark("10", ends_list=True), ("silent",)]])
+    pods, tried, handed, fatal = early_pods(api, tmp_path, monkeypatch, [False] * 100)
+    try:
+        time.sleep(1.5)
+    finally:
+        pods.stopping.set()
+    # Two pods' tries, one per 0.1 s between them, for 0.75 s: about 8, whatever each pod's pace.
+    assert 5 <= len(tried) <= 9 and set(tried) == {"a", "b"}, tried
+    assert not pods.working.is_set() and not handed and not fatal

@@ -113,7 +113,7 @@ class Run:
             taskobjects.keep_alive(self.cluster, task, self.pods.stopping, self.reporter.log)
             if not in_cluster:
                 self.share.prepare(task, self.on_fatal)
-            self.pods.start(self.attacher.attach)
+            self.pods.start(self.attacher.attach, None if self.share.needs_ready_pods else self.attacher.attach_early)
             self.pods.create(make=not in_cluster)
             self.reporter.progress(f"replicaset.apps/womm-task-{task.id} created ({task.pods} pods in "
                                    f"{self.cluster.namespace})")

@@ -37,6 +37,11 @@ from womm_run import protocol
 CHUNK = 65536
 OUTPUT_HIGH = 1 << 20  # bytes queued for the controller above which no job is read
 SILENCE_LIMIT = 300  # seconds without a frame (the controller pings every 30 s): it is gone
+# --early: started before the pod is said to be ready, the agent waits this long for the job
+# container's runner, then ends with NOT_YET (its image may still be pulling): the controller
+# attaches it again once the pod is ready.
+EARLY_WAIT = 5
+NOT_YET = 75
 
 
 def sh_quote(data):
@@ -134,8 +139,9 @@ def _remove(fifos):
 
 
 class Agent:
-    def __init__(self, run, slots, stdin=0, stdout=1, push=None):
+    def __init__(self, run, slots, stdin=0, stdout=1, push=None, early=False):
         self.run = run
+        self.early = early
         self.slots = slots
         self.push = ["womm-share-push", *push] if push else None
         self.push_proc = None
@@ -181,7 +187,8 @@ class Agent:
         self.ctl = os.open(podrun.path(self.run, podrun.CTL), os.O_RDWR | os.O_CLOEXEC)
 
     def runner_info(self, wait=30):
-        """What runner.sh found in the job container (its shell, bash, setsid)."""
+        """What runner.sh found in the job container (its shell, bash, setsid); None if it said nothing
+        within `wait` seconds."""
         path = podrun.path(self.run, podrun.RUNNER)
         deadline = time.monotonic() + wait
         while True:
@@ -193,16 +200,18 @@ class Agent:
             except FileNotFoundError:
                 pass
             if time.monotonic() > deadline:
-                return {}
+                return None
             time.sleep(0.05)
 
     def serve(self):
+        if self.early and self.runner_info(EARLY_WAIT) is None:
+            sys.exit(NOT_YET)  # before taking anything over: no agent of this pod is stopped for nothing
         self.take_over()
         for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             signal.signal(signum, self._on_signal)
         os.set_blocking(self.stdout, False)
         protocol.grow_pipe(self.stdin)
-        runner = self.runner_info()
+        runner = self.runner_info() or {}
         self.runner = self._runner_generation()
         self.send(protocol.HELLO, payload=protocol.hello(runner.get("shell", ""), runner.get("bash", ""),
                                                          runner.get("setsid", ""), os.getpid()))
@@ -568,11 +577,13 @@ def _read_int(path):
 
 
 def main(argv):
-    """RUN SLOTS [--push SERVER SHARE TASK DIR], as the controller gives them (no argparse: it would
-    add a fifth to the agent's start)."""
+    """RUN SLOTS [--push SERVER SHARE TASK DIR] [--early], as the controller gives them (no argparse: it
+    would add a fifth to the agent's start)."""
+    early = argv[-1:] == ["--early"]
+    argv = argv[:-1] if early else argv
     if len(argv) not in (2, 7) or not argv[1].isdigit() or (len(argv) == 7 and argv[2] != "--push"):
-        sys.exit("usage: python3 -m womm_run.podagent RUN SLOTS [--push SERVER SHARE TASK DIR]")
-    Agent(argv[0], int(argv[1]), push=argv[3:] or None).serve()
+        sys.exit("usage: python3 -m womm_run.podagent RUN SLOTS [--push SERVER SHARE TASK DIR] [--early]")
+    Agent(argv[0], int(argv[1]), push=argv[3:] or None, early=early).serve()
     return 0
 
 

@@ -42,23 +42,50 @@ class Attacher:
         self.functions = list(functions)  # exported bash functions the command uses: they need bash
         self.no_bash_said = False
         self.links = {}
+        self.pod_locks = {}
         self.lock = threading.Lock()
         self.stopping = pods.stopping
         threading.Thread(target=self._keepalive, name="keepalive", daemon=True).start()
 
     def attach(self, pod):
         """TaskPods' on_ready: the share's part of the pod first (a lazy mount), then its link."""
+        with self._attaching(pod):
+            with self.lock:
+                current = self.links.get(pod)
+                if current is not None and current.connected:
+                    return  # its agent lives (a job container that restarted lost only its jobs)
+                link = self.links[pod] = PodLink(self, pod)
+            if current is not None:
+                current.close()
+            self.share.attach_pod(pod, self.task)
+            link.connect()
+            if current is not None:  # its jobs were said to be lost: that it works again is news too
+                self.log(f"pod {pod}: attached again")
+
+    def attach_early(self, pod):
+        """TaskPods' on_early: the link of a pod not yet said to be ready, if its containers run already
+        (the share must need no attach_pod); whether it took. Any failure is quiet: attach() follows
+        once the pod is ready, and says what fails then."""
+        with self._attaching(pod):
+            with self.lock:
+                if pod in self.links:
+                    return False  # attached since, or attaching: that one decides
+                link = self.links[pod] = PodLink(self, pod)
+            try:
+                link.connect(early=True)
+            except Exception:  # noqa: BLE001 - not running yet (or failing: attach() will say why)
+                pass
+            if not link.connected:
+                with self.lock:
+                    if self.links.get(pod) is link:
+                        del self.links[pod]
+            return link.connected
+
+    def _attaching(self, pod):
+        """The pod's own lock, held while it is attached: an early attempt and the ready pod's attach
+        never start two agents at once."""
         with self.lock:
-            current = self.links.get(pod)
-            if current is not None and current.connected:
-                return  # its agent lives (a job container that restarted lost only its jobs)
-            link = self.links[pod] = PodLink(self, pod)
-        if current is not None:
-            current.close()
-        self.share.attach_pod(pod, self.task)
-        link.connect()
-        if current is not None:  # its jobs were said to be lost: that it works again is news too
-            self.log(f"pod {pod}: attached again")
+            return self.pod_locks.setdefault(pod, threading.Lock())
 
     def _keepalive(self):
         while not self.stopping.wait(PING_EVERY):
@@ -81,6 +108,7 @@ class PodLink:
         self.stream = None
         self.slots = []
         self.connected = False
+        self.early = False  # started before the pod was said to be ready (quiet until its HELLO)
         self.closed = False
         self.heard = time.monotonic()
         self.pinger = None  # the thread of the last ping sent
@@ -90,13 +118,15 @@ class PodLink:
     def _current(self):
         return not self.closed and not self.attacher.stopping.is_set() and self.attacher.links.get(self.pod) is self
 
-    def connect(self):
-        """Start the pod's agent and give the scheduler its slots; raises if the pod refuses."""
+    def connect(self, early=False):
+        """Start the pod's agent and give the scheduler its slots; raises if the pod refuses (early: the
+        agent ends at once if the job container does not run yet)."""
         a = self.attacher
+        self.early = early
         # The module itself, not `womm-run`'s command line: its start (a pod's first slots wait for
         # it, on the pod's CPU limit) is a third of womm-run's.
         command = ["python3", "-m", "womm_run.podagent", podrun.POD_RUN, str(a.task.procs_per_pod),
-                   *a.share.agent_args(a.task)]
+                   *a.share.agent_args(a.task), *(["--early"] if early else [])]
         stream = a.cluster.exec_stream(self.pod, command, container=manifests.AGENT_CONTAINER)
         decoder = protocol.Decoder()
         try:
@@ -149,7 +179,7 @@ class PodLink:
     def _say_stderr(self, data):
         """A line the agent's process wrote on stderr, as the user may see it (None if blank)."""
         line = printable(data[:STDERR_LINE * 4].decode(errors="replace").strip()[:STDERR_LINE])
-        if line:
+        if line and not (self.early and not self.connected):  # an early attempt's failure is quiet
             self.attacher.log(f"pod {self.pod}: {line}")
         return line or None
 

@@ -1,8 +1,10 @@
-"""The task's pods: one ReplicaSet created, its pods watched, each handed on as it becomes ready,
-and every object of the task deleted at the end.
+"""The task's pods: one ReplicaSet created, its pods watched, each handed on as it becomes ready
+(and tried before that, as soon as its containers may run), and every object of the task deleted
+at the end.
 
-API use is per pod, never per job: one ReplicaSet create, one watch, what each ready pod's
-handler does (womm_run.podlink: one exec stream per pod), and a delete per kind at the end.
+API use is per pod, never per job: one ReplicaSet create, one watch, what each pod's handlers do
+(womm_run.podlink: one exec stream per pod, after a few refused early tries at its start), and a
+delete per kind at the end.
 """
 
 import threading
@@ -17,6 +19,14 @@ RUNNER = resources.files("womm_run").joinpath("runner.sh").read_text()
 WATCH_PATIENCE = 60  # seconds without the API before a run gives up
 SAY_AFTER = 10  # seconds a pod waits for one reason before it is said
 CHECK_REPLICAS_EVERY = 2  # seconds between looks at the ReplicaSet while pods are missing
+# A pod's containers run up to a second or more before the pod is said to be ready (the kubelet
+# looks at them once a second, and its word then goes through the API server): from the kubelet's
+# first word about a pod, its agent is tried every EARLY_EVERY seconds for EARLY_FOR seconds at most
+# (an image still pulling: the pod's ready will do), and the task's tries together at most one per
+# EARLY_SPACING seconds (a shared API server).
+EARLY_EVERY = 0.25
+EARLY_FOR = 10
+EARLY_SPACING = 0.05
 
 
 def worker_replicaset(task, share):
@@ -103,6 +113,9 @@ class TaskPods:
         self.log = log
         self.on_fatal = on_fatal
         self.on_ready = None
+        self.on_early = None
+        self._early = set()  # pods whose early attempts began (once per pod, never again)
+        self._early_lock, self._early_at = threading.Lock(), 0.0
         self.ready = set()  # names of the pods running and ready now
         self.latest = {}  # name -> the pod as the watch saw it last (None once deleted)
         self.working = threading.Event()  # set once a pod's on_ready succeeded
@@ -162,11 +175,12 @@ class TaskPods:
                 progress.done()
         progress.done()
 
-    def start(self, on_ready):
+    def start(self, on_ready, on_early=None):
         """Watch the pods; on_ready(pod) runs in a thread of its own for each pod that becomes
-        ready (again when its containers restart). Start before create(): the watch then
-        sees the pods from their creation on."""
-        self.on_ready = on_ready
+        ready (again when its containers restart). on_early(pod), if given, is tried before
+        that (whether it took: then on_ready finds the pod attached). Start before create(): the
+        watch then sees the pods from their creation on."""
+        self.on_ready, self.on_early = on_ready, on_early
         threading.Thread(target=self._watch, name="pod watch", daemon=True).start()
 
     def _watch(self):
@@ -251,6 +265,11 @@ class TaskPods:
                 text = with_hint(text)
             self.on_fatal(text)
             return
+        # The kubelet has the pod (it said something of its containers), none of them restarted yet.
+        if self.on_early and statuses and name not in self._early and \
+                not any(s.get("restartCount") for s in statuses):
+            self._early.add(name)
+            threading.Thread(target=self._try_early, args=(name,), name=f"early {name}", daemon=True).start()
         if why:
             if self.waiting.get(name, (None,))[0] != why:
                 self.waiting[name] = (why, time.monotonic())
@@ -278,6 +297,20 @@ class TaskPods:
             if ended and ended.get("reason") not in (None, "Completed"):
                 return f"its {s.get('name')} container ended: {ended['reason']}"
         return None
+
+    def _try_early(self, name):
+        """on_early, until it takes, the pod is ready (on_ready's turn) or gone, or EARLY_FOR is over."""
+        deadline = time.monotonic() + EARLY_FOR
+        while time.monotonic() < deadline:
+            with self._early_lock:  # the task's turn for an attempt
+                now = time.monotonic()
+                turn = self._early_at = max(now, self._early_at + EARLY_SPACING)
+            if self.stopping.wait(turn - now + EARLY_EVERY) or time.monotonic() > deadline or \
+                    name in self.ready or not self.running(name):
+                return
+            if self.on_early(name):
+                self.working.set()
+                return
 
     def _hand_on(self, pod):
         try:

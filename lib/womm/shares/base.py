@@ -22,6 +22,9 @@ from womm.errors import WommError
 class Share:
     kind = "none"
     syncs_back = False  # brings the pods' changes back into the directory
+    # attach_pod needs the pod ready (containers of its own running): its agent is not started
+    # before the pod is said to be ready (womm_run.pods' early attempts)
+    needs_ready_pods = False
 
     def __init__(self, directory, share_id, cluster, log):
         self.directory = directory

@@ -70,6 +70,7 @@ class Lines:
 
 class LazyShare(Share):
     kind = "lazy"
+    needs_ready_pods = True  # its mount goes through the pod's sidecar
 
     def __init__(self, directory, share_id, cluster, log):
         super().__init__(directory, share_id, cluster, log)
