@@ -7,8 +7,9 @@
 Runs womm-run's `parallel` in this process with a few of its functions wrapped to note when they
 start and end, then prints on stderr the phases of the whole command: womm's start (Python and
 its imports), the task's objects (the Lease, the ReplicaSet), the pods' start (from the
-ReplicaSet to each pod handed on as ready), each pod's agent (the exec stream and its HELLO),
-GNU parallel's run, and the end (the deletions). With --trace, every wrapped call as it happens.
+ReplicaSet to the first pod's slots, its agent's start included, and how many early tries it
+took: womm_run.pods), GNU parallel's run, and the end (the deletions). With --trace, every wrapped
+call as it happens; with --no-early, no early tries (each pod's agent once the pod is said to be ready).
 A function it wraps that womm no longer has is an error here, not a silent gap.
 """
 
@@ -20,6 +21,9 @@ T0 = time.monotonic()
 TRACE = "--trace" in sys.argv[1:3]
 if TRACE:
     sys.argv.remove("--trace")
+NO_EARLY = "--no-early" in sys.argv[1:3]  # the pods' agents only once each pod is said to be ready
+if NO_EARLY:
+    sys.argv.remove("--no-early")
 marks = []  # (seconds since start, what)
 
 
@@ -60,8 +64,10 @@ def summary(ended):
     lease, rs = first("> request POST /apis/coordination"), first("< request POST /apis/apps")
     line("womm's start (Python, imports, settings)", 0.0, lease)
     line("the task's objects (Lease ... ReplicaSet)", lease, rs)
-    line("the first pod's start (ReplicaSet → ready)", rs, first("> attach"))
-    line("its agent (exec stream, HELLO)", first("> attach"), first("< add_slots"))
+    line("the first pod's start, to its first slots", rs, first("< add_slots"))
+    tries, pods = sum(w.startswith("> attach_early") for _, w in marks), sum(w == "> add_slots" for _, w in marks)
+    print(f"timeline: {tries} early tries for {pods} pods (ReplicaSet → the first: "
+          f"{(first('> attach_early') or rs) - rs:.2f} s)", file=sys.stderr)
     line("every pod's slots", rs, last("< add_slots"))
     line("GNU parallel", first("> start"), last("< serve"))
     line("the end (links closed, objects deleted)", last("< serve"), last("< end_task"))
@@ -72,13 +78,16 @@ def summary(ended):
 def main():
     note("python started")
     from womm import kube
-    from womm_run import gnuparallel, parallel, podlink, scheduler
+    from womm_run import gnuparallel, parallel, podlink, pods, scheduler
     from womm_run.cli import main as womm_run
 
     note("imported")
+    if NO_EARLY:
+        pods.EARLY_FOR = 0
     wrap(kube.Cluster, "request", lambda self, method, path, *a, **k: f"{method} {path}")
     wrap(kube.Cluster, "exec_stream", lambda self, pod, command, *a, **k: f"{pod} {command[0]}")
     wrap(podlink.Attacher, "attach", lambda self, pod: pod)
+    wrap(podlink.Attacher, "attach_early", lambda self, pod: pod)
     wrap(scheduler.Scheduler, "add_slots")
     wrap(gnuparallel, "start")
     wrap(gnuparallel, "serve")
