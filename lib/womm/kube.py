@@ -287,11 +287,11 @@ class Cluster:
                      content_type="application/merge-patch+json")
         return "configured"
 
-    def exec_stream(self, pod, command, container=None, namespace=None, tty=False):
+    def exec_stream(self, pod, command, container=None, namespace=None, tty=False, patient=True):
         """An exec stream running `command` (a list) in a container of a pod: over SPDY, unless something
         on the way refused it once (then WebSocket, for this process's later streams too), or
-        WOMM_EXEC_TRANSPORT=websocket."""
-        args = (self, pod, command, container, namespace or self.namespace, tty)
+        WOMM_EXEC_TRANSPORT=websocket. patient=False: the API server's pushback is an ApiError at once."""
+        args = (self, pod, command, container, namespace or self.namespace, tty, self.retry_for if patient else 0)
         if self.exec_spdy:
             try:
                 return SpdyExecStream(*args)
@@ -457,7 +457,7 @@ class ExecStream:
 
     PROTOCOLS = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
 
-    def __init__(self, cluster, pod, command, container, namespace, tty=False):
+    def __init__(self, cluster, pod, command, container, namespace, tty=False, retry_for=RETRY_FOR):
         import websocket
 
         url = exec_url(cluster, pod, command, container, namespace, tty)
@@ -471,7 +471,7 @@ class ExecStream:
             host, port, user = proxy_endpoint(cluster.credentials.proxy_url)
             proxy = {"http_proxy_host": host, "http_proxy_port": port, "proxy_type": "http",
                      "http_proxy_auth": user, "http_no_proxy": NO_BYPASS}
-        backoff = Backoff(cluster.retry_for)
+        backoff = Backoff(retry_for)
         while True:
             # enable_multithread: the controller sends from several threads while one reads.
             self.ws = websocket.WebSocket(sslopt=sslopt, skip_utf8_validation=True, enable_multithread=True)
@@ -729,7 +729,7 @@ class SpdyExecStream(ExecStream):
     """The same stream over SPDY/3.1 (womm.spdy), which the API server carries to the kubelet as
     bytes: a third of its CPU per MB of a WebSocket exec, whose every message it translates."""
 
-    def __init__(self, cluster, pod, command, container, namespace, tty=False):
+    def __init__(self, cluster, pod, command, container, namespace, tty=False, retry_for=RETRY_FOR):
         from womm import spdy
 
         url = exec_url(cluster, pod, command, container, namespace, tty)
@@ -742,7 +742,7 @@ class SpdyExecStream(ExecStream):
             auth = urllib3.make_headers(proxy_basic_auth=":".join(user))["proxy-authorization"] if user else None
             proxy = (host, port, auth)
         self.channels = {"stdout": STDOUT, "stderr": STDERR, "error": ERROR}
-        backoff = Backoff(cluster.retry_for)
+        backoff = Backoff(retry_for)
         while True:
             try:
                 self.conn = spdy.Connection.connect(url, cluster.credentials.ssl_context,
@@ -754,13 +754,17 @@ class SpdyExecStream(ExecStream):
             except spdy.Refused as e:
                 # What is not the API server's own Status is a proxy's or a load balancer's (Envoy answers an
                 # upgrade it was not told of with a bare 403), and so is the API server's "Upgrade request
-                # required" (the header was taken off on the way): WebSocket may pass. The API server's
-                # other answers (403, 404, a kubelet's "unable to upgrade connection: container not
-                # found"...) stand for both; so do pushback and 401.
+                # required" (the header was taken off on the way): WebSocket may pass. A Status that
+                # speaks of the upgrade in other words may be a proxy's too: WebSocket, this time. The
+                # API server's other answers (403, 404, the kubelet's refusal it relays as "unable to
+                # upgrade connection: container not found") stand for both; so do pushback and 401.
                 message = _api_status(e.body)
-                if e.status not in (401, 429, 503) and (message is None or
-                                                        message.lower().startswith("upgrade request required")):
-                    raise NotUpgraded(str(e), for_good=True) from None
+                text = (message or "").lower()
+                if e.status not in (401, 429, 503):
+                    if message is None or text.startswith("upgrade request required"):
+                        raise NotUpgraded(str(e), for_good=True) from None
+                    if "upgrade" in text and "unable to upgrade connection" not in text:
+                        raise NotUpgraded(str(e), for_good=False) from None
                 # Not sent again after a plain 503: the command may have started.
                 wait = backoff.wait(e.status, e.headers.get("retry-after"), idempotent=False)
                 if wait is None:

@@ -119,6 +119,26 @@ def test_the_kubelets_refusal_relayed_by_the_api_server_keeps_spdy(tmp_path, mon
     assert len(api.seen) == 1 and cluster.exec_spdy
 
 
+def test_a_status_that_speaks_of_the_upgrade_in_other_words_goes_by_websocket_this_time_only(tmp_path, monkeypatch):
+    # A proxy built with Kubernetes' own libraries may answer with a Status of its own.
+    refused = b'{"kind": "Status", "code": 400, "message": "this proxy cannot upgrade to SPDY/3.1"}'
+    api = FakeApi([(400, [], refused), "websocket"])
+    cluster = cluster_for(api, tmp_path, monkeypatch)
+    stream = cluster.exec_stream("pod", ["echo", "hi"])
+    assert type(stream) is kube.ExecStream and stream.recv() == (1, b"hi")
+    assert [method for method, *_ in api.seen] == ["POST", "GET"] and cluster.exec_spdy
+
+
+def test_an_impatient_exec_is_refused_at_the_first_pushback(tmp_path, monkeypatch):
+    throttled = (429, [("Retry-After", "1")], b'{"kind": "Status", "code": 429, "message": "Too many requests"}')
+    api = FakeApi([throttled, throttled])
+    cluster = cluster_for(api, tmp_path, monkeypatch)
+    started = time.monotonic()
+    with pytest.raises(kube.ApiError) as e:
+        cluster.exec_stream("pod", ["true"], patient=False)
+    assert e.value.status == 429 and len(api.seen) == 1 and time.monotonic() - started < 1
+
+
 def test_a_connection_reset_before_any_answer_goes_by_websocket_this_time_only(tmp_path, monkeypatch):
     api = FakeApi(["reset", "websocket"])
     cluster = cluster_for(api, tmp_path, monkeypatch)
