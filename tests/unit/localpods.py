@@ -74,7 +74,10 @@ class LocalPod:
 
 
 class LocalStream:
-    """The same send()/recv()/close()/abort() as womm.kube.ExecStream, to an agent in a local process."""
+    """The same send()/recv()/close()/abort()/exit_status() as womm.kube.ExecStream, to an agent in a
+    local process."""
+
+    status_text = b""  # the exec's own words: a local process has none
 
     def __init__(self, pod, command):
         # ["python3", "-m", "womm_run.podagent", RUN, SLOTS, options...]: the pod's own directory stands for RUN.
@@ -109,6 +112,9 @@ class LocalStream:
 
     abort = close
 
+    def exit_status(self):
+        return self.proc.wait()
+
     def kill(self):
         """The stream breaks (an API server killed): the agent sees its stdin end."""
         self.close()
@@ -121,7 +127,7 @@ class LocalCluster:
         self.pods = {}
         self.streams = []
 
-    def exec_stream(self, pod, command, container=None):
+    def exec_stream(self, pod, command, container=None, patient=True):
         if pod not in self.pods:
             raise OSError(f"no pod {pod}")
         stream = LocalStream(self.pods[pod], command)

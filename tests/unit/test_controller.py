@@ -11,10 +11,11 @@ import pytest
 from localpods import LocalCluster, LocalPod, LocalPods
 from localpods import tree as localpods_tree
 
+from womm.kube import ApiError
 from womm.shares.base import NoShare
 from womm_run import gnuparallel, protocol
 from womm_run.localjobs import RunDir
-from womm_run.podlink import Attacher
+from womm_run.podlink import NOT_YET, AgentDidNotStart, Attacher, not_running_yet
 from womm_run.scheduler import PodSlot, Scheduler
 
 
@@ -539,8 +540,8 @@ def test_the_runner_forgets_the_kills_it_started(tmp_path):
 def test_an_early_attach_waits_for_the_job_container_and_the_ready_pods_attach_then_starts_no_second_agent(tmp_path):
     h = Harness(tmp_path, n_pods=0, max_pods=1)
     try:
-        # Refused while the pod's containers do not run: quietly, and nothing is left of the attempt.
-        assert h.attacher.attach_early("pod0") is False
+        # Refused (no such pod here): quietly, nothing is left of the attempt, and no early try will do better.
+        assert h.attacher.attach_early("pod0") is None
         assert h.attacher.links == {} and h.log == []
         # The agent's container runs, the job container's runner not yet: the early agent waits for it.
         pod = h.cluster.pods["pod0"] = LocalPod(tmp_path / "pods", "pod0", tmp_path, started=False)
@@ -552,3 +553,15 @@ def test_an_early_attach_waits_for_the_job_container_and_the_ready_pods_attach_t
         assert h.run(["echo", ":::", "a", "b"])[:2] == (0, b"a\nb\n")
     finally:
         h.close()
+
+
+def test_an_early_try_is_tried_again_only_where_the_pods_containers_do_not_run_yet():
+    not_found = b'{"kind": "Status", "code": 500, "message": "Internal error occurred: unable to upgrade connection: ' \
+                b'container not found (\\"womm\\")"}'
+    assert not_running_yet(AgentDidNotStart("no", exit_status=NOT_YET))
+    assert not_running_yet(AgentDidNotStart("no", status='{"status": "Failure", "message": "container not found"}'))
+    assert not_running_yet(ApiError(500, "Internal Server Error", not_found))
+    assert not not_running_yet(AgentDidNotStart("no", exit_status=1))  # another womm's agent: "usage: ..."
+    assert not not_running_yet(ApiError(403, "Forbidden", b'{"kind": "Status", "message": "pods is forbidden"}'))
+    assert not not_running_yet(ApiError(429, "Too Many Requests"))
+    assert not not_running_yet(OSError("no pod"))

@@ -16,12 +16,14 @@ from womm import kube, manifests, podrun
 from womm.errors import WommError, describe
 from womm.report import printable
 from womm_run import protocol
+from womm_run.podagent import NOT_YET  # an early agent's exit when its job container does not run yet
 from womm_run.scheduler import PodSlot
 
 PING_EVERY = 30
 DEAD_AFTER = 90
 RECONNECT_FOR = 60  # seconds of failed attempts to attach a pod's stream again before it is given up
 BEFORE_HELLO = 64 << 10  # bytes an agent may send before its HELLO is complete
+EARLY_HELLO = 20  # seconds an early agent has for its HELLO (it waits 5 s at most for the job container)
 STDERR_LINE = 1000  # characters of a line of the agent's stderr that are shown
 
 
@@ -30,6 +32,22 @@ class AgentVersionError(WommError):
     every pod of the task has the same image, so none will do better."""
 
     fatal = True
+
+
+class AgentDidNotStart(OSError):
+    """The agent's stream ended before its HELLO: exit_status and status (the exec's own words) say why."""
+
+    def __init__(self, message, exit_status=None, status=""):
+        super().__init__(message)
+        self.exit_status, self.status = exit_status, status
+
+
+def not_running_yet(error):
+    """Whether an early attempt failed only because the pod's containers do not run yet (an exec into a
+    container not started: the kubelet's refusal, relayed as a Status; or the early agent's NOT_YET)."""
+    if isinstance(error, AgentDidNotStart):
+        return error.exit_status == NOT_YET or "container not found" in error.status
+    return isinstance(error, kube.ApiError) and error.status == 500 and "container not found" in str(error)
 
 
 class Attacher:
@@ -64,22 +82,25 @@ class Attacher:
 
     def attach_early(self, pod):
         """TaskPods' on_early: the link of a pod not yet said to be ready, if its containers run already
-        (the share must need no attach_pod); whether it took. Any failure is quiet: attach() follows
-        once the pod is ready, and says what fails then."""
+        (the share must need no attach_pod). True: it took; False: not running yet; None: it failed
+        otherwise (refused, throttled, another womm's agent): no early try will do better in this task.
+        Failures are quiet: attach() follows once the pod is ready, and says what fails then."""
         with self._attaching(pod):
             with self.lock:
                 if pod in self.links:
                     return False  # attached since, or attaching: that one decides
                 link = self.links[pod] = PodLink(self, pod)
+            verdict = None
             try:
                 link.connect(early=True)
-            except Exception:  # noqa: BLE001 - not running yet (or failing: attach() will say why)
-                pass
+                verdict = link.connected
+            except Exception as e:  # noqa: BLE001 - quiet: the ready pod's attach says what fails
+                verdict = False if not_running_yet(e) else None
             if not link.connected:
                 with self.lock:
                     if self.links.get(pod) is link:
                         del self.links[pod]
-            return link.connected
+            return verdict
 
     def _attaching(self, pod):
         """The pod's own lock, held while it is attached: an early attempt and the ready pod's attach
@@ -127,9 +148,14 @@ class PodLink:
         # it, on the pod's CPU limit) is a third of womm-run's.
         command = ["python3", "-m", "womm_run.podagent", podrun.POD_RUN, str(a.task.procs_per_pod),
                    *a.share.agent_args(a.task), *(["--early"] if early else [])]
-        stream = a.cluster.exec_stream(self.pod, command, container=manifests.AGENT_CONTAINER)
+        # An early try does not wait out the API server's pushback: the ready pod's attach will.
+        stream = a.cluster.exec_stream(self.pod, command, container=manifests.AGENT_CONTAINER, patient=not early)
         decoder = protocol.Decoder()
+        # An early try holds the pod's attach lock: it must not wait for ever for an agent that hangs.
+        give_up = threading.Timer(EARLY_HELLO, stream.abort) if early else None
         try:
+            if give_up:
+                give_up.start()
             hello, pending = self._hello(stream, decoder)
             if hello.protocol != protocol.PROTOCOL:
                 raise AgentVersionError(
@@ -139,6 +165,9 @@ class PodLink:
         except BaseException:
             stream.close()
             raise
+        finally:
+            if give_up:
+                give_up.cancel()
         if not self._current():
             stream.close()
             return
@@ -162,7 +191,8 @@ class PodLink:
         while True:
             item = stream.recv()
             if item is None:
-                raise OSError(f"the agent of pod {self.pod} did not start" + (f": {said}" if said else ""))
+                raise AgentDidNotStart(f"the agent of pod {self.pod} did not start" + (f": {said}" if said else ""),
+                                       stream.exit_status(), stream.status_text.decode(errors="replace"))
             channel, data = item
             if channel == kube.STDERR:
                 said = self._say_stderr(data) or said

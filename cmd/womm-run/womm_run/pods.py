@@ -103,6 +103,20 @@ class Pending:
         return [message]
 
 
+def early_possible(pod):
+    """Whether the pod's agent may be tried before the pod is said to be ready: the kubelet has it (it
+    said something of its containers), its init containers are done, none of its containers restarted,
+    and its readiness is womm's containers' own (no container or readiness gate added on the way, a
+    mesh's proxy say, that its jobs may need ready first)."""
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    names = {c.get("name") for c in spec.get("containers") or []}
+    return bool(statuses) and names <= {manifests.AGENT_CONTAINER, manifests.JOB_CONTAINER} and \
+        not spec.get("readinessGates") and \
+        not any(s.get("restartCount") for s in statuses) and \
+        not any(((s.get("state") or {}).get("waiting") or {}).get("reason") == "PodInitializing" for s in statuses)
+
+
 class TaskPods:
     """The workers of one task; on_fatal(message) ends the run when nothing can work."""
 
@@ -115,6 +129,7 @@ class TaskPods:
         self.on_ready = None
         self.on_early = None
         self._early = set()  # pods whose early attempts began (once per pod, never again)
+        self._early_off = False  # an early try failed otherwise than "not running yet": no more of them
         self._early_lock, self._early_at = threading.Lock(), 0.0
         self.ready = set()  # names of the pods running and ready now
         self.latest = {}  # name -> the pod as the watch saw it last (None once deleted)
@@ -178,8 +193,9 @@ class TaskPods:
     def start(self, on_ready, on_early=None):
         """Watch the pods; on_ready(pod) runs in a thread of its own for each pod that becomes
         ready (again when its containers restart). on_early(pod), if given, is tried before
-        that (whether it took: then on_ready finds the pod attached). Start before create(): the
-        watch then sees the pods from their creation on."""
+        that (True: it took, and on_ready finds the pod attached; False: not yet; None: no early
+        try will do better in this task). Start before create(): the watch then sees the pods
+        from their creation on."""
         self.on_ready, self.on_early = on_ready, on_early
         threading.Thread(target=self._watch, name="pod watch", daemon=True).start()
 
@@ -265,9 +281,7 @@ class TaskPods:
                 text = with_hint(text)
             self.on_fatal(text)
             return
-        # The kubelet has the pod (it said something of its containers), none of them restarted yet.
-        if self.on_early and statuses and name not in self._early and \
-                not any(s.get("restartCount") for s in statuses):
+        if self.on_early and name not in self._early and early_possible(pod):
             self._early.add(name)
             threading.Thread(target=self._try_early, args=(name,), name=f"early {name}", daemon=True).start()
         if why:
@@ -306,10 +320,14 @@ class TaskPods:
                 now = time.monotonic()
                 turn = self._early_at = max(now, self._early_at + EARLY_SPACING)
             if self.stopping.wait(turn - now + EARLY_EVERY) or time.monotonic() > deadline or \
-                    name in self.ready or not self.running(name):
+                    self._early_off or name in self.ready or not self.running(name):
                 return
-            if self.on_early(name):
+            took = self.on_early(name)
+            if took:
                 self.working.set()
+                return
+            if took is None:
+                self._early_off = True
                 return
 
     def _hand_on(self, pod):
