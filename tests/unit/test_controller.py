@@ -561,6 +561,9 @@ def test_an_early_try_is_tried_again_only_where_the_pods_containers_do_not_run_y
     assert not_running_yet(AgentDidNotStart("no", exit_status=NOT_YET))
     assert not_running_yet(AgentDidNotStart("no", status='{"status": "Failure", "message": "container not found"}'))
     assert not_running_yet(ApiError(500, "Internal Server Error", not_found))
+    created = '{"status": "Failure", "message": "error executing command in container: failed to exec in ' \
+              'container: container is in CONTAINER_CREATED state"}'
+    assert not_running_yet(AgentDidNotStart("no", status=created))  # created, not started yet
     assert not not_running_yet(AgentDidNotStart("no", exit_status=1))  # another womm's agent: "usage: ..."
     assert not not_running_yet(ApiError(403, "Forbidden", b'{"kind": "Status", "message": "pods is forbidden"}'))
     assert not not_running_yet(ApiError(429, "Too Many Requests"))

@@ -42,12 +42,17 @@ class AgentDidNotStart(OSError):
         self.exit_status, self.status = exit_status, status
 
 
+# What the kubelet (and the runtime, through it) says of an exec into a container not started yet.
+NOT_STARTED = ("container not found", "container_created state")
+
+
 def not_running_yet(error):
     """Whether an early attempt failed only because the pod's containers do not run yet (an exec into a
     container not started: the kubelet's refusal, relayed as a Status; or the early agent's NOT_YET)."""
     if isinstance(error, AgentDidNotStart):
-        return error.exit_status == NOT_YET or "container not found" in error.status
-    return isinstance(error, kube.ApiError) and error.status == 500 and "container not found" in str(error)
+        return error.exit_status == NOT_YET or any(words in error.status.lower() for words in NOT_STARTED)
+    return isinstance(error, kube.ApiError) and error.status == 500 and \
+        any(words in str(error).lower() for words in NOT_STARTED)
 
 
 class Attacher:
