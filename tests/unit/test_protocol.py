@@ -81,6 +81,10 @@ class Stream:
         self.closed.set()
 
     abort = close
+    status_text = b""  # the exec's own words: none here
+
+    def exit_status(self):
+        return None
 
 
 class Scheduler:
@@ -97,7 +101,7 @@ class Scheduler:
 def attacher(said, procs=2):
     log = []
     stream = Stream(said)
-    cluster = SimpleNamespace(exec_stream=lambda pod, command, container=None: stream)
+    cluster = SimpleNamespace(exec_stream=lambda pod, command, container=None, patient=True: stream)
     share = SimpleNamespace(agent_args=lambda task: [], attach_pod=lambda pod, task: None)
     pods = SimpleNamespace(stopping=threading.Event(), running=lambda pod: False, why=lambda pod: None)
     task = SimpleNamespace(id="t", procs_per_pod=procs, helper_image="registry/womm-helper:old")
@@ -201,7 +205,7 @@ def test_a_link_whose_sends_block_does_not_keep_the_others_from_their_pings(monk
     hello = hello_frame(json.dumps({"protocol": protocol.PROTOCOL}).encode())
     streams = {"stuck": StuckStream([hello]), "fine": Stream([hello])}
     log = []
-    cluster = SimpleNamespace(exec_stream=lambda pod, command, container=None: streams[pod])
+    cluster = SimpleNamespace(exec_stream=lambda pod, command, container=None, patient=True: streams[pod])
     share = SimpleNamespace(agent_args=lambda task: [], attach_pod=lambda pod, task: None)
     pods = SimpleNamespace(stopping=threading.Event(), running=lambda pod: False, why=lambda pod: None)
     task = SimpleNamespace(id="t", procs_per_pod=1, helper_image="h")
@@ -226,7 +230,7 @@ def test_a_pod_handed_on_again_after_its_link_broke_is_said_to_be_attached_again
     hello = hello_frame(json.dumps({"protocol": protocol.PROTOCOL}).encode())
     streams = [Stream([hello]), Stream([hello])]
     a, _, log = attacher([])
-    a.cluster.exec_stream = lambda pod, command, container=None: streams.pop(0)
+    a.cluster.exec_stream = lambda pod, command, container=None, patient=True: streams.pop(0)
     a.attach("p")
     a.attach("p")  # still connected: nothing to do
     assert len(streams) == 1 and log == []
