@@ -9,9 +9,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from silentapi import within
 
 from womm import kube
-from womm_run import protocol
+from womm_run import podlink, protocol
 from womm_run.podlink import AgentVersionError, Attacher, PodLink
 
 WOMM_RUN = Path(protocol.__file__).parent
@@ -242,3 +243,13 @@ def test_a_pod_handed_on_again_after_its_link_broke_is_said_to_be_attached_again
     assert log == ["pod p: attached again"]
     a.pods.stopping.set()
     a.close()
+
+
+def test_an_early_agent_that_never_says_hello_is_given_up_quietly_and_frees_the_pod(monkeypatch):
+    monkeypatch.setattr(podlink, "EARLY_HELLO", 0.3)
+    # It writes on stderr (an older womm's agent's "usage: ..."), then says nothing more, for ever.
+    a, stream, log = attacher([(kube.STDERR, b"usage: python3 -m womm_run.podagent RUN SLOTS\n")])
+    verdict = within(5, a.attach_early, "p")
+    assert verdict is None  # neither took nor "not running yet": the task's early tries end
+    assert stream.closed.is_set() and a.links == {} and log == []
+    assert within(5, a._attaching("p").acquire, False)  # the pod's attach lock is free for its ready attach
