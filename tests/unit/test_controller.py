@@ -3,6 +3,7 @@
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from types import SimpleNamespace
@@ -112,6 +113,21 @@ def test_same_output_and_status_as_local_parallel(tmp_path):
     status, out, err, _ = run(args, tmp_path)
     assert (status, out, err) == local(args)
     assert status == 2
+
+
+def test_the_loop_takes_the_gil_back_within_half_a_millisecond_and_gives_the_old_interval_back(tmp_path):
+    # The links' threads hand each job's exit to the loop: at Python's 5 ms a slot's next job waited.
+    seen = []
+    h = Harness(tmp_path)
+    submit = h.sched.submit
+    h.sched.submit = lambda job: (seen.append(sys.getswitchinterval()), submit(job))
+    before = sys.getswitchinterval()
+    try:
+        status, _, _ = h.run(["true", ":::", "1", "2"])
+    finally:
+        h.close()
+    assert status == 0 and seen and max(seen) <= 0.0005
+    assert sys.getswitchinterval() == before
 
 
 def test_stdin_input_multiline_commands_and_odd_bytes(tmp_path):
