@@ -7,7 +7,8 @@ would be code run on the user's machine, so the lazy server refuses every change
 (and to what their symlinks lead to in the directory, and to other hard links of their files), and
 syncback does not bring changes to them back. The list is the setting `share-protect`
 (WOMM_SHARE_PROTECT, comma-separated), matched as `share-exclude` is (womm.excludes): a name at any
-depth, or a path ending.
+depth, or a path ending. Where the list applies, so does git_dir_of(): no directory git would take for
+a repository (a bare one needs no `.git`) is made or changed from the cluster.
 
 Also here: the permissions a file from the cluster gets (mode()).
 """
@@ -106,6 +107,29 @@ def _config_entries(config):
             value = value[1:-1] if len(value) > 1 and value[0] == value[-1] == '"' else value
             entries.append((section, key.strip().lower(), value))
     return entries
+
+
+# git takes a directory for a repository when it holds HEAD beside objects/ and refs/, or beside a
+# commondir file that names a repository elsewhere (setup.c, is_git_directory), and then runs what its
+# config names. A shell prompt runs git in every directory one enters: `cd results` would be enough.
+GIT_DIR_NAMES = frozenset({"HEAD", "objects", "refs", "commondir"})
+
+
+def git_dir_of(rel, has):
+    """The directory (relative to the share, "" for itself) that rel lies in, or that rel's name would
+    complete, which git takes for a repository; None if there is none. has(directory, name): whether
+    that directory holds an entry of that name, of any kind (names are enough: HEAD's content and the
+    entries' kinds can change after the check)."""
+    parts = rel.split("/") if rel else []
+    for depth in range(len(parts)):
+        directory, adding = "/".join(parts[:depth]), parts[-1] if depth == len(parts) - 1 else None
+
+        def holds(name, directory=directory, adding=adding):
+            return name == adding or has(directory, name)
+
+        if holds("HEAD") and (holds("commondir") or (holds("objects") and holds("refs"))):
+            return directory
+    return None
 
 
 def umask():

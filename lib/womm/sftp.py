@@ -33,7 +33,11 @@ O_EXCL | O_NOFOLLOW beneath its checked parent (never through a symlink).
   to them (a hard link is matched by device and inode); no rename may make or
   unmake one, so renaming `.docker`, or anything to `.docker`, is refused.
 - The protected paths (.git, .envrc, ...): read, but nothing beneath them is
-  written, made, removed, renamed, linked or given other attributes.
+  written, made, removed, renamed, linked or given other attributes; and so,
+  with them, a directory git takes for a repository (HEAD beside objects and
+  refs, or commondir), and no name may make one (womm.protect.git_dir_of). A
+  change that names one of those entries holds an flock on DIR from its check
+  to its end: the servers of other pods cannot each add one of the set at once.
 No setuid, setgid or sticky bit, no ownership change, and no write for group or
 others that the user's umask takes away comes from a client (womm.protect.mode).
 
@@ -42,6 +46,7 @@ in memory, and a client that does not read stops the server from reading more.
 """
 
 import errno
+import fcntl
 import os
 import stat
 import struct
@@ -243,6 +248,8 @@ class Server:
                          if self.lists else (excludes.Found(), excludes.Found()))
         self.secret, self.secret_inodes = secret.rules(exclude, hold=True), secret.inodes
         self.guard, self.guard_inodes = guard.rules(protected), guard.inodes
+        self.git_guard = bool(protected)
+        self.lockfd, self.locked = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.rootfd), False
         self.handles, self.next_handle = {}, 0
         self.requests = {
             OPEN: self.open, CLOSE: self.close, READ: self.read, WRITE: self.write, LSTAT: self.lstat,
@@ -301,7 +308,12 @@ class Server:
             handler = self.requests.get(kind)
             if handler is None:
                 raise Status(OP_UNSUPPORTED, f"request type {kind} is not supported")
-            kind, body = handler(r)
+            try:
+                kind, body = handler(r)
+            finally:
+                if self.locked:
+                    fcntl.flock(self.lockfd, fcntl.LOCK_UN)
+                    self.locked = False
         except Status as e:
             kind, body = STATUS, status_body(e.code, str(e))
         except OSError as e:
@@ -373,6 +385,20 @@ class Server:
             raise hidden()
         if change and (self.guard.covers(where) or key in self.guard_inodes):
             raise guarded()
+        if change and self.git_guard:
+            if os.path.basename(where) in protect.GIT_DIR_NAMES and not self.locked:
+                fcntl.flock(self.lockfd, fcntl.LOCK_EX)  # until this request ends (packet)
+                self.locked = True
+            if protect.git_dir_of(where, self.holds) is not None:
+                raise guarded()
+
+    def holds(self, directory, name):
+        """Whether the directory (relative to DIR) has an entry of that name."""
+        try:
+            os.close(beneath(self.rootfd, os.fsencode(os.path.join(directory, name)), os.O_PATH | os.O_NOFOLLOW))
+        except OSError:
+            return False
+        return True
 
     def check_rename(self, ofd, old, nfd, new):
         """Refuse a rename from old or to new that could make or unmake a secret or a protected path."""

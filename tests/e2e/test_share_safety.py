@@ -97,3 +97,31 @@ def test_a_pod_deleted_after_its_jobs_ended_loses_none_of_their_results(womm, tm
     assert victim in out["stdout"].split(), "the deleted pod had finished jobs"
     for i in range(16):
         assert (d / f"out-{i}.txt").read_text() == f"{i}\n", f"out-{i}.txt"
+
+
+@pytest.mark.parametrize("share", ["lazy", "eager-syncback"])
+def test_a_job_makes_no_bare_repository_here_nor_changes_one(womm, tmp_path, share):
+    # No .git needed: HEAD beside objects/ and refs/ is a repository to git, and a shell prompt runs git (and
+    # what the config names) in every directory one enters. The user's own bare mirror is as protected.
+    d = womm.setup_dir(tmp_path / "proj", share)
+    for sub in ("objects", "refs"):
+        (d / "mirror.git" / sub).mkdir(parents=True)
+    (d / "mirror.git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (d / "mirror.git" / "config").write_text("[core]\n\tbare = true\n")
+    pwned = tmp_path / "pwned"  # what `git status` in results/ would run, as tried with git 2.39
+    evil = f"[core]\\n\\trepositoryformatversion = 0\\n\\tbare = false\\n\\tworktree = ..\\n\\tfsmonitor = touch {pwned}\\n"
+    r = womm("parallel", "--kube-pods", "1", "--", "mkdir -p results/objects results/refs; echo 42 > results/out.txt; "
+             f"printf '{evil}' > results/config; (echo ref: refs/heads/main > results/HEAD) 2>/dev/null || echo no-HEAD; "
+             "(echo '\tfsmonitor = x' >> mirror.git/config) 2>/dev/null || echo no-config; : {}", ":::", "1", cwd=d)
+    assert (d / "mirror.git" / "config").read_text() == "[core]\n\tbare = true\n"
+    assert not (d / "results" / "HEAD").exists()
+    subprocess.run(["git", "status"], cwd=d / "results", capture_output=True,
+                   env=dict(os.environ, GIT_CEILING_DIRECTORIES=str(tmp_path)))
+    assert not pwned.exists()
+    if share == "lazy":  # refused as it happened, the rest written
+        assert r.stdout.split() == ["no-HEAD", "no-config"]
+        assert sorted(p.name for p in (d / "results").iterdir()) == ["config", "objects", "out.txt", "refs"]
+    else:  # made in the pod's copy, and nothing of it comes back
+        assert r.stdout == ""
+        assert list((d / "results").iterdir()) == []
+        assert "changes under mirror.git, results not brought back: tools run what is there" in r.stderr

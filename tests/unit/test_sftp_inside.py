@@ -342,3 +342,67 @@ def test_pipelined_reads_keep_the_server_small(tmp_path):
     print(f"server's peak RSS under {n} pipelined READs: {peak / 1e6:.0f} MB")
     assert got == n
     assert peak < 300e6, f"the server reached {peak / 1e6:.0f} MB"
+
+
+def test_no_directory_git_takes_for_a_repository_is_made_or_changed(home):
+    # A bare repository needs no .git: HEAD beside objects/ and refs/ (or a commondir) is one, and a shell
+    # prompt runs git, and what its config names, in every directory one enters.
+    for rel in ("mirror.git/objects/x", "mirror.git/refs/x", "wt/x"):
+        home.make(rel, b"")
+    for rel, content in (("mirror.git/HEAD", b"ref: refs/heads/main\n"), ("mirror.git/config", b"[core]\n"),
+                         ("wt/HEAD", b"ref: refs/heads/main\n"), ("wt/commondir", b"../.git\n"), ("stage/refs/x", b"")):
+        home.make(rel, content)
+    D, c = home.dir, home.client()
+    wrong, _ = run(c, [
+        ("ok", (mkdir, D + "/a")), ("ok", (mkdir, D + "/a/objects")), ("ok", (mkdir, D + "/a/refs")),
+        ("deny", (open_, D + "/a/HEAD", WRITE_ | CREAT)),  # the third name of the set
+        ("deny", (symlink, "refs/heads/main", D + "/a/HEAD")),
+        ("deny", (posix_rename, D + "/data.txt", D + "/a/HEAD")),
+        ("deny", (hardlink, D + "/data.txt", D + "/a/HEAD")),
+        ("ok", (mkdir, D + "/b")), ("ok", (open_, D + "/b/HEAD", WRITE_ | CREAT)), ("ok", (mkdir, D + "/b/objects")),
+        ("deny", (mkdir, D + "/b/refs")),
+        ("deny", (posix_rename, D + "/stage/refs", D + "/b/refs")),  # a whole directory renamed in
+        ("deny", (open_, D + "/b/commondir", WRITE_ | CREAT)),
+        ("ok", (rename, D + "/b", D + "/b2")),  # the two it holds make nothing anywhere
+        ("ok", (open_, D + "/b2/notes", WRITE_ | CREAT)),
+        # the user's own bare repository and worktree git directory: read, never changed
+        ("ok", (open_, D + "/mirror.git/config")),
+        ("deny", (open_, D + "/mirror.git/config", WRITE_ | TRUNC)),
+        ("deny", (mkdir, D + "/mirror.git/hooks")),
+        ("deny", (open_, D + "/mirror.git/objects/x", WRITE_ | APPEND)),
+        ("deny", (remove, D + "/mirror.git/HEAD")),
+        ("deny", (open_, D + "/wt/config.worktree", WRITE_ | CREAT)),
+        ("deny", (setstat, D + "/wt/HEAD", attrs(perms=0o600))),
+        ("ok", (mkdir, D + "/objects")), ("ok", (mkdir, D + "/proj/refs")),  # the names alone are anyone's
+    ])
+    assert c.close()[0] == 0
+    assert not wrong, "\n".join(wrong)
+    assert sorted(os.listdir(home.path("a"))) == ["objects", "refs"]
+    assert sorted(os.listdir(home.path("b2"))) == ["HEAD", "notes", "objects"]
+    assert sorted(os.listdir(home.path("mirror.git"))) == ["HEAD", "config", "objects", "refs"]
+    assert sorted(os.listdir(home.path("wt"))) == ["HEAD", "commondir", "x"]
+    assert home.contents() == home.before
+
+
+def test_a_name_of_a_repository_waits_for_the_other_servers_check_and_change(home):
+    # Each pod has its own server: without the lock, two could each add one of a set's last two names.
+    import fcntl
+
+    os.makedirs(home.path("r/objects"))
+    c = home.client()
+    lock = os.open(home.dir, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    replies = []
+    t = threading.Thread(target=lambda: replies.append(c.one(mkdir, home.dir + "/r/refs")), daemon=True)
+    try:
+        assert c.one(mkdir, home.dir + "/r/other").code == OK  # other names do not wait
+        t.start()
+        t.join(0.5)
+        assert not replies and not os.path.exists(home.path("r/refs"))
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        os.close(lock)
+    t.join(10)
+    assert replies and replies[0].code == OK
+    assert c.one(open_, home.dir + "/r/HEAD", WRITE_ | CREAT).code == PERMISSION_DENIED
+    assert c.close()[0] == 0

