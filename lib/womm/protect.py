@@ -116,16 +116,18 @@ GIT_DIR_NAMES = frozenset({"HEAD", "objects", "refs", "commondir"})
 
 
 def git_dir_of(rel, has):
-    """The directory (relative to the share, "" for itself) that rel lies in, or that rel's name would
-    complete, which git takes for a repository; None if there is none. has(directory, name): whether
+    """The directory (relative to the share, "" for itself) that rel is, lies in, or would complete by
+    its name, which git takes for a repository; None if there is none. has(directory, name): whether
     that directory holds an entry of that name, of any kind (names are enough: HEAD's content and the
-    entries' kinds can change after the check)."""
+    entries' kinds can change after the check). rel's name is compared case-folded: on a file system
+    that folds case, `Refs` is refs to git."""
     parts = rel.split("/") if rel else []
-    for depth in range(len(parts)):
-        directory, adding = "/".join(parts[:depth]), parts[-1] if depth == len(parts) - 1 else None
+    for depth in range(len(parts) + 1):
+        directory = "/".join(parts[:depth])
+        adding = parts[-1].casefold() if depth == len(parts) - 1 else None
 
         def holds(name, directory=directory, adding=adding):
-            return name == adding or has(directory, name)
+            return name.casefold() == adding or has(directory, name)
 
         if holds("HEAD") and (holds("commondir") or (holds("objects") and holds("refs"))):
             return directory

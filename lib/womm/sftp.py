@@ -35,9 +35,10 @@ O_EXCL | O_NOFOLLOW beneath its checked parent (never through a symlink).
 - The protected paths (.git, .envrc, ...): read, but nothing beneath them is
   written, made, removed, renamed, linked or given other attributes; and so,
   with them, a directory git takes for a repository (HEAD beside objects and
-  refs, or commondir), and no name may make one (womm.protect.git_dir_of). A
-  change that names one of those entries holds an flock on DIR from its check
-  to its end: the servers of other pods cannot each add one of the set at once.
+  refs, or commondir), and no name may make one (womm.protect.git_dir_of). Every
+  change holds an flock on DIR from before its path is resolved to its end: the
+  servers of other pods can neither each add one of the set at once, nor move a
+  directory between one's check and its change.
 No setuid, setgid or sticky bit, no ownership change, and no write for group or
 others that the user's umask takes away comes from a client (womm.protect.mode).
 
@@ -339,6 +340,8 @@ class Server:
     def resolve(self, path, flags, mode=0, change=False):
         """An fd of path, following symlinks while they stay beneath DIR; refused (before anything is
         done to it) if it is a secret, or protected and change is asked."""
+        if change:
+            self.exclusive()
         fd = _Fd(beneath(self.rootfd, self.rel(path), flags, mode))
         if self.lists:
             try:
@@ -354,6 +357,8 @@ class Server:
         head, _, name = self.rel(path).rstrip(b"/").rpartition(b"/")
         if name in (b"", b".", b".."):
             raise Status(PERMISSION_DENIED, "that name is not an entry of the shared directory")
+        if change:
+            self.exclusive()
         fd = _Fd(beneath(self.rootfd, head or b".", os.O_PATH | os.O_DIRECTORY))
         if self.lists:
             try:
@@ -385,12 +390,14 @@ class Server:
             raise hidden()
         if change and (self.guard.covers(where) or key in self.guard_inodes):
             raise guarded()
-        if change and self.git_guard:
-            if os.path.basename(where) in protect.GIT_DIR_NAMES and not self.locked:
-                fcntl.flock(self.lockfd, fcntl.LOCK_EX)  # until this request ends (packet)
-                self.locked = True
-            if protect.git_dir_of(where, self.holds) is not None:
-                raise guarded()
+        if change and self.git_guard and protect.git_dir_of(where, self.holds) is not None:
+            raise guarded()
+
+    def exclusive(self):
+        """Hold DIR's flock until this request ends (packet): nothing moves in DIR between a check and its change."""
+        if self.git_guard and not self.locked:
+            fcntl.flock(self.lockfd, fcntl.LOCK_EX)
+            self.locked = True
 
     def holds(self, directory, name):
         """Whether the directory (relative to DIR) has an entry of that name."""
@@ -522,6 +529,7 @@ class Server:
 
     def fsetstat(self, r):
         h, attrs = self.handle(r), r.attrs()
+        self.exclusive()
         st = os.fstat(h.fd)
         if self.lists:
             self.check(self.real(h.fd), st, change=True)

