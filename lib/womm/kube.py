@@ -289,15 +289,19 @@ class Cluster:
 
     def exec_stream(self, pod, command, container=None, namespace=None, tty=False, patient=True):
         """An exec stream running `command` (a list) in a container of a pod: over SPDY, unless something
-        on the way refused it once (then WebSocket, for this process's later streams too), or
-        WOMM_EXEC_TRANSPORT=websocket. patient=False: the API server's pushback is an ApiError at once."""
+        on the way refused it once where WebSocket passed (then WebSocket, for this process's later
+        streams too), or WOMM_EXEC_TRANSPORT=websocket. patient=False: the API server's pushback is an
+        ApiError at once."""
         args = (self, pod, command, container, namespace or self.namespace, tty, self.retry_for if patient else 0)
         if self.exec_spdy:
             try:
                 return SpdyExecStream(*args)
             except NotUpgraded as e:
+                # A refusal in bare text may be anyone's: it was SPDY that did not pass only if WebSocket does.
+                stream = ExecStream(*args)
                 if e.for_good:
                     self.exec_spdy = False
+                return stream
         return ExecStream(*args)
 
 
@@ -756,11 +760,12 @@ class SpdyExecStream(ExecStream):
                 # upgrade it was not told of with a bare 403), and so is the API server's "Upgrade request
                 # required" (the header was taken off on the way): WebSocket may pass. A Status that
                 # speaks of the upgrade in other words may be a proxy's too: WebSocket, this time. The
-                # API server's other answers (403, 404, the kubelet's refusal it relays as "unable to
-                # upgrade connection: container not found") stand for both; so do pushback and 401.
+                # API server's other answers (403, 404) stand for both; so do pushback, 401 and any 5xx: the
+                # server's own trouble, or the kubelet's refusal it relays (a Status "unable to upgrade
+                # connection: container not found", or the kubelet's bare text 'container not found').
                 message = _api_status(e.body)
                 text = (message or "").lower()
-                if e.status not in (401, 429, 503):
+                if e.status < 500 and e.status not in (401, 429):
                     if message is None or text.startswith("upgrade request required"):
                         raise NotUpgraded(str(e), for_good=True) from None
                     if "upgrade" in text and "unable to upgrade connection" not in text:

@@ -51,3 +51,23 @@ def test_a_spdy_exec_is_kept_alive_by_pings_the_pod_side_answers(pod):
     time.sleep(3)
     assert time.monotonic() - stream.heard < 2  # the pongs came back through the API server and the kubelet
     stream.close()
+
+
+def test_the_kubelets_refusal_of_a_container_not_started_leaves_spdy_on(pod, k8s, womm_images):
+    # A pod's early try: its container does not run yet. Over SPDY the API server relays the kubelet's
+    # bare text; womm once took that for a proxy's refusal and ran every later stream over WebSocket.
+    import kubernetes.client as k
+
+    wait = k.V1Container(name="wait", image=womm_images, command=["sleep", "600"])
+    main = k.V1Container(name="c", image=womm_images, command=["sleep", "600"])
+    k8s.core.create_namespaced_pod(pod, k.V1Pod(metadata=k.V1ObjectMeta(name="q"),
+                                                spec=k.V1PodSpec(init_containers=[wait], containers=[main])))
+    deadline = time.monotonic() + 120
+    while not any(s.state.running for s in k8s.core.read_namespaced_pod("q", pod).status.init_container_statuses or ()):
+        assert time.monotonic() < deadline, "pod q's init container not running after 120 s"
+        time.sleep(0.25)
+    cluster = kube.Cluster(namespace=pod)
+    with pytest.raises(kube.ApiError) as refused:
+        cluster.exec_stream("q", ["true"], container="c")
+    assert refused.value.status == 500 and b"container not found" in refused.value.body
+    assert cluster.exec_spdy and type(cluster.exec_stream("p", ["true"])) is kube.SpdyExecStream

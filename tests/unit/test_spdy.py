@@ -119,6 +119,28 @@ def test_the_kubelets_refusal_relayed_by_the_api_server_keeps_spdy(tmp_path, mon
     assert len(api.seen) == 1 and cluster.exec_spdy
 
 
+def test_the_kubelets_refusal_in_bare_text_stands_for_both_and_keeps_spdy(tmp_path, monkeypatch):
+    # A pod's early try, before its helper container runs: the API server relays the kubelet's
+    # answer as it came, text/plain: an answer for both transports, not tried again by WebSocket.
+    refused = (500, [("Content-Type", "text/plain; charset=utf-8")], b'container not found ("womm")')
+    api = FakeApi([refused, "spdy"])
+    cluster = cluster_for(api, tmp_path, monkeypatch)
+    with pytest.raises(kube.ApiError) as e:
+        cluster.exec_stream("pod", ["true"])
+    assert e.value.status == 500 and cluster.exec_spdy
+    assert type(cluster.exec_stream("pod", ["cat"])) is kube.SpdyExecStream
+    assert [method for method, *_ in api.seen] == ["POST", "POST"]
+
+
+def test_a_bare_refusal_that_websocket_gets_too_keeps_spdy_for_the_next_exec(tmp_path, monkeypatch):
+    api = FakeApi([(403, [], b""), (403, [], b""), "spdy"])
+    cluster = cluster_for(api, tmp_path, monkeypatch)
+    with pytest.raises(kube.ApiError):
+        cluster.exec_stream("pod", ["true"])
+    assert type(cluster.exec_stream("pod", ["cat"])) is kube.SpdyExecStream
+    assert [method for method, *_ in api.seen] == ["POST", "GET", "POST"]
+
+
 def test_a_status_that_speaks_of_the_upgrade_in_other_words_goes_by_websocket_this_time_only(tmp_path, monkeypatch):
     # A proxy built with Kubernetes' own libraries may answer with a Status of its own.
     refused = b'{"kind": "Status", "code": 400, "message": "this proxy cannot upgrade to SPDY/3.1"}'

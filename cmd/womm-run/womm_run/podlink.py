@@ -48,11 +48,12 @@ NOT_STARTED = ("container not found", "container_created state")
 
 def not_running_yet(error):
     """Whether an early attempt failed only because the pod's containers do not run yet (an exec into a
-    container not started: the kubelet's refusal, relayed as a Status; or the early agent's NOT_YET)."""
+    container not started: the kubelet's refusal, relayed as a Status or as its bare text; or the early
+    agent's NOT_YET)."""
     if isinstance(error, AgentDidNotStart):
         return error.exit_status == NOT_YET or any(words in error.status.lower() for words in NOT_STARTED)
     return isinstance(error, kube.ApiError) and error.status == 500 and \
-        any(words in str(error).lower() for words in NOT_STARTED)
+        any(words in error.body.decode("utf-8", "replace").lower() for words in NOT_STARTED)
 
 
 class Attacher:
