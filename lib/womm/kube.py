@@ -760,12 +760,12 @@ class SpdyExecStream(ExecStream):
                 # upgrade it was not told of with a bare 403), and so is the API server's "Upgrade request
                 # required" (the header was taken off on the way): WebSocket may pass. A Status that
                 # speaks of the upgrade in other words may be a proxy's too: WebSocket, this time. The
-                # API server's other answers (403, 404) stand for both; so do pushback, 401 and any 5xx: the
+                # API server's other answers (403, 404) stand for both; so do pushback, 401 and 500: the
                 # server's own trouble, or the kubelet's refusal it relays (a Status "unable to upgrade
                 # connection: container not found", or the kubelet's bare text 'container not found').
                 message = _api_status(e.body)
                 text = (message or "").lower()
-                if e.status < 500 and e.status not in (401, 429):
+                if e.status not in (401, 429, 500, 503):
                     if message is None or text.startswith("upgrade request required"):
                         raise NotUpgraded(str(e), for_good=True) from None
                     if "upgrade" in text and "unable to upgrade connection" not in text:
