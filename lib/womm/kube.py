@@ -75,9 +75,23 @@ class ApiError(WommError):
             message = json.loads(body).get("message") if body else None
         except (ValueError, AttributeError):
             message = None
-        super().__init__(message or f"{status} {reason}".strip())
+        if not message:
+            text = _one_line(body)  # the kubelet's refusal relayed as it came: 'container not found ("womm")'
+            message = f"{status} {reason}: {text}" if text else f"{status} {reason}".strip()
+        super().__init__(message)
         # Credentials refused, or not allowed: a misconfiguration `womm doctor` checks.
         self.doctor = status in (401, 403)
+
+
+def _one_line(body, longest=200):
+    """A body that is one short line of text, shown as printable; None for anything else (a proxy's page)."""
+    try:
+        text = body.decode("utf-8").strip() if body else ""
+    except (UnicodeError, AttributeError):
+        return None
+    if not text or "\n" in text or len(text) > longest or text.startswith("<"):
+        return None
+    return printable(text)
 
 
 class Unreachable(WommError):
@@ -297,7 +311,7 @@ class Cluster:
             try:
                 return SpdyExecStream(*args)
             except NotUpgraded as e:
-                # A refusal in bare text may be anyone's: it was SPDY that did not pass only if WebSocket does.
+                # What looks like a proxy's refusal may not be one: SPDY is given up once WebSocket passed.
                 stream = ExecStream(*args)
                 if e.for_good:
                     self.exec_spdy = False

@@ -128,8 +128,16 @@ def test_the_kubelets_refusal_in_bare_text_stands_for_both_and_keeps_spdy(tmp_pa
     with pytest.raises(kube.ApiError) as e:
         cluster.exec_stream("pod", ["true"])
     assert e.value.status == 500 and cluster.exec_spdy
+    assert str(e.value) == '500 Internal Server Error: container not found ("womm")'
     assert type(cluster.exec_stream("pod", ["cat"])) is kube.SpdyExecStream
     assert [method for method, *_ in api.seen] == ["POST", "POST"]
+
+
+def test_an_api_error_shows_a_bodys_one_short_line_and_nothing_else():
+    assert str(kube.ApiError(502, "Bad Gateway", b"<html>\n<h1>502</h1>\n</html>")) == "502 Bad Gateway"
+    assert str(kube.ApiError(500, "Internal Server Error", b"no\x1b[2J")) == "500 Internal Server Error: no\\x1b[2J"
+    assert str(kube.ApiError(404, "Not Found", b"x" * 201)) == "404 Not Found"
+    assert str(kube.ApiError(403, "Forbidden", b"\xff")) == "403 Forbidden"
 
 
 def test_a_bare_refusal_that_websocket_gets_too_keeps_spdy_for_the_next_exec(tmp_path, monkeypatch):
