@@ -60,6 +60,28 @@ def test_merge_never_deletes(tmp_path):
     assert sorted(os.listdir(local)) == ["a", "b"]
 
 
+def test_a_merge_waits_while_a_lazy_server_changes_the_directory(tmp_path):
+    # womm.sftp holds this lock on the directory for each change a pod asks for: nothing the merge
+    # checked moves before its entry lands.
+    import fcntl
+    import threading
+
+    local, staging = tmp_path / "dir", tmp_path / "staging"
+    local.mkdir()
+    snap = syncback.walk(local)
+    write(staging / "out.txt", "result")
+    server = os.open(local, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(server, fcntl.LOCK_EX)
+    reports = []
+    merging = threading.Thread(target=lambda: reports.append(syncback.merge(staging, local, snap, "t")))
+    merging.start()
+    time.sleep(0.5)
+    assert not (local / "out.txt").exists() and merging.is_alive()
+    os.close(server)  # the lock with it
+    merging.join(10)
+    assert reports[0]["created"] == ["out.txt"] and (local / "out.txt").read_text() == "result"
+
+
 def test_a_link_to_elsewhere_is_never_written_through(tmp_path):
     """Run 1 left cfg -> ~/.config (or the user made it); run 2's pods made cfg a directory."""
     local, staging, elsewhere = tmp_path / "dir", tmp_path / "staging", tmp_path / "dot-config"

@@ -202,8 +202,8 @@ def merge(staging, directory, snapshot, tag):
 
     # One merge at a time in the directory, and no lazy server of another run here changes it meanwhile
     # (womm.sftp takes the same lock): what is checked is what is there when the entry lands.
-    fcntl.flock(local.fd, fcntl.LOCK_EX)
     try:
+        fcntl.flock(local.fd, fcntl.LOCK_EX)  # (in the try: a Ctrl-C while it waits closes the fd too)
         for rel, staged in sorted(entries.items()):
             if secrets.covers(rel):
                 report["refused"].append((rel, "secret"))
