@@ -61,7 +61,8 @@ def test_the_kubelets_refusal_of_a_container_not_started_leaves_spdy_on(pod, k8s
     wait = k.V1Container(name="wait", image=womm_images, command=["sleep", "600"])
     main = k.V1Container(name="c", image=womm_images, command=["sleep", "600"])
     k8s.core.create_namespaced_pod(pod, k.V1Pod(metadata=k.V1ObjectMeta(name="q"),
-                                                spec=k.V1PodSpec(init_containers=[wait], containers=[main])))
+                                                spec=k.V1PodSpec(init_containers=[wait], containers=[main],
+                                                                 termination_grace_period_seconds=1)))
     deadline = time.monotonic() + 120
     while not any(s.state.running for s in k8s.core.read_namespaced_pod("q", pod).status.init_container_statuses or ()):
         assert time.monotonic() < deadline, "pod q's init container not running after 120 s"
