@@ -89,9 +89,10 @@ def _one_line(body, longest=200):
         text = body.decode("utf-8").strip() if body else ""
     except (UnicodeError, AttributeError):
         return None
-    if not text or "\n" in text or len(text) > longest or text.startswith("<"):
+    if not text or "\n" in text or text.startswith("<"):
         return None
-    return printable(text)
+    text = printable(text)  # (its length once escaped: what is shown)
+    return text if len(text) <= longest else None
 
 
 class Unreachable(WommError):
@@ -303,9 +304,9 @@ class Cluster:
 
     def exec_stream(self, pod, command, container=None, namespace=None, tty=False, patient=True):
         """An exec stream running `command` (a list) in a container of a pod: over SPDY, unless something
-        on the way refused it once where WebSocket passed (then WebSocket, for this process's later
-        streams too), or WOMM_EXEC_TRANSPORT=websocket. patient=False: the API server's pushback is an
-        ApiError at once."""
+        on the way did not carry it (then WebSocket: for this process's later streams too where SPDY was
+        refused as a proxy refuses it and WebSocket passed), or WOMM_EXEC_TRANSPORT=websocket.
+        patient=False: the API server's pushback is an ApiError at once."""
         args = (self, pod, command, container, namespace or self.namespace, tty, self.retry_for if patient else 0)
         if self.exec_spdy:
             try:
@@ -774,12 +775,14 @@ class SpdyExecStream(ExecStream):
                 # upgrade it was not told of with a bare 403), and so is the API server's "Upgrade request
                 # required" (the header was taken off on the way): WebSocket may pass. A Status that
                 # speaks of the upgrade in other words may be a proxy's too: WebSocket, this time. The
-                # API server's other answers (403, 404) stand for both; so do pushback, 401 and 500: the
-                # server's own trouble, or the kubelet's refusal it relays (a Status "unable to upgrade
-                # connection: container not found", or the kubelet's bare text 'container not found').
+                # API server's other answers (403, 404, the kubelet's refusal it relays as a Status "unable
+                # to upgrade connection: container not found", or as the kubelet's own line of text, a 500
+                # 'container not found ("womm")') stand for both; so do pushback and 401.
                 message = _api_status(e.body)
                 text = (message or "").lower()
-                if e.status not in (401, 429, 500, 503):
+                relayed = e.status == 500 and message is None and _one_line(e.body) is not None and \
+                    e.headers.get("content-type", "").startswith("text/plain")
+                if e.status not in (401, 429, 503) and not relayed:
                     if message is None or text.startswith("upgrade request required"):
                         raise NotUpgraded(str(e), for_good=True) from None
                     if "upgrade" in text and "unable to upgrade connection" not in text:

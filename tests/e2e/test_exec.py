@@ -71,4 +71,6 @@ def test_the_kubelets_refusal_of_a_container_not_started_leaves_spdy_on(pod, k8s
     with pytest.raises(kube.ApiError) as refused:
         cluster.exec_stream("q", ["true"], container="c")
     assert refused.value.status == 500 and b"container not found" in refused.value.body
-    assert cluster.exec_spdy and type(cluster.exec_stream("p", ["true"])) is kube.SpdyExecStream
+    stream = cluster.exec_stream("p", ["true"])
+    stream.close()
+    assert cluster.exec_spdy and type(stream) is kube.SpdyExecStream

@@ -578,6 +578,7 @@ def test_an_early_try_is_tried_again_only_where_the_pods_containers_do_not_run_y
     assert not_running_yet(AgentDidNotStart("no", status='{"status": "Failure", "message": "container not found"}'))
     assert not_running_yet(ApiError(500, "Internal Server Error", not_found))
     assert not_running_yet(ApiError(500, "Internal Server Error", b'container not found ("womm")'))  # over SPDY
+    assert not_running_yet(ApiError(500, "Internal Server Error", b'container not found\n' + b"x" * 300))  # the body
     created = '{"status": "Failure", "message": "error executing command in container: failed to exec in ' \
               'container: container is in CONTAINER_CREATED state"}'
     assert not_running_yet(AgentDidNotStart("no", status=created))  # created, not started yet

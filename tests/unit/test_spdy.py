@@ -143,7 +143,20 @@ def test_an_api_error_shows_a_bodys_one_short_line_and_nothing_else():
     assert str(kube.ApiError(502, "Bad Gateway", b"<html>\n<h1>502</h1>\n</html>")) == "502 Bad Gateway"
     assert str(kube.ApiError(500, "Internal Server Error", b"no\x1b[2J")) == "500 Internal Server Error: no\\x1b[2J"
     assert str(kube.ApiError(404, "Not Found", b"x" * 201)) == "404 Not Found"
+    assert str(kube.ApiError(404, "Not Found", b"\x07" * 40)) == "404 Not Found: " + "\\x07" * 40  # 160 escaped
+    assert str(kube.ApiError(404, "Not Found", b"\x07" * 60)) == "404 Not Found"  # 240 once escaped
     assert str(kube.ApiError(403, "Forbidden", b"\xff")) == "403 Forbidden"
+
+
+@pytest.mark.parametrize("answer", [
+    (500, [("Content-Type", "text/html")], b"<html><body>upstream failed</body></html>"),  # a proxy's page
+    (500, [], b'{"kind": "Status", "code": 500, "message": "Internal error occurred: cannot upgrade to SPDY"}'),
+])
+def test_a_proxys_500_still_goes_by_websocket(answer, tmp_path, monkeypatch):
+    api = FakeApi([answer, "websocket"])
+    stream = cluster_for(api, tmp_path, monkeypatch).exec_stream("pod", ["echo", "hi"])
+    assert type(stream) is kube.ExecStream and stream.recv() == (1, b"hi")
+    assert [method for method, *_ in api.seen] == ["POST", "GET"]
 
 
 def test_a_bare_refusal_that_websocket_gets_too_keeps_spdy_for_the_next_exec(tmp_path, monkeypatch):
