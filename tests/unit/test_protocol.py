@@ -245,6 +245,40 @@ def test_a_pod_handed_on_again_after_its_link_broke_is_said_to_be_attached_again
     a.close()
 
 
+def test_a_pod_said_to_be_ready_after_the_run_ended_is_not_attached():
+    """Every job may have run on the early links before the watch says a pod is ready: once the run
+    has closed its links (its task not yet deleted), that word starts no agent and says nothing."""
+    hello = hello_frame(json.dumps({"protocol": protocol.PROTOCOL}).encode())
+    execs = []
+    a, _, log = attacher([])
+    a.cluster.exec_stream = lambda pod, command, container=None, patient=True: execs.append(pod) or Stream([hello])
+    assert a.attach_early("p") is True
+    a.close()  # the run's end: pods.stopping is set later, when the task's objects are deleted
+    a.attach("p")
+    assert a.attach_early("q") is None  # no early try will do better
+    a.attach("q")
+    assert execs == ["p"] and log == []
+
+
+def test_a_link_closed_by_the_runs_end_while_it_attaches_again_is_not_said_to_be_attached():
+    hello = hello_frame(json.dumps({"protocol": protocol.PROTOCOL}).encode())
+    a, _, log = attacher([])
+    a.cluster.exec_stream = lambda pod, command, container=None, patient=True: Stream([hello])
+    a.attach("p")
+    a.links["p"].stream.close()  # the stream breaks
+    deadline = time.monotonic() + 2
+    while a.links["p"].connected and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    def closing(pod, command, container=None, patient=True):
+        a.close()  # the run ends while the pod is being attached again
+        return Stream([hello])
+
+    a.cluster.exec_stream = closing
+    a.attach("p")
+    assert not a.links["p"].connected and log == []
+
+
 def test_an_early_agent_that_never_says_hello_is_given_up_quietly_and_frees_the_pod(monkeypatch):
     monkeypatch.setattr(podlink, "EARLY_HELLO", 0.3)
     # It writes on stderr (an older womm's agent's "usage: ..."), then says nothing more, for ever.

@@ -66,6 +66,7 @@ class Attacher:
         self.functions = list(functions)  # exported bash functions the command uses: they need bash
         self.no_bash_said = False
         self.links = {}
+        self.closed = False  # the run ended: a pod said to be ready since is not attached
         self.pod_locks = {}
         self.lock = threading.Lock()
         self.stopping = pods.stopping
@@ -76,6 +77,8 @@ class Attacher:
         with self._attaching(pod):
             with self.lock:
                 current = self.links.get(pod)
+                if self.closed:
+                    return  # the run ended before the pod was said to be ready (its jobs ran on an early link)
                 if current is not None and current.connected:
                     return  # its agent lives (a job container that restarted lost only its jobs)
                 link = self.links[pod] = PodLink(self, pod)
@@ -83,7 +86,7 @@ class Attacher:
                 current.close()
             self.share.attach_pod(pod, self.task)
             link.connect()
-            if current is not None:  # its jobs were said to be lost: that it works again is news too
+            if current is not None and link.connected:  # its jobs were said to be lost: that it works again is news too
                 self.log(f"pod {pod}: attached again")
 
     def attach_early(self, pod):
@@ -93,6 +96,8 @@ class Attacher:
         Failures are quiet: attach() follows once the pod is ready, and says what fails then."""
         with self._attaching(pod):
             with self.lock:
+                if self.closed:
+                    return None
                 if pod in self.links:
                     return False  # attached since, or attaching: that one decides
                 link = self.links[pod] = PodLink(self, pod)
@@ -123,6 +128,7 @@ class Attacher:
 
     def close(self):
         with self.lock:
+            self.closed = True
             links = list(self.links.values())
         for link in links:
             link.close()
