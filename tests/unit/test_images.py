@@ -1,6 +1,7 @@
 """womm build-images: the same source gives the same helper image tag."""
 
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -17,3 +18,43 @@ def test_the_wheel_of_womm_is_the_same_twice(tmp_path):
     second = images.pack_self_wheel(b).read_bytes()
     assert first == second
     assert images._context_hash(a, "base") == images._context_hash(b, "base")
+
+
+def test_the_dependencies_are_fetched_at_the_versions_installed_here(tmp_path, monkeypatch):
+    """The package index publishes new versions at any time: the image's dependencies are those this
+    womm runs on (the same source gives the same tag, and the image's womm runs on what was tested)."""
+    calls = []
+
+    def pip(argv, **kw):
+        pins = argv[argv.index("--constraint") + 1] if "--constraint" in argv else None
+        calls.append((argv, open(pins).read().splitlines() if pins else None))
+        return SimpleNamespace(returncode=0, stderr="")
+
+    monkeypatch.setattr(images.subprocess, "run", pip)
+    monkeypatch.setattr(images, "pack_self_wheel", lambda dest: None)
+    images.pack_wheels(tmp_path / "wheels")
+    [(argv, pins)] = calls
+    assert argv[-3:] == ["kubernetes", "docker", "psutil"]
+    from importlib.metadata import version
+
+    assert f"kubernetes=={version('kubernetes')}" in pins and f"psutil=={version('psutil')}" in pins
+    assert not [p for p in pins if p.startswith("womm==")]
+
+
+def test_dependencies_installed_from_elsewhere_come_from_the_index_and_it_is_said(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def pip(argv, **kw):
+        calls.append(argv)
+        pinned = "--constraint" in argv
+        return SimpleNamespace(returncode=1 if pinned else 0, stderr="ERROR: No matching distribution" * pinned)
+
+    monkeypatch.setattr(images.subprocess, "run", pip)
+    monkeypatch.setattr(images, "pack_self_wheel", lambda dest: None)
+    images.pack_wheels(tmp_path / "wheels")
+    assert ["--constraint" in argv for argv in calls] == [True, False]
+    assert "taking the package index's" in capsys.readouterr().err
+
+    monkeypatch.setattr(images.subprocess, "run", lambda argv, **kw: SimpleNamespace(returncode=1, stderr="x\nERROR: gone"))
+    with pytest.raises(images.WommError, match="cannot fetch womm's dependencies as wheels: .*ERROR: gone"):
+        images.pack_wheels(tmp_path / "again")

@@ -7,6 +7,7 @@ build needs nothing but Debian's packages.
 """
 
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -69,17 +70,45 @@ def _context_hash(ctx, base):
     return h.hexdigest()[:10]
 
 
+DEPENDENCIES = ("kubernetes", "docker", "psutil")
+
+
 def pack_wheels(dest):
-    """womm's own wheel (from the running installation) and its dependencies' wheels."""
+    """womm's own wheel (from the running installation) and its dependencies' wheels, at the versions
+    installed here: the image's womm runs on what this one was tested with, and the same source gives
+    the same tag whatever the package index has published since."""
     dest.mkdir(parents=True, exist_ok=True)
     pack_self_wheel(dest)
-    deps = ["kubernetes", "docker", "psutil"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(dest), *deps],
-        capture_output=True, text=True,
-    )
+    with tempfile.NamedTemporaryFile("w", prefix="womm-pins-", suffix=".txt") as pins:
+        pins.write("".join(f"{name}=={version}\n" for name, version in installed_versions().items()))
+        pins.flush()
+        proc = _pip_wheel(dest, "--constraint", pins.name)
     if proc.returncode != 0:
-        raise WommError(f"cannot fetch womm's dependencies as wheels: {proc.stderr.strip().splitlines()[-1:]}")
+        # Installed from elsewhere than pip's index (a local build, another index): the index's versions.
+        say("womm's dependencies cannot be fetched at the versions installed here; taking the package index's")
+        proc = _pip_wheel(dest)
+    if proc.returncode != 0:
+        said = proc.stderr.strip().splitlines() or [f"pip exited {proc.returncode}"]
+        raise WommError(f"cannot fetch womm's dependencies as wheels: {said[-1]}")
+
+
+def _pip_wheel(dest, *options):
+    return subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(dest), *options,
+                           *DEPENDENCIES], capture_output=True, text=True)
+
+
+def installed_versions():
+    """{distribution: version} of what is installed beside this womm (womm itself aside; versions
+    pip could not read as a pin aside)."""
+    from importlib.metadata import distributions
+
+    found = {}
+    for dist in distributions():
+        name = re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower()
+        version = dist.version or ""
+        if name and name != "womm" and re.fullmatch(r"[0-9][0-9A-Za-z.!+]*", version):
+            found.setdefault(name, version)  # the first on sys.path is the one imported
+    return dict(sorted(found.items()))
 
 
 def pack_self_wheel(dest):
