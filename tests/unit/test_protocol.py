@@ -279,6 +279,30 @@ def test_a_link_closed_by_the_runs_end_while_it_attaches_again_is_not_said_to_be
     assert not a.links["p"].connected and log == []
 
 
+def test_a_broken_link_attaching_itself_again_as_the_run_ends_is_not_said_to_be_attached():
+    """The link's own attempts (the pod still runs) when the run ends meanwhile: nothing is said."""
+    hello = hello_frame(json.dumps({"protocol": protocol.PROTOCOL}).encode())
+    a, _, log = attacher([])
+    a.pods.running = lambda pod: True
+    a.cluster.exec_stream = lambda pod, command, container=None, patient=True: Stream([hello])
+    a.attach("p")
+    link = a.links["p"]
+    tried = threading.Event()
+
+    def closing(pod, command, container=None, patient=True):
+        a.close()  # the run ends while the link attaches itself again
+        tried.set()
+        return Stream([hello])
+
+    a.cluster.exec_stream = closing
+    link.stream.close()  # the stream breaks
+    assert tried.wait(5)
+    deadline = time.monotonic() + 2
+    while link.connected is False and time.monotonic() < deadline and not log:
+        time.sleep(0.05)
+    assert not link.connected and log == []
+
+
 def test_an_early_agent_that_never_says_hello_is_given_up_quietly_and_frees_the_pod(monkeypatch):
     monkeypatch.setattr(podlink, "EARLY_HELLO", 0.3)
     # It writes on stderr (an older womm's agent's "usage: ..."), then says nothing more, for ever.

@@ -149,7 +149,8 @@ class PodLink:
                          protocol.LOST: self._on_lost, protocol.ACK: self._on_ack, protocol.NOTE: self._on_note}
 
     def _current(self):
-        return not self.closed and not self.attacher.stopping.is_set() and self.attacher.links.get(self.pod) is self
+        a = self.attacher
+        return not self.closed and not a.closed and not a.stopping.is_set() and a.links.get(self.pod) is self
 
     def connect(self, early=False):
         """Start the pod's agent and give the scheduler its slots; raises if the pod refuses (early: the
@@ -180,10 +181,13 @@ class PodLink:
         finally:
             if give_up:
                 give_up.cancel()
-        if not self._current():
+        with a.lock:  # published in the run's end's hold, or not at all: its close() closes what it sees
+            current = self._current()
+            if current:
+                self.stream, self.heard = stream, time.monotonic()
+        if not current:
             stream.close()
             return
-        self.stream, self.heard = stream, time.monotonic()
         if a.functions and not hello.bash and not a.no_bash_said:
             a.no_bash_said = True
             a.log(f"the image has no bash: the exported function{'s' * (len(a.functions) > 1)} "
@@ -320,7 +324,7 @@ class PodLink:
         if not self._current():
             # Closed by the run's end (or replaced): its jobs' reruns, if any, are no news.
             a.scheduler.remove_slots(self.slots, self._why(f"pod {self.pod} went away"),
-                                     quiet=self.closed or a.stopping.is_set())
+                                     quiet=self.closed or a.closed or a.stopping.is_set())
             return
         time.sleep(0.5)  # the watch may know in a moment why the stream ended
         a.scheduler.remove_slots(self.slots, self._why(f"the stream to pod {self.pod} broke"))
@@ -329,7 +333,8 @@ class PodLink:
         while self._current() and a.pods.running(self.pod):
             try:
                 self.connect()
-                a.log(f"pod {self.pod}: attached again")
+                if self.connected:  # (not if the run ended, or the pod was attached anew, meanwhile)
+                    a.log(f"pod {self.pod}: attached again")
                 return
             except Exception as e:  # noqa: BLE001 - retried, within bounds
                 if time.monotonic() + delay > deadline:
