@@ -78,18 +78,22 @@ def pack_wheels(dest):
     installed here: the image's womm runs on what this one was tested with, and the same source gives
     the same tag whatever the package index has published since."""
     dest.mkdir(parents=True, exist_ok=True)
-    pack_self_wheel(dest)
+    own = pack_self_wheel(dest)
     with tempfile.NamedTemporaryFile("w", prefix="womm-pins-", suffix=".txt") as pins:
         pins.write("".join(f"{name}=={version}\n" for name, version in installed_versions().items()))
         pins.flush()
         proc = _pip_wheel(dest, "--constraint", pins.name)
     if proc.returncode != 0:
-        # Installed from elsewhere than pip's index (a local build, another index): the index's versions.
-        say("womm's dependencies cannot be fetched at the versions installed here; taking the package index's")
+        # Installed from elsewhere than pip's index (a local build, another index): the index's versions,
+        # and none of the pinned attempt's wheels beside them.
+        say(f"womm's dependencies cannot be fetched at the versions installed here ({_last_line(proc)}); "
+            "taking the package index's")
+        for wheel in dest.iterdir():
+            if wheel != own:
+                wheel.unlink()
         proc = _pip_wheel(dest)
     if proc.returncode != 0:
-        said = proc.stderr.strip().splitlines() or [f"pip exited {proc.returncode}"]
-        raise WommError(f"cannot fetch womm's dependencies as wheels: {said[-1]}")
+        raise WommError(f"cannot fetch womm's dependencies as wheels: {_last_line(proc)}")
 
 
 def _pip_wheel(dest, *options):
@@ -97,16 +101,28 @@ def _pip_wheel(dest, *options):
                            *DEPENDENCIES], capture_output=True, text=True)
 
 
+def _last_line(proc):
+    return (proc.stderr.strip().splitlines() or [f"pip exited {proc.returncode}"])[-1]
+
+
+# A version as PEP 440 writes it once normalized (what pip accepts in a pin); others are left unpinned.
+PIN_VERSION = re.compile(r"([0-9]+!)?[0-9]+(\.[0-9]+)*((a|b|rc)[0-9]+)?(\.post[0-9]+)?(\.dev[0-9]+)?"
+                         r"(\+[a-z0-9]+(\.[a-z0-9]+)*)?")
+
+
 def installed_versions():
-    """{distribution: version} of what is installed beside this womm (womm itself aside; versions
-    pip could not read as a pin aside)."""
+    """{distribution: version} of what is installed beside this womm (womm itself aside, and what pip
+    could not read as a pin)."""
     from importlib.metadata import distributions
 
     found = {}
     for dist in distributions():
-        name = re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower()
-        version = dist.version or ""
-        if name and name != "womm" and re.fullmatch(r"[0-9][0-9A-Za-z.!+]*", version):
+        try:
+            name, version = dist.metadata["Name"] or "", dist.version or ""
+        except (KeyError, OSError, ValueError):  # a broken dist-info (an uninstall cut short)
+            continue
+        name = re.sub(r"[-_.]+", "-", name).lower()
+        if name and name != "womm" and PIN_VERSION.fullmatch(version):
             found.setdefault(name, version)  # the first on sys.path is the one imported
     return dict(sorted(found.items()))
 
