@@ -47,6 +47,12 @@ CACHE_RESOURCES = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cp
 HARDENED = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 SECCOMP = {"type": "RuntimeDefault"}
 
+# The job container's first words: its runner (runner.sh, this script's $0) under the image's bash
+# where it has one, whose job control gives each job a process group of its own as it forks it, with
+# no setsid to exec at each job's start (README: Performance); under the image's sh elsewhere.
+UNDER_BASH = ('command -v bash >/dev/null 2>&1 && bash -c : 2>/dev/null && exec bash -c "$0" womm-runner "$@"; '
+              'exec sh -c "$0" womm-runner "$@"')
+
 # PID 1 of a worker's agent container: makes the directory the agent and the job runner
 # share, then idles (and is gone at once on SIGTERM: a plain `sleep` as PID 1 would hold
 # pod deletion for the whole grace period).
@@ -123,8 +129,7 @@ def worker_replicaset(task, share_spec, womm_image, runner):
     job = {
         "name": JOB_CONTAINER,
         "image": task.image,
-        "command": ["sh", "-c", runner, "womm-runner", POD_RUN, task.cwd, task.shell or "sh",
-                    str(KILL_GRACE)],
+        "command": ["sh", "-c", UNDER_BASH, runner, POD_RUN, task.cwd, task.shell or "sh", str(KILL_GRACE)],
         "workingDir": task.cwd,
         "resources": {"requests": resources, "limits": resources},
         "volumeMounts": [*share_spec.get("mounts", []), run_mount],

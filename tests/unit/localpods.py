@@ -9,6 +9,8 @@ import sys
 import threading
 from importlib import resources
 
+from womm import manifests
+
 RUNNER = resources.files("womm_run").joinpath("runner.sh").read_text()
 
 
@@ -48,9 +50,11 @@ def kill_tree(pid):
 class LocalPod:
     """runner.sh as the job container's PID 1, in `cwd`; RUN is its own directory."""
 
-    def __init__(self, root, name, cwd, shell="sh", stderr=None, grace=1, runner_sh="sh", started=True):
+    def __init__(self, root, name, cwd, shell="sh", stderr=None, grace=1, runner_sh=None, started=True):
         self.name, self.cwd, self.shell, self.stderr, self.grace = name, str(cwd), shell, stderr, grace
-        self.runner_sh = runner_sh  # the image's sh, which runs runner.sh
+        # What runs runner.sh: None as the pod's manifest starts it (bash, which this machine has), or
+        # exactly this shell ("dash": an image without bash).
+        self.runner_sh = runner_sh
         self.run = os.path.join(str(root), name)
         os.makedirs(os.path.join(self.run, "jobs"), exist_ok=True)
         self.runner = None
@@ -58,9 +62,11 @@ class LocalPod:
             self.start_job_container()
 
     def start_job_container(self):
-        self.runner = subprocess.Popen([self.runner_sh, "-c", RUNNER, "womm-runner", self.run, self.cwd, self.shell,
-                                        str(self.grace)],
-                                       stdin=subprocess.DEVNULL, stderr=self.stderr)
+        start = (["sh", "-c", manifests.UNDER_BASH, RUNNER] if self.runner_sh is None
+                 else [self.runner_sh, "-c", RUNNER, "womm-runner"])
+        # A session of its own, as a container's PID 1 (a job's `kill 0` gone wrong reaches no test).
+        self.runner = subprocess.Popen([*start, self.run, self.cwd, self.shell, str(self.grace)],
+                                       stdin=subprocess.DEVNULL, stderr=self.stderr, start_new_session=True)
 
     def restart_job_container(self):
         """Like a container that died (OOM-killed, say) and was started again: its jobs die with it."""

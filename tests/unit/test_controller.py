@@ -12,6 +12,7 @@ import pytest
 from localpods import LocalCluster, LocalPod, LocalPods
 from localpods import tree as localpods_tree
 
+from womm import manifests
 from womm.kube import ApiError
 from womm.shares.base import NoShare
 from womm_run import gnuparallel, protocol
@@ -22,7 +23,7 @@ from womm_run.scheduler import PodSlot, Scheduler
 
 class Harness:
     def __init__(self, tmp_path, n_pods=1, procs=2, local=0, retries=3, env_script=b"", task="t1", shell="sh",
-                 max_pods=None, runner_sh="sh"):
+                 max_pods=None, runner_sh=None):
         self.tmp = tmp_path
         self.shell, self.runner_sh = shell, runner_sh
         self.rundir = RunDir(task, max_slots=local + (max_pods or n_pods) * procs, local_slots=local)
@@ -184,10 +185,10 @@ def test_local_slots_run_locally(tmp_path):
     assert h.sched.done == 0
 
 
-def test_the_runner_starts_jobs_through_the_setsid_the_womm_container_put_in_the_run_directory(tmp_path):
-    """The helper image's static setsid (podrun.SETSID) is preferred to the image's own: a third of a
-    job start's CPU."""
-    h = Harness(tmp_path, n_pods=0, max_pods=1, shell="sh")  # a bare name, as the task says it
+def _jobs_with_a_counted_setsid(tmp_path, runner_sh):
+    """Three jobs printing their pid, process group and session, with a setsid in the run directory
+    that counts its uses (podrun.SETSID, the helper image's static busybox)."""
+    h = Harness(tmp_path, n_pods=0, max_pods=1, shell="sh", runner_sh=runner_sh)  # a bare name, as the task says it
     run = tmp_path / "pods" / "pod0"
     run.mkdir(parents=True)
     used = tmp_path / "setsid-used"
@@ -197,13 +198,70 @@ def test_the_runner_starts_jobs_through_the_setsid_the_womm_container_put_in_the
     (run / "setsid").chmod(0o755)
     try:
         h.add_pod()
-        status, out, _ = h.run(["-k", "echo {}; ps -o sid= -p $$", ":::", "a", "b", "c"])
+        status, out, _ = h.run(["-k", "echo {} $$ $(ps -o pgid=,sid= -p $$)", ":::", "a", "b", "c"])
     finally:
         h.close()
-    lines = out.decode().split()
-    assert status == 0 and lines[0::2] == ["a", "b", "c"]
-    assert used.read_text().count("used") == 4  # the runner's check that it runs, then each job
-    assert len(set(lines[1::2])) == 3  # each job a session of its own
+    jobs = [line.split() for line in out.decode().splitlines()]
+    assert status == 0 and [job[0] for job in jobs] == ["a", "b", "c"], out
+    return used.read_text().count("used"), [job[1:] for job in jobs]
+
+
+def test_without_bash_the_runner_starts_jobs_through_the_setsid_the_womm_container_put_in_the_run_directory(
+        tmp_path):
+    """The helper image's static setsid (podrun.SETSID) is preferred to the image's own: a third of a
+    job start's CPU."""
+    uses, jobs = _jobs_with_a_counted_setsid(tmp_path, "dash")
+    assert uses == 4  # the runner's check that it runs, then each job
+    assert len({sid for _, _, sid in jobs}) == 3  # each job a session of its own
+
+
+def test_under_bash_each_job_leads_a_process_group_of_its_own_with_no_setsid_to_exec(tmp_path):
+    """As the pod's manifest starts the runner where the image has bash: its job control makes each
+    job a process group's leader as it forks it; setsid runs only for the runner's check."""
+    uses, jobs = _jobs_with_a_counted_setsid(tmp_path, None)
+    assert uses == 1
+    assert all(pid == pgid for pid, pgid, _ in jobs) and len({pgid for _, pgid, _ in jobs}) == 3, jobs
+
+
+@pytest.mark.parametrize("bash", ["none", "broken", "bash"])
+def test_the_job_container_runs_the_runner_under_bash_where_the_image_has_a_working_one(tmp_path, bash):
+    """manifests.UNDER_BASH, with the runner's arguments; an image whose bash does not run gets its sh."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sh", "dash"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    if bash == "broken":
+        (bin_dir / "bash").write_text("#!/nonexistent/interpreter\n")
+        (bin_dir / "bash").chmod(0o755)
+    elif bash == "bash":
+        (bin_dir / "bash").symlink_to(shutil.which("bash"))
+    script = 'echo "${BASH_VERSION:+bash} $0 $*"'
+    out = subprocess.run([str(bin_dir / "sh"), "-c", manifests.UNDER_BASH, script, "RUN", "DIR"], capture_output=True,
+                         text=True, env={"PATH": str(bin_dir)}).stdout
+    assert out.split() == [*(["bash"] if bash == "bash" else []), "womm-runner", "RUN", "DIR"]
+
+
+@pytest.mark.parametrize("runner_sh", [None, "dash"])
+def test_a_jobs_kill_0_reaches_its_own_process_group_only(tmp_path, runner_sh):
+    """A script's `kill 0` (its cleanup, say) signals the job's own group: not its slot's loop, not the
+    runner, so no job is lost and the slot goes on."""
+    args = ["-k", "if [ {} = 2 ]; then kill -TERM 0; fi; echo {} $PPID", ":::", "1", "2", "3"]
+    h = Harness(tmp_path, procs=1, runner_sh=runner_sh)
+    status, out, _ = run_unless_it_hangs(h, args, timeout=20)
+    lines = [line.split() for line in out.decode().splitlines()]
+    assert status == 1 and [line[0] for line in lines] == ["1", "3"], out  # job 2 died of its TERM
+    assert lines[0][1] == lines[1][1] and h.sched.rerun == 0  # one loop ran them all, nothing lost
+
+
+@pytest.mark.parametrize("runner_sh", [None, "dash"])
+def test_a_job_stopped_and_continued_is_not_taken_for_ended(tmp_path, runner_sh):
+    """bash's `wait` returns when a job it started with job control is stopped: the runner turns it
+    off once the job is forked, and the job's status is its end's."""
+    args = ["-k", "(sleep 0.3; kill -CONT $$) & kill -STOP $$; echo {} went on; exit 3", ":::", "1", "2"]
+    h = Harness(tmp_path, procs=1, runner_sh=runner_sh)
+    status, out, _ = run_unless_it_hangs(h, args, timeout=20)
+    assert (status, out) == (2, b"1 went on\n2 went on\n")
+    assert h.sched.rerun == 0
 
 
 def test_a_slots_jobs_are_children_of_one_loop(tmp_path):

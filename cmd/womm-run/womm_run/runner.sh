@@ -1,9 +1,11 @@
 # womm's job runner: PID 1 of a worker pod's job container, started as
-#   sh -c RUNNER womm-runner RUN DIR SHELL GRACE
+#   bash -c RUNNER womm-runner RUN DIR SHELL GRACE     (sh where the image has no bash: manifests.UNDER_BASH)
 # RUN is a directory shared with the pod's womm container (an emptyDir, laid out as
 # womm.podrun says), whose agent (podagent.py) gives it jobs; DIR is where jobs run; SHELL
 # runs them (sh when the image has no SHELL); GRACE is the seconds between TERM and KILL.
 # POSIX sh builtins only, and setsid where the image has it: the user's image needs nothing else.
+# Each job leads a process group of its own (a job's `kill 0` must not reach its loop): under bash,
+# its job control makes it one as it forks the job; under another sh, setsid does, an exec more.
 #
 # The agent writes one request per line into the fifo RUN/ctl:
 #   loop NAME    start a slot's loop, RUN/loops/NAME/: it reads the names of its jobs from the fifo
@@ -43,7 +45,7 @@ signal_job() {
     # $1 the job's pid, $2 the signal. Stop the tree first so that nothing forks past us,
     # then signal it and wake it.
     tree="$1 $(descendants "$1")"
-    if [ -n "$setsid" ]; then
+    if [ -n "$groups" ]; then
         kill -STOP "-$1" 2>/dev/null
         kill -"$2" "-$1" 2>/dev/null
     fi
@@ -51,7 +53,7 @@ signal_job() {
     kill -STOP $tree 2>/dev/null
     # shellcheck disable=SC2086
     kill -"$2" $tree 2>/dev/null
-    [ -n "$setsid" ] && kill -CONT "-$1" 2>/dev/null
+    [ -n "$groups" ] && kill -CONT "-$1" 2>/dev/null
     # shellcheck disable=SC2086
     kill -CONT $tree 2>/dev/null
 }
@@ -70,6 +72,8 @@ run_job() {
     # The loop opens the job's fifos before it says "started": from then on the agent may close its
     # end of `in` (the job then reads its end) without the job's open hanging.
     exec 4< "$j/in" 5> "$j/out" 6> "$j/err"
+    # Job control only for the fork: with it, a shell's `wait` may return when its job is stopped.
+    [ "$groups" != bash ] || set -m
     (
         # As a background command's: bash's exec would give the job the dispositions this shell
         # started with, where dash keeps these two ignored (and so did a job started with `&`).
@@ -84,6 +88,7 @@ run_job() {
         exec $setsid "$shell" -c "$cmd" <&4 >&5 2>&6 3>&- 4<&- 5>&- 6>&- 7>&- 8<&-
     ) &
     pid=$!
+    [ "$groups" != bash ] || set +m
     exec 4<&- 5>&- 6>&-
     echo "$pid" > "$j/pid"
     echo "started $pid" >&3
@@ -100,6 +105,17 @@ slot_loop() {
     done
 }
 
+job_control_leads_groups() {
+    # Under bash, without a terminal: does a job forked with job control lead a process group of its
+    # own? (In /proc/self/stat, the fields after the command's name: state, parent, process group.)
+    [ -n "${BASH_VERSION:-}" ] || return 1
+    set -m
+    ( read -r stat < /proc/self/stat && set -- ${stat##*) } && [ "$3" = "$BASHPID" ] ) 2>/dev/null &
+    led=$!
+    set +m
+    wait "$led"
+}
+
 kill_all() {
     for p in "$run"/jobs/*/pid; do
         pid=
@@ -112,6 +128,8 @@ while :; do
     until [ -p "$run/ctl" ]; do sleep 0.05 2>/dev/null || sleep 1; done
     # The womm container's static setsid, there before ctl: a third of a job start's CPU less.
     if [ -x "$run/setsid" ] && "$run/setsid" "$shell" -c : 2>/dev/null; then setsid=$run/setsid; fi
+    groups=$setsid
+    if job_control_leads_groups; then groups=bash setsid=; fi
     started=0
     while IFS=' ' read -r verb arg; do
         case $verb in
