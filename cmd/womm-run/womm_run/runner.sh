@@ -11,7 +11,7 @@
 #   loop NAME    start a slot's loop, RUN/loops/NAME/: it reads the names of its jobs from the fifo
 #                `next` and runs them one after the other, each as its own child (a fork per job,
 #                not two), holding the fifo `alive` for its whole life: if it dies, the agent sees it
-#   kill PID     TERM to the job's process group (its tree without setsid), KILL after GRACE
+#   kill PID     TERM to the job's process group and its tree, KILL after GRACE
 # A job, RUN/jobs/JOB/, is `job` (sh assignments: the command and its PARALLEL_* variables) and the
 # fifos in, out, err and status. Its loop writes "started PID", then "exit STATUS" when the job has
 # ended, into its status fifo, which it holds meanwhile: if the loop dies, the agent sees it close.
