@@ -50,8 +50,10 @@ SECCOMP = {"type": "RuntimeDefault"}
 # The job container's first words: its runner (runner.sh, this script's $0) under the image's bash
 # where it has one, whose job control gives each job a process group of its own as it forks it, with
 # no setsid to exec at each job's start (README: Performance); under the image's sh elsewhere.
-UNDER_BASH = ('command -v bash >/dev/null 2>&1 && bash -c : 2>/dev/null && exec bash -c "$0" womm-runner "$@"; '
-              'exec sh -c "$0" womm-runner "$@"')
+# POSIX mode: no startup file ($BASH_ENV, the image's: a `set -e` there would end a slot's loop at
+# its first failing job), and a redirection that fails ends the shell, as in sh.
+UNDER_BASH = ('command -v bash >/dev/null 2>&1 && bash --posix -c : 2>/dev/null && '
+              'exec bash --posix -c "$0" womm-runner "$@"; exec sh -c "$0" womm-runner "$@"')
 
 # PID 1 of a worker's agent container: makes the directory the agent and the job runner
 # share, then idles (and is gone at once on SIGTERM: a plain `sleep` as PID 1 would hold

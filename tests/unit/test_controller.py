@@ -241,6 +241,53 @@ def test_the_job_container_runs_the_runner_under_bash_where_the_image_has_a_work
     assert out.split() == [*(["bash"] if bash == "bash" else []), "womm-runner", "RUN", "DIR"]
 
 
+def test_the_images_bash_env_is_not_the_runners(tmp_path, monkeypatch):
+    """bash reads $BASH_ENV at its start, sh does not: the runner under bash reads none (POSIX mode), so
+    what the file exports reaches no sh job, and its `set -e` does not end the slot's loop at a job
+    that fails."""
+    bash_env = tmp_path / "bash_env"
+    bash_env.write_text("set -e\nFROM_BASH_ENV=1; export FROM_BASH_ENV\n")
+    monkeypatch.setenv("BASH_ENV", str(bash_env))  # the image's environment, which the runner inherits
+    h = Harness(tmp_path, procs=1)
+    status, out, _ = run_unless_it_hangs(h, ["-k", 'echo "{} [$FROM_BASH_ENV] $PPID"; exit {}', ":::", "3", "0"])
+    lines = [line.split() for line in out.decode().splitlines()]
+    assert status == 1 and [line[:2] for line in lines] == [["3", "[]"], ["0", "[]"]], out
+    assert lines[0][2] == lines[1][2] and h.sched.rerun == 0  # the same loop ran both: nothing lost
+
+
+@pytest.mark.parametrize("runner_sh", [None, "dash"])
+def test_a_job_that_stops_itself_as_a_terminal_would_goes_on(tmp_path, runner_sh):
+    """With setsid the job's group was orphaned and the kernel discarded SIGTSTP, SIGTTIN and SIGTTOU;
+    under bash's job control the group is not, and the runner has the job ignore them."""
+    args = ["-k", "kill -TSTP $$; kill -TTIN $$; kill -TTOU $$; echo {} went on", ":::", "1", "2"]
+    h = Harness(tmp_path, procs=1, runner_sh=runner_sh)
+    status, out, _ = run_unless_it_hangs(h, args, timeout=20)
+    assert (status, out) == (0, b"1 went on\n2 went on\n")
+
+
+@pytest.mark.parametrize("runner_sh", [None, "dash"])
+def test_env_variables_named_as_the_runners_own_do_not_replace_what_the_job_runs(tmp_path, runner_sh):
+    """--env of cmd, shell or setsid (or --env _ with them exported): the job gets them, and still runs
+    its own command in the runner's shell."""
+    env_script = b"cmd='echo hijacked'; export cmd\nshell=/bin/false; export shell\nsetsid=/bin/false; export setsid\n"
+    h = Harness(tmp_path, env_script=protocol.env(env_script, b""), runner_sh=runner_sh)
+    status, out, _ = run_unless_it_hangs(h, ["-k", 'echo {} "[$cmd]" "[$shell]"', ":::", "1"], timeout=20)
+    assert (status, out) == (0, b"1 [echo hijacked] [/bin/false]\n")
+
+
+def test_variables_bash_holds_read_only_are_not_sent_and_the_others_are(tmp_path):
+    """Assigning them fails under bash, which runs the pods' runner where the image has it: every job
+    failed with `UID: readonly variable`."""
+    from womm_run import jobenv
+
+    env = {b"UID": b"4242", b"SHELLOPTS": b"errexit", b"PPID": b"1", b"WOMM_T_VAR": b"kept"}
+    payload = jobenv.frame_payload(env, [b"UID", b"SHELLOPTS", b"PPID", b"WOMM_T_VAR"])
+    h = Harness(tmp_path, env_script=payload)
+    status, out, err = run_unless_it_hangs(h, ["-k", 'echo {} "$WOMM_T_VAR"', ":::", "1", "2"], timeout=20)
+    assert (status, out, err) == (0, b"1 kept\n2 kept\n", b"")
+    assert b"UID" not in jobenv.scripts(env, [b"UID"])[0]
+
+
 @pytest.mark.parametrize("runner_sh", [None, "dash"])
 def test_a_jobs_kill_0_reaches_its_own_process_group_only(tmp_path, runner_sh):
     """A script's `kill 0` (its cleanup, say) signals the job's own group: not its slot's loop, not the

@@ -10,6 +10,9 @@ bash they start, have the functions.
 import re
 
 NAME = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
+# Variables bash holds read-only: the pod's runner, under bash where the image has it, could not
+# assign them before a job (every job would fail), and a bash job keeps its own anyway.
+BASH_READONLY = {b"BASHOPTS", b"BASH_VERSINFO", b"EUID", b"PPID", b"SHELLOPTS", b"UID"}
 FUNCTION = re.compile(rb"BASH_FUNC_(.+)%%")  # bash's name for an exported function
 
 
@@ -30,14 +33,15 @@ def functions(environ):
 def scripts(environ, names=()):
     """(sh script, bash script) for the pods: --env variables exported, functions defined.
 
-    environ: os.environb; names: the variables and functions --env named (bytes).
+    environ: os.environb; names: the variables and functions --env named (bytes). The variables bash
+    holds read-only (BASH_READONLY) are not sent.
     """
     funcs = functions(environ)
     sh, bash = [], []
     for name in names:
         if name in funcs:
             continue  # all exported functions go anyway
-        if NAME.fullmatch(name) and name in environ:
+        if NAME.fullmatch(name) and name in environ and name not in BASH_READONLY:
             sh.append(b"%s=%s; export %s" % (name, sh_quote(environ[name]), name))
     for name, definition in sorted(funcs.items()):
         # `name () { ...; }` then `export -f`: nested shells of the job see it too.

@@ -5,7 +5,8 @@
 # runs them (sh when the image has no SHELL); GRACE is the seconds between TERM and KILL.
 # POSIX sh builtins only, and setsid where the image has it: the user's image needs nothing else.
 # Each job leads a process group of its own (a job's `kill 0` must not reach its loop): under bash,
-# its job control makes it one as it forks the job; under another sh, setsid does, an exec more.
+# its job control makes it one as it forks the job; under another sh, setsid does, an exec more,
+# and a session of its own too (under bash, a job that signals its whole session reaches PID 1).
 #
 # The agent writes one request per line into the fifo RUN/ctl:
 #   loop NAME    start a slot's loop, RUN/loops/NAME/: it reads the names of its jobs from the fifo
@@ -78,14 +79,19 @@ run_job() {
         # As a background command's: bash's exec would give the job the dispositions this shell
         # started with, where dash keeps these two ignored (and so did a job started with `&`).
         trap '' INT QUIT
+        # Without setsid the job's group is not orphaned (its loop shares its session): the stops a
+        # terminal sends would stop it for good, where an orphaned group has them discarded.
+        [ -n "$setsid" ] || trap '' TSTP TTIN TTOU
         # What sourcing the job's files says goes to the job's stderr.
         exec 2>&6
         # Each job enters the directory anew: a lazy share is mounted over it after this runner started.
         cd "$dir" 2>/dev/null
         . "$j/job"
-        if [ -r "$run/env" ]; then . "$run/env"; fi
+        # What runs, out of reach of the variables sourced next (--env may name cmd, shell or setsid).
         # shellcheck disable=SC2154 # cmd comes from $j/job
-        exec $setsid "$shell" -c "$cmd" <&4 >&5 2>&6 3>&- 4<&- 5>&- 6>&- 7>&- 8<&-
+        set -- "$cmd" "$shell" "$setsid"
+        if [ -r "$run/env" ]; then . "$run/env"; fi
+        exec $3 "$2" -c "$1" <&4 >&5 2>&6 3>&- 4<&- 5>&- 6>&- 7>&- 8<&-
     ) &
     pid=$!
     [ "$groups" != bash ] || set +m
@@ -129,7 +135,9 @@ while :; do
     # The womm container's static setsid, there before ctl: a third of a job start's CPU less.
     if [ -x "$run/setsid" ] && "$run/setsid" "$shell" -c : 2>/dev/null; then setsid=$run/setsid; fi
     groups=$setsid
-    if job_control_leads_groups; then groups=bash setsid=; fi
+    # In a background subshell, as the slots' loops fork their jobs.
+    job_control_leads_groups &
+    if wait "$!"; then groups=bash setsid=; fi
     started=0
     while IFS=' ' read -r verb arg; do
         case $verb in
