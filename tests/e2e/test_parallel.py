@@ -61,6 +61,19 @@ def test_jobs_see_the_directory_and_run_in_it(womm, tmp_path):
     assert out.splitlines() == [str(d), "1 x"]  # GNU parallel appends the argument
 
 
+def test_in_the_pod_each_job_leads_a_process_group_of_its_own(womm, tmp_path):
+    """The test image has bash: the job container's runner runs under it (manifests.UNDER_BASH), whose
+    job control makes each job a group's leader as it forks it. A job's `kill 0` ends that job alone,
+    the terminal's stops do not stop a job, and nothing is lost or run again."""
+    d = womm.setup_dir(tmp_path / "proj", "none")
+    command = ("if [ {} = 2 ]; then kill -TERM 0; fi; kill -TSTP $$; read -r s < /proc/$$/stat; s=${s##*) }; "
+               "set -- $s; echo {} $(( $3 == $$ )) $(head -c 12 /proc/1/cmdline | tr '\\0' ' ')")
+    ours = womm("parallel", "--kube-pods", "1", "--procs-per-pod", "1", "-k", "--", command, ":::", "1", "2", "3",
+                cwd=d, check=False)
+    assert (ours.returncode, ours.stdout) == (1, "1 1 bash --posix\n3 1 bash --posix\n"), ours.stderr
+    assert "again" not in ours.stderr and "lost" not in ours.stderr, ours.stderr
+
+
 def test_local_procs_add_local_slots(womm, tmp_path):
     d = womm.setup_dir(tmp_path / "proj", "none")
     out = womm("parallel", "--kube-pods", "1", "--kube-cpu", "0.5", "--local-procs", "2", "--", "sleep 1; uname -n; : {}", ":::", *map(str, range(30)),
