@@ -524,16 +524,17 @@ class ExecStream:
     def _sock(self):
         return self.ws.sock
 
-    def _write(self, channel, data):
+    def _write(self, channel, data, head=b""):
         import websocket
 
         try:
-            self.ws.send(bytes([channel]) + data, opcode=websocket.ABNF.OPCODE_BINARY)
+            self.ws.send(bytes([channel]) + head + data, opcode=websocket.ABNF.OPCODE_BINARY)
         except (websocket.WebSocketException, OSError) as e:
             raise OSError(str(e)) from None
 
-    def send(self, data):
-        self._write(STDIN, data)
+    def send(self, data, head=b""):
+        """head + data to the process's stdin (head: a few bytes that the data need not be copied behind)."""
+        self._write(STDIN, data, head=head)
 
     def resize(self, columns, lines):
         try:
@@ -809,12 +810,12 @@ class SpdyExecStream(ExecStream):
         # A frame's part that came counts: the connection lives, and a long frame may be on its way.
         return self.conn.received > self.heard or super()._unread()
 
-    def _write(self, channel, data, fin=False):
+    def _write(self, channel, data, fin=False, head=b""):
         name = "resize" if channel == RESIZE else "stdin"
         if name not in self.conn.ids:
             return  # a resize without a terminal
         try:
-            self.conn.send(name, data, fin)
+            self.conn.send(name, data, fin, head=head)
         except OSError as e:
             raise OSError(str(e)) from None
 

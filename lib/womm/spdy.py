@@ -34,6 +34,7 @@ MAX_CONTROL = 1 << 16  # bytes of a control frame we read (an exec's are replies
 MAX_HEAD = 64 << 10  # bytes of the HTTP answer to the upgrade that are read
 MAX_EARLY = 1 << 20  # bytes of data frames held while the streams are being opened
 READ = 256 << 10
+SEPARATE = 16 << 10  # bytes of data above which a frame's header goes to the socket in a write of its own
 PROTOCOL = "v4.channel.k8s.io"  # the exec's status on the error stream, as JSON; v5 is WebSocket's only
 
 
@@ -201,12 +202,22 @@ class Connection:
             whole = 0
         return max(0, whole) + (self.sock.pending() if hasattr(self.sock, "pending") else 0)
 
-    def send(self, name, data, fin=False):
+    def send(self, name, data, fin=False, head=b""):
+        """data (head before it, in the first frame) as the stream's data frames. A large piece goes
+        to the socket as it is, after its frame's header: not copied into one more buffer."""
         stream = self.ids[name]
+        data = memoryview(data)
         for start in range(0, max(1, len(data)), MAX_DATA):
             piece = data[start:start + MAX_DATA]
             last = start + MAX_DATA >= len(data)
-            self._send(DATA.pack(stream, ((FIN if fin and last else 0) << 24) | len(piece)) + piece)
+            header = DATA.pack(stream, ((FIN if fin and last else 0) << 24) | (len(head) + len(piece))) + head
+            with self.lock:
+                if len(piece) > SEPARATE:
+                    self.sock.sendall(header)
+                    self.sock.sendall(piece)
+                else:
+                    self.sock.sendall(header + piece)
+            head = b""
 
     def ping(self):
         with self.lock:

@@ -95,8 +95,9 @@ class LocalStream:
         self.open = 2
         self.lock = threading.Lock()
 
-    def send(self, data):
+    def send(self, data, head=b""):
         with self.lock:
+            self.proc.stdin.write(head)
             self.proc.stdin.write(data)
             self.proc.stdin.flush()
 

@@ -572,7 +572,7 @@ def test_a_job_whose_stdin_has_ended_is_one_message_to_its_pod(tmp_path):
 
     sent = []
     link = PodLink(SimpleNamespace(), "p")
-    link.stream = SimpleNamespace(send=sent.append)
+    link.stream = SimpleNamespace(send=lambda data, head=b"": sent.append(head + data))
     ended, open_ = Stdin(-1, str(tmp_path)), Stdin(-1, str(tmp_path))
     ended.eof = True
     for stdin in (ended, open_):
@@ -691,3 +691,37 @@ def test_an_early_try_is_tried_again_only_where_the_pods_containers_do_not_run_y
     assert not not_running_yet(ApiError(403, "Forbidden", b'{"kind": "Status", "message": "pods is forbidden"}'))
     assert not not_running_yet(ApiError(429, "Too Many Requests"))
     assert not not_running_yet(OSError("no pod"))
+
+
+def test_a_jobs_stdin_is_given_on_as_it_was_read_not_copied(tmp_path):
+    """What the controller sends of a --pipe block is what it read from GNU parallel's pipe (a copy of a
+    megabyte per block less), in memory and once spilled to a file alike, and whole in order."""
+    from womm_run.localjobs import Stdin
+
+    r, w = os.pipe()
+    data = os.urandom(3 * Stdin.CHUNK + 1000)
+    threading.Thread(target=lambda: (os.write(w, data), os.close(w)), daemon=True).start()
+    stdin = Stdin(r, str(tmp_path))
+    while not stdin.eof:
+        stdin.read_more()
+    first = stdin.chunk(0, 1 << 20)
+    assert first is stdin.chunk(0, 1 << 20), "a piece read, not a copy of it"
+    assert isinstance(stdin.chunk(10, 100), memoryview) and bytes(stdin.chunk(10, 100)) == data[10:110]
+
+    def whole(stdin):
+        out, at = b"", 0
+        while at < stdin.size:
+            piece = stdin.chunk(at, 100000)
+            assert 0 < len(piece) <= 100000
+            out, at = out + bytes(piece), at + len(piece)
+        return out
+
+    assert whole(stdin) == data
+    r, w = os.pipe()
+    threading.Thread(target=lambda: (os.write(w, data), os.close(w)), daemon=True).start()
+    spilled = Stdin(r, str(tmp_path))
+    spilled.SPILL = 2 * Stdin.CHUNK  # past it, what was read so far moves to a file
+    while not spilled.eof:
+        spilled.read_more()
+    assert spilled._file is not None and whole(spilled) == data
+    stdin.close(), spilled.close()

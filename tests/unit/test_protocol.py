@@ -75,8 +75,8 @@ class Stream:
         self.closed.wait()
         return None
 
-    def send(self, data):
-        self.sent.append(data)
+    def send(self, data, head=b""):
+        self.sent.append(head + bytes(data))
 
     def close(self):
         self.closed.set()
@@ -193,8 +193,8 @@ def test_a_leader_refuses_a_task_record_of_another_version_in_one_line(tmp_path)
 class StuckStream(Stream):
     """A stream on a connection that dropped with full buffers: a send blocks until it is ended."""
 
-    def send(self, data):
-        self.sent.append(data)
+    def send(self, data, head=b""):
+        self.sent.append(head + bytes(data))
         self.closed.wait()
 
 

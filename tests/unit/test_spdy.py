@@ -231,3 +231,25 @@ def test_the_kubeconfigs_proxy_tunnels_a_spdy_exec(tmp_path, monkeypatch):
     finally:
         proxy.close()
     assert proxy.seen == [("CONNECT", "127.0.0.1:9", "Basic " + base64.b64encode(b"someone:p@ss").decode())]
+
+
+class RecordingSocket:
+    def __init__(self):
+        self.writes = []
+
+    def sendall(self, data):
+        self.writes.append(data)
+
+
+def test_a_large_piece_of_stdin_goes_to_the_socket_as_it_is_after_its_frames_header():
+    """A --pipe block is not copied once more behind its frame's header (and the pod protocol's) on
+    its way to TLS; a small frame stays one write."""
+    sock = RecordingSocket()
+    conn = spdy.Connection(sock, ["error", "stdin", "stdout", "stderr"])
+    block, head = b"x" * (256 << 10), b"HEAD"
+    conn.send("stdin", block, head=head)
+    assert b"".join(bytes(w) for w in sock.writes) == data_frame(conn.ids["stdin"], head + block)
+    assert any(isinstance(w, memoryview) and w.obj is block for w in sock.writes), "the block, not a copy"
+    sock.writes.clear()
+    conn.send("stdin", b"small", head=head, fin=True)
+    assert sock.writes == [data_frame(conn.ids["stdin"], head + b"small", fin=True)]

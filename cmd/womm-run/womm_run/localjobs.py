@@ -13,6 +13,7 @@ Nothing here starts a process per job, nothing here talks to Kubernetes, and the
 controller holds no file per slot: only the few of each running job.
 """
 
+import bisect
 import errno
 import os
 import stat
@@ -129,7 +130,8 @@ class Stdin:
         self.ranges = list(ranges) if ranges is not None else None
         self.eof = False
         self.size = 0
-        self._mem = bytearray()
+        # In memory: each read as it came (chunk() gives them on without a copy), at these offsets.
+        self._pieces, self._starts = [], []
         self._file = None
 
     @classmethod
@@ -178,10 +180,12 @@ class Stdin:
             protocol.grow_pipe(self.fd)  # a job that has stdin (--pipe): its writer waits less
         if self._file is None and self.size + len(data) > self.SPILL:
             self._file = os.open(self.directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
-            os.write(self._file, self._mem)
-            self._mem = bytearray()
+            for piece, start in zip(self._pieces, self._starts, strict=True):
+                os.pwrite(self._file, piece, start)
+            self._pieces, self._starts = [], []
         if self._file is None:
-            self._mem += data
+            self._pieces.append(data)
+            self._starts.append(self.size)
         else:
             os.pwrite(self._file, data, self.size)
         self.size += len(data)
@@ -199,11 +203,14 @@ class Stdin:
         return b""
 
     def chunk(self, offset, limit):
+        """At most limit bytes from offset (fewer where a piece read in memory ends), not copied."""
         n = min(limit, self.size - offset)
         if n <= 0:
             return b""
         if self._file is None:
-            return bytes(self._mem[offset:offset + n])
+            i = bisect.bisect_right(self._starts, offset) - 1
+            piece, at = self._pieces[i], offset - self._starts[i]
+            return piece if at == 0 and len(piece) <= n else memoryview(piece)[at:at + n]
         return os.pread(self._file, n, offset)
 
     def close_source(self):
@@ -216,7 +223,7 @@ class Stdin:
         if self._file is not None:
             os.close(self._file)
             self._file = None
-        self._mem = bytearray()
+        self._pieces, self._starts = [], []
 
 
 class Job:

@@ -231,9 +231,9 @@ class PodLink:
 
     # ---------------------------------------------------------------- frames out
 
-    def _send(self, data):
+    def _send(self, data, head=b""):
         try:
-            self.stream.send(data)
+            self.stream.send(data, head=head)
         except OSError:
             pass  # the reader sees the stream end, and the slots' jobs are lost with it
 
@@ -247,7 +247,7 @@ class PodLink:
         self._send(data)
 
     def send_in(self, index, number, data):
-        self._send(protocol.encode(protocol.IN, index, number, data))
+        self._send(data, head=protocol.header(protocol.IN, index, number, len(data)))
 
     def kill(self, index, number):
         self._send(protocol.encode(protocol.KILL, index, number))

@@ -69,6 +69,11 @@ def encode(kind, slot=0, job=0, payload=b""):
     return HEADER.pack(kind, slot, job, len(payload)) + payload
 
 
+def header(kind, slot, job, length):
+    """A frame's header alone: a large payload goes after it as it is, not copied behind it."""
+    return HEADER.pack(kind, slot, job, length)
+
+
 class Decoder:
     """Frames from a byte stream that arrives in pieces of any size."""
 
