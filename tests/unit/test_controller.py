@@ -391,6 +391,22 @@ def test_a_lost_stream_reruns_its_jobs_and_output_appears_once(tmp_path):
         h.close()
 
 
+
+def test_a_pipe_job_lost_with_a_window_of_its_stdin_in_flight_is_given_it_again_whole(tmp_path):
+    """A --pipe block larger than the window, its stream broken while the job holds a window of it
+    unread (and unacknowledged): the next attempt gets the block again from its first byte, as it was
+    read from GNU parallel's pipe, and the output is local GNU parallel's."""
+    data = bytes(range(256)) * 12000 + b"tail\n"  # 3 MB: blocks of three windows
+    args = ["--pipe", "--block", "3M", "-k", f"touch {tmp_path}/started.$PARALLEL_SEQ; sleep 0.5; wc -c; cksum"]
+    h = Harness(tmp_path, n_pods=2, procs=1)
+    try:
+        when_a_job_started(tmp_path, lambda: h.cluster.streams[0][1].kill())
+        status, out, _ = h.run(args, stdin=data)
+        assert h.sched.rerun >= 1
+    finally:
+        h.close()
+    assert (status, out, b"") == local(args, data)
+
 def test_a_restarted_job_container_reruns_its_jobs(tmp_path):
     h = Harness(tmp_path, n_pods=1, procs=2)
     try:
