@@ -205,11 +205,11 @@ class Connection:
     def send(self, name, data, fin=False, head=b""):
         """data (head before it, in the first frame) as the stream's data frames. A large piece goes
         to the socket as it is, after its frame's header: not copied into one more buffer."""
-        stream = self.ids[name]
-        data = memoryview(data)
-        for start in range(0, max(1, len(data)), MAX_DATA):
-            piece = data[start:start + MAX_DATA]
-            last = start + MAX_DATA >= len(data)
+        stream, data, start = self.ids[name], memoryview(data), 0
+        while True:
+            piece = data[start:start + MAX_DATA - len(head)]
+            start += len(piece)
+            last = start >= len(data)
             header = DATA.pack(stream, ((FIN if fin and last else 0) << 24) | (len(head) + len(piece))) + head
             with self.lock:
                 if len(piece) > SEPARATE:
@@ -217,6 +217,8 @@ class Connection:
                     self.sock.sendall(piece)
                 else:
                     self.sock.sendall(header + piece)
+            if last:
+                return
             head = b""
 
     def ping(self):

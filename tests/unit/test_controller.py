@@ -624,28 +624,27 @@ def test_the_agent_writes_what_one_loop_queued_in_one_message(tmp_path):
 
 
 
-def test_the_agent_acknowledges_a_jobs_stdin_each_half_window_not_each_write(tmp_path):
-    """An ACK is a message through the runtime, the kubelet and the API server: a --pipe block written
-    in four pieces costs two (the controller waits for one only with a whole window in flight)."""
-    from womm_run import podagent
+def test_a_trickling_stdin_is_kept_gathered_and_given_again_in_whole_chunks(tmp_path):
+    """A job's stdin that comes a few bytes at a time (a --tee fifo fed line by line) is not kept read
+    by read (a page each), and its replay to a new attempt is not a frame per read."""
+    from womm_run.localjobs import Stdin
 
-    out_r, out_w = os.pipe()
-    agent = podagent.Agent(str(tmp_path), 2, stdin=-1, stdout=out_w)
-    in_r, in_w = os.pipe()
-    protocol.grow_pipe(in_w)
-    os.set_blocking(in_w, False)
-    job = SimpleNamespace(slot=1, number=7, pid=42, fds={"in": in_w}, pending_in=bytearray(), unacked=0, in_eof=False)
-    quarter = protocol.WINDOW // 4
-    for _ in range(4):
-        job.pending_in += os.urandom(quarter)
-        agent._write_in(job)
-        assert len(os.read(in_r, protocol.WINDOW)) == quarter
-    acks = [protocol.read_ack(p) for k, _, _, p in protocol.Decoder().feed(bytes(agent.out)) if k == protocol.ACK]
-    assert acks == [2 * quarter, 2 * quarter]
-    agent.sel.close()
-    for fd in (out_r, out_w, in_r, in_w):
-        os.close(fd)
-
+    r, w = os.pipe()
+    stdin = Stdin(r, str(tmp_path))
+    line = b"%099d\n" % 7
+    for _ in range(5000):
+        os.write(w, line)
+        assert stdin.read_more()
+    os.close(w)
+    while not stdin.eof:
+        stdin.read_more()
+    assert stdin.size == 500_000 and len(stdin._pieces) <= stdin.size // Stdin.SMALL + 1
+    chunks, at = [], 0
+    while at < stdin.size:
+        chunks.append(bytes(stdin.chunk(at, 256 << 10)))
+        at += len(chunks[-1])
+    assert b"".join(chunks) == line * 5000 and len(chunks) <= stdin.size // Stdin.SMALL + 1
+    stdin.close()
 
 def _vm_data_kb(pid):
     with open(f"/proc/{pid}/status") as f:

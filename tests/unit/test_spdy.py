@@ -253,3 +253,20 @@ def test_a_large_piece_of_stdin_goes_to_the_socket_as_it_is_after_its_frames_hea
     sock.writes.clear()
     conn.send("stdin", b"small", head=head, fin=True)
     assert sock.writes == [data_frame(conn.ids["stdin"], head + b"small", fin=True)]
+
+
+
+def test_a_frames_header_and_data_never_pass_the_longest_frame():
+    """head + data longer than a SPDY frame holds: the first frame is cut at the longest (its length
+    never spills into the flags), the rest follows, FIN on the last."""
+    sock = RecordingSocket()
+    conn = spdy.Connection(sock, ["error", "stdin", "stdout", "stderr"])
+    data, head = b"y" * spdy.MAX_DATA, b"HEAD"
+    conn.send("stdin", data, head=head, fin=True)
+    stream, frames = b"".join(bytes(w) for w in sock.writes), []
+    while stream:
+        ident, second = struct.unpack_from(">II", stream)
+        frames.append((ident, second >> 24, second & 0xFFFFFF))
+        stream = stream[8 + (second & 0xFFFFFF):]
+    ident = conn.ids["stdin"]
+    assert frames == [(ident, 0, spdy.MAX_DATA), (ident, spdy.FIN, len(head))]

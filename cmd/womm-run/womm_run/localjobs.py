@@ -123,6 +123,8 @@ class Stdin:
 
     SPILL = 8 << 20
     CHUNK = 256 << 10
+    SMALL = 64 << 10  # reads under this are gathered into one piece: a trickle kept read by read
+    # would cost a page and a frame each
 
     def __init__(self, fd, directory, ranges=None):
         self.fd = fd  # -1 while a fifo waits for its writer, and once read to its end
@@ -130,8 +132,10 @@ class Stdin:
         self.ranges = list(ranges) if ranges is not None else None
         self.eof = False
         self.size = 0
-        # In memory: each read as it came (chunk() gives them on without a copy), at these offsets.
+        # In memory: each large read as it came (chunk() gives them on without a copy), at these
+        # offsets, and the small ones since the last piece, gathered (never given out: it grows).
         self._pieces, self._starts = [], []
+        self._small = bytearray()
         self._file = None
 
     @classmethod
@@ -161,35 +165,56 @@ class Stdin:
 
     def read_more(self):
         """Read what there is now; False when nothing was there yet."""
-        if self.ranges is not None:
-            data = self._next_range()
-        elif self.fd < 0:
-            return False  # a fifo not open yet
-        else:
-            try:
-                data = os.read(self.fd, self.CHUNK)
-            except BlockingIOError:
-                return False
-            except OSError:
-                data = b""
+        data = self._read()
+        if data is None:
+            return False
         if not data:
             self.eof = True
             self.close_source()
             return True
         if self.size == 0 and self.ranges is None:
             protocol.grow_pipe(self.fd)  # a job that has stdin (--pipe): its writer waits less
+        self._keep(data)
+        return True
+
+    def _read(self):
+        """What came (b"" at the end), or None if nothing yet."""
+        if self.ranges is not None:
+            return self._next_range()
+        if self.fd < 0:
+            return None  # a fifo not open yet
+        try:
+            return os.read(self.fd, self.CHUNK)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
+
+    def _keep(self, data):
         if self._file is None and self.size + len(data) > self.SPILL:
             self._file = os.open(self.directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+            self._gathered()
             for piece, start in zip(self._pieces, self._starts, strict=True):
                 os.pwrite(self._file, piece, start)
             self._pieces, self._starts = [], []
-        if self._file is None:
+        if self._file is not None:
+            os.pwrite(self._file, data, self.size)
+        elif len(data) < self.SMALL:
+            self._small += data
+        else:
+            self._gathered()
             self._pieces.append(data)
             self._starts.append(self.size)
-        else:
-            os.pwrite(self._file, data, self.size)
         self.size += len(data)
-        return True
+        if len(self._small) >= self.SMALL:
+            self._gathered()
+
+    def _gathered(self):
+        """The small reads gathered since the last piece, made a piece."""
+        if self._small:
+            self._pieces.append(bytes(self._small))
+            self._starts.append(self.size - len(self._small))
+            self._small = bytearray()
 
     def _next_range(self):
         while self.ranges:
@@ -203,15 +228,26 @@ class Stdin:
         return b""
 
     def chunk(self, offset, limit):
-        """At most limit bytes from offset (fewer where a piece read in memory ends), not copied."""
+        """At most limit bytes from offset: a large read's piece, or a view of it, not copied (fewer
+        bytes where it ends); small pieces joined up to limit (a replay of a trickle is not a frame
+        per read)."""
         n = min(limit, self.size - offset)
         if n <= 0:
             return b""
-        if self._file is None:
-            i = bisect.bisect_right(self._starts, offset) - 1
-            piece, at = self._pieces[i], offset - self._starts[i]
+        if self._file is not None:
+            return os.pread(self._file, n, offset)
+        if self._small:
+            self._gathered()
+        i = bisect.bisect_right(self._starts, offset) - 1
+        piece, at = self._pieces[i], offset - self._starts[i]
+        if len(piece) - at >= min(n, self.SMALL):
             return piece if at == 0 and len(piece) <= n else memoryview(piece)[at:at + n]
-        return os.pread(self._file, n, offset)
+        parts = []
+        while n > 0:
+            part = memoryview(self._pieces[i])[at:at + n]
+            parts.append(part)
+            n, i, at = n - len(part), i + 1, 0
+        return b"".join(parts)
 
     def close_source(self):
         if self.fd >= 0:
@@ -223,7 +259,7 @@ class Stdin:
         if self._file is not None:
             os.close(self._file)
             self._file = None
-        self._pieces, self._starts = [], []
+        self._pieces, self._starts, self._small = [], [], bytearray()
 
 
 class Job:

@@ -58,7 +58,6 @@ class Job:
         self.pid = None
         self.cancelled = False
         self.pending_in = bytearray()
-        self.unacked = 0  # bytes of its stdin written since the last ACK
         self.in_eof = False
         self.in_grown = False
         self.status_buf = b""
@@ -515,6 +514,7 @@ class Agent:
 
     def _write_in(self, job, what="in"):
         fd = job.fds["in"]
+        written = 0
         while job.pending_in:
             try:
                 with memoryview(job.pending_in) as pending:
@@ -526,14 +526,10 @@ class Agent:
                     raise
                 job.pending_in.clear()
                 break
-            job.unacked += n
+            written += n
             del job.pending_in[:n]
-        # An ACK per half window taken, not one per write: fewer messages through the runtime, the
-        # kubelet and the API server. The controller waits for one only with a whole window in flight,
-        # of which the job has then taken half or is not reading.
-        if job.unacked >= protocol.WINDOW // 2:
-            self.send(protocol.ACK, job.slot, job.number, protocol.ack(job.unacked))
-            job.unacked = 0
+        if written:
+            self.send(protocol.ACK, job.slot, job.number, protocol.ack(written))
         if not job.pending_in and job.in_eof:
             # The end of its stdin: the job reads EOF once this, its only writer, is closed.
             self._watch(fd, 0)

@@ -52,7 +52,7 @@ NAMES = {ENV: "ENV", JOB: "JOB", IN: "IN", KILL: "KILL", PING: "PING", HELLO: "H
 
 def grow_pipe(fd):
     """Grow a pipe that carries a job's stdin to the window, where the kernel lets us: its writer then
-    hands over a --pipe block in a few writes (the agent: an ACK per half window) instead of one per 64 kB.
+    hands over a --pipe block in a few writes (the agent: with one ACK each) instead of one per 64 kB.
     Past the kernel's quota (each pipe's size is charged to its uid, on the whole machine) the pipe
     keeps its size, and works; not a pipe: nothing to do."""
     try:
