@@ -97,9 +97,12 @@ class LocalStream:
 
     def send(self, data, head=b""):
         with self.lock:
-            self.proc.stdin.write(head)
-            self.proc.stdin.write(data)
-            self.proc.stdin.flush()
+            try:
+                self.proc.stdin.write(head)
+                self.proc.stdin.write(data)
+                self.proc.stdin.flush()
+            except ValueError:  # closed (killed): a broken exec stream's send raises OSError
+                raise BrokenPipeError("the stream was closed") from None
 
     def recv(self):
         while self.open:
