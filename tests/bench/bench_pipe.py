@@ -6,7 +6,8 @@
 Makes a file of SIZE MB of text lines, then, in one run, for each of `--pipe` (the file on stdin)
 and `--pipepart -a FILE`, runs `wc -l` over blocks of 1 MB through local `parallel -jSLOTS` and
 through womm (PODS pods x 1 slot: the same number of slots), and prints MB/s for both (the whole
-command; womm's includes its pods' start, also printed alone), whether the line counts agree, and the
+command; womm's includes its pods' start, also printed alone; and from the first job's end to the
+last's, by the joblog, which no start is in), whether the line counts agree, and the
 CPU per MB of each process group (tests/bench/cpu.py) between 10% and 90% of the blocks. womm's exec
 streams go by SPDY where the API server takes it; --websocket runs womm once more over WebSocket
 (WOMM_EXEC_TRANSPORT=websocket) in the same run, for comparison.
@@ -55,17 +56,20 @@ def main():
     blocks = round(mb)
     for name, opts, stdin in (("--pipe", ["--pipe", "--block", "1M"], big),
                               ("--pipepart", ["--pipepart", "-a", big, "--block", "1M"], None)):
-        t_local, _, window_local, cpu_local, out = cpu.measured(
+        t_local, rate_local, window_local, cpu_local, out = cpu.measured(
             ["parallel", "-j", str(args.pods), *opts, "--", "wc", "-l"], blocks, stdin, os.environ, work)
         n_local = sum(int(n) for n in out.split())
         runs = [("womm", env)] + [("womm over WebSocket", dict(env, WOMM_EXEC_TRANSPORT="websocket"))] * args.websocket
         measured = []
         for label, run_env in runs:
-            t_womm, _, window, cpu_womm, out = cpu.measured(womm + [*opts, "--", "wc", "-l"], blocks, stdin, run_env, work)
+            t_womm, rate, window, cpu_womm, out = cpu.measured(womm + [*opts, "--", "wc", "-l"], blocks, stdin, run_env, work)
             n_womm = sum(int(n) for n in out.split())
             print(f"{name}: local {mb / t_local:.0f} MB/s ({t_local:.2f} s), {label} {mb / t_womm:.1f} MB/s "
                   f"({t_womm:.2f} s, {mb / max(0.01, t_womm - t_start):.1f} MB/s without the pods' start); lines "
                   f"{'agree' if n_local == n_womm == lines else f'DIFFER: {n_local} {n_womm} {lines}'}")
+            # From the first job's end to the last's (the joblog), blocks of about 1 MB: no start in it.
+            print(f"  first job's end to the last's: local {rate_local * mb / blocks:.1f} MB/s, {label} "
+                  f"{rate * mb / blocks:.1f} MB/s ({rate / rate_local:.2f}x)")
             measured.append((cpu_womm, window))
         print("  CPU ms per MB (each block about 1 MB), by process: local, " + ", ".join(label for label, _ in runs))
         columns = [(cpu_local, window_local), *measured]
