@@ -639,11 +639,27 @@ def test_a_trickling_stdin_is_kept_gathered_and_given_again_in_whole_chunks(tmp_
     while not stdin.eof:
         stdin.read_more()
     assert stdin.size == 500_000 and len(stdin._pieces) <= stdin.size // Stdin.SMALL + 1
-    chunks, at = [], 0
-    while at < stdin.size:
-        chunks.append(bytes(stdin.chunk(at, 256 << 10)))
-        at += len(chunks[-1])
+
+    def replay(stdin):
+        chunks, at = [], 0
+        while at < stdin.size:
+            chunks.append(bytes(stdin.chunk(at, 256 << 10)))
+            at += len(chunks[-1])
+        return chunks
+
+    chunks = replay(stdin)
     assert b"".join(chunks) == line * 5000 and len(chunks) <= stdin.size // Stdin.SMALL + 1
+    stdin.close()
+    # Sent as it comes (a piece of each read), then given again: the small pieces joined.
+    r, w = os.pipe()
+    stdin = Stdin(r, str(tmp_path))
+    for _ in range(5000):
+        os.write(w, line)
+        stdin.read_more()
+        assert bytes(stdin.chunk(stdin.size - len(line), 256 << 10)) == line
+    chunks = replay(stdin)
+    assert b"".join(chunks) == line * 5000 and len(chunks) == 2
+    os.close(w)
     stdin.close()
 
 def _vm_data_kb(pid):
