@@ -66,7 +66,7 @@ class ProtocolError(Exception):
 
 
 def encode(kind, slot=0, job=0, payload=b""):
-    return HEADER.pack(kind, slot, job, len(payload)) + payload
+    return header(kind, slot, job, len(payload)) + payload
 
 
 def header(kind, slot, job, length):
