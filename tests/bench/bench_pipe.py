@@ -5,7 +5,7 @@
 
 Makes a file of SIZE MB of text lines, then, in one run, for each of `--pipe` (the file on stdin)
 and `--pipepart -a FILE`, runs `wc -l` over blocks of 1 MB through local `parallel -jSLOTS` and
-through womm (PODS pods x 1 slot: the same number of slots), and prints MB/s for both (the whole
+through womm (PODS pods x PROCS slots: the same number of slots; 2 x 1 unless told), and prints MB/s for both (the whole
 command; womm's includes its pods' start, also printed alone; and from the first job's end to the
 last's, by the joblog, which no start is in), whether the line counts agree, and the
 CPU per MB of each process group (tests/bench/cpu.py) between 10% and 90% of the blocks. womm's exec
@@ -40,6 +40,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mb", type=int, default=100)
     ap.add_argument("--pods", type=int, default=2)
+    ap.add_argument("--procs-per-pod", type=int, default=1, help="job slots per pod (local: as many in all)")
     ap.add_argument("--kube-cpu", default="0.5")
     ap.add_argument("--websocket", action="store_true", help="also run womm with its exec streams over WebSocket")
     args = ap.parse_args()
@@ -50,14 +51,16 @@ def main():
         f.write(line * (args.size_mb * 2**20 // len(line)))
     mb = os.path.getsize(big) / 2**20
     lines = os.path.getsize(big) // len(line)
-    womm = ["womm", "parallel", "--kube-pods", str(args.pods), "--kube-cpu", args.kube_cpu, "--kube-mem", "256Mi"]
+    womm = ["womm", "parallel", "--kube-pods", str(args.pods), "--kube-cpu", args.kube_cpu, "--kube-mem", "256Mi",
+            "--procs-per-pod", str(args.procs_per_pod)]
+    slots = args.pods * args.procs_per_pod
     t_start, _ = timed(womm + ["--", "true", ":::", "1"], None, work, env)  # the pods' start alone
-    print(f"{mb:.0f} MB, {lines} lines; {args.pods} slots; a womm run of one `true` job: {t_start:.2f} s")
+    print(f"{mb:.0f} MB, {lines} lines; {slots} slots; a womm run of one `true` job: {t_start:.2f} s")
     blocks = round(mb)
     for name, opts, stdin in (("--pipe", ["--pipe", "--block", "1M"], big),
                               ("--pipepart", ["--pipepart", "-a", big, "--block", "1M"], None)):
         t_local, rate_local, window_local, cpu_local, out = cpu.measured(
-            ["parallel", "-j", str(args.pods), *opts, "--", "wc", "-l"], blocks, stdin, os.environ, work)
+            ["parallel", "-j", str(slots), *opts, "--", "wc", "-l"], blocks, stdin, os.environ, work)
         n_local = sum(int(n) for n in out.split())
         runs = [("womm", env)] + [("womm over WebSocket", dict(env, WOMM_EXEC_TRANSPORT="websocket"))] * args.websocket
         measured = []
