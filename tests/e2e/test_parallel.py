@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import threading
@@ -72,6 +73,33 @@ def test_in_the_pod_each_job_leads_a_process_group_of_its_own(womm, tmp_path):
                 cwd=d, check=False)
     assert (ours.returncode, ours.stdout) == (1, "1 1 bash --posix\n3 1 bash --posix\n"), ours.stderr
     assert "again" not in ours.stderr and "lost" not in ours.stderr, ours.stderr
+
+
+def exec_requests():
+    """How many pods/exec requests the API server has counted (every client, every answer), once the
+    count stays still for a second (a stream is counted when it ends)."""
+    def count():
+        metrics = subprocess.run(["kubectl", "get", "--raw", "/metrics"], capture_output=True, text=True,
+                                 check=True).stdout
+        return sum(float(n) for n in re.findall(r'^apiserver_request_total\{[^}]*subresource="exec"[^}]*\} (\S+)$',
+                                                 metrics, re.M))
+    last, now = None, count()
+    while now != last:
+        time.sleep(1)
+        last, now = now, count()
+    return now
+
+
+def test_each_pod_is_tried_once_at_its_womm_containers_start(womm, tmp_path):
+    # Not every 0.25 s from the kubelet's first word, as before: a few refused execs per pod, each a
+    # connection from the API server to the kubelet. The kubelet's Started event says when.
+    d = womm.setup_dir(tmp_path / "proj", "none")
+    before = exec_requests()
+    # Jobs long enough for every pod to be attached while the run lasts, and to run some.
+    out = womm("parallel", "--kube-pods", "3", "--kube-cpu", "100m", "--", "sleep 1; echo {} $(hostname)",
+               ":::", *"123456", cwd=d).stdout
+    assert sorted(out.split()[::2]) == list("123456") and len(set(out.split()[1::2])) == 3
+    assert exec_requests() - before == 3
 
 
 def test_local_procs_add_local_slots(womm, tmp_path):

@@ -4,9 +4,10 @@ able to go silent without ending; HttpProxy is an HTTP proxy (CONNECT, and absol
 that says what went through it.
 
 SilentApi(watches=[[...], ...], exec_mode="answer", tls=None): the Nth watch request gets the Nth
-script (the last one repeats), a list of steps: ("event", TYPE, OBJECT), ("silent",) (nothing more,
-and no end, until the server stops) or ("end",) (the default at the end of a script); BOOKMARK events
-only go to watches that allow them. Other GETs
+script (the last one repeats), a list of steps: ("event", TYPE, OBJECT), ("sleep", SECONDS),
+("silent",) (nothing more, and no end, until the server stops) or ("end",) (the default at the end of
+a script); BOOKMARK events only go to watches that allow them. event_watches: the scripts of watches
+of events (else those go with the others). Other GETs
 answer {"kind": "Status"...} 404 unless `objects` has their path. An exec request is a WebSocket:
 exec_mode "answer" answers pings with pongs and sends each stdin frame back on stdout; "deaf" reads
 what comes and says nothing at all, as a connection a load balancer forgot; "stuck" does not even
@@ -56,9 +57,10 @@ class SilentApi(http.server.ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, watches=(), objects=None, exec_mode="answer", tls=None):
+    def __init__(self, watches=(), objects=None, exec_mode="answer", tls=None, event_watches=None):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.watches = [list(w) for w in watches] or [[("silent",)]]
+        self.event_watches = [list(w) for w in event_watches] if event_watches else None
         self.objects = dict(objects or {})
         self.exec_mode = exec_mode
         self.tls = tls
@@ -81,9 +83,10 @@ class SilentApi(http.server.ThreadingHTTPServer):
             sock = self.tls.wrap_socket(sock, server_side=True)
         return sock, address
 
-    def next_watch(self):
+    def next_watch(self, path=""):
+        scripts = self.event_watches if path.endswith("/events") and self.event_watches else self.watches
         with self.lock:
-            return self.watches.pop(0) if len(self.watches) > 1 else list(self.watches[0])
+            return scripts.pop(0) if len(scripts) > 1 else list(scripts[0])
 
     def watch_queries(self):
         return [q for m, p, q in self.seen if q.get("watch") == "true"]
@@ -109,7 +112,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.headers.get("Upgrade", "").lower() == "websocket":
             return self._websocket()
         if query.get("watch") == "true":
-            steps = self.server.next_watch()
+            steps = self.server.next_watch(parts.path)
             if query.get("allowWatchBookmarks") != "true":  # as the API server: bookmarks when asked for
                 steps = [step for step in steps if step[1:2] != ("BOOKMARK",)]
             return self._watch(steps)
@@ -139,6 +142,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return
             if step[0] == "end":
                 break
+            if step[0] == "sleep":
+                time.sleep(step[1])
+                continue
             _, kind, obj = step
             self._chunk(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
         self._chunk(b"")

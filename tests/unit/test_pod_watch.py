@@ -151,3 +151,52 @@ def test_an_early_try_refused_otherwise_than_not_yet_ends_the_tasks_early_tries(
         pods.stopping.set()
     assert len(tried) <= 2  # the first refusal (and a try of the other pod already on its way), no more
     assert not pods.working.is_set() and not fatal
+
+
+EVENTS = "/api/v1/namespaces/team/events"
+
+
+def started(pod_name):
+    """The kubelet's Event: womm's container of the pod started."""
+    return {"metadata": {"name": f"{pod_name}.1", "resourceVersion": "12"}, "reason": "Started",
+            "involvedObject": {"kind": "Pod", "name": pod_name, "fieldPath": "spec.containers{womm}"}}
+
+
+def test_where_the_kubelets_started_events_come_a_pod_is_tried_at_its_word_and_not_before(
+        apis, tmp_path, monkeypatch):
+    monkeypatch.setattr(pods_module, "EARLY_EVERY", 5.0)  # a try at the old pace would come too late
+    a, b = "womm-task-t1-a", "womm-task-t1-b"
+    api = apis(watches=[[("event", "ADDED", pending_on_node(a)), ("event", "ADDED", pending_on_node(b)),
+                         bookmark("10", ends_list=True), ("silent",)]],
+               objects={EVENTS: {"metadata": {"resourceVersion": "11"}, "items": [started("womm-task-t0-x")]}},
+               # Another task's pod's word, then a's: b's womm container never started.
+               event_watches=[[("sleep", 0.5), ("event", "ADDED", started("womm-task-t2-a")),
+                               ("event", "ADDED", started(a)), ("silent",)]])
+    t0 = time.monotonic()
+    pods, tried, handed, fatal = early_pods(api, tmp_path, monkeypatch, [])
+    try:
+        wait_until("pod a's agent taken", 3, pods.working.is_set)
+        took = time.monotonic() - t0
+        time.sleep(0.5)
+    finally:
+        pods.stopping.set()
+    assert tried == [a] and 0.5 <= took < 2, (tried, took)  # at its word, not before, and b not at all
+    watched = [q for m, p, q in api.seen if p == EVENTS]
+    assert all(q["fieldSelector"] == pods_module.STARTED["fieldSelector"] for q in watched)
+    assert [q.get("resourceVersion") for q in watched] == [None, "11"]  # listed, then watched from there
+    assert not handed and not fatal
+
+
+def test_when_the_started_events_watch_fails_the_early_tries_go_on_at_their_pace(apis, tmp_path, monkeypatch):
+    monkeypatch.setattr(pods_module, "EARLY_EVERY", 0.05)
+    a = "womm-task-t1-a"
+    refused = ("event", "ERROR", {"kind": "Status", "code": 403, "reason": "Forbidden", "message": "no"})
+    api = apis(watches=[[("event", "ADDED", pending_on_node(a)), bookmark("10", ends_list=True), ("silent",)]],
+               objects={EVENTS: {"metadata": {"resourceVersion": "11"}, "items": []}},
+               event_watches=[[("sleep", 0.3), refused]])
+    pods, tried, handed, fatal = early_pods(api, tmp_path, monkeypatch, [False, False])
+    try:
+        wait_until("pod a's agent taken", 3, pods.working.is_set)
+    finally:
+        pods.stopping.set()
+    assert tried == [a, a, a] and not handed and not fatal
