@@ -463,6 +463,8 @@ def leader_rbac(namespace):
         {"apiGroups": [""], "resources": ["services"], "verbs": ["get"]},
         # the task's heartbeat (womm.taskobjects)
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "patch"]},
+        # the kubelets' word that a worker's womm container started: its link is tried then (womm_run.pods)
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "watch"]},
     ]
     return account(LEADER_ACCOUNT, rules, namespace, "leader")
 

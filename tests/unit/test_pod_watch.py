@@ -169,8 +169,10 @@ def test_where_the_kubelets_started_events_come_a_pod_is_tried_at_its_word_and_n
     api = apis(watches=[[("event", "ADDED", pending_on_node(a)), ("event", "ADDED", pending_on_node(b)),
                          bookmark("10", ends_list=True), ("silent",)]],
                objects={EVENTS: {"metadata": {"resourceVersion": "11"}, "items": [started("womm-task-t0-x")]}},
-               # Another task's pod's word, then a's: b's womm container never started.
+               # Another task's pod's word, one about no pod of the task (made by anyone), then a's: b's
+               # womm container never started.
                event_watches=[[("sleep", 0.5), ("event", "ADDED", started("womm-task-t2-a")),
+                               ("event", "ADDED", started("womm-task-t1-forged")),
                                ("event", "ADDED", started(a)), ("silent",)]])
     t0 = time.monotonic()
     pods, tried, handed, fatal = early_pods(api, tmp_path, monkeypatch, [])
@@ -181,22 +183,74 @@ def test_where_the_kubelets_started_events_come_a_pod_is_tried_at_its_word_and_n
     finally:
         pods.stopping.set()
     assert tried == [a] and 0.5 <= took < 2, (tried, took)  # at its word, not before, and b not at all
+    assert pods._started == {a}  # names of no pod of the task are not kept
     watched = [q for m, p, q in api.seen if p == EVENTS]
     assert all(q["fieldSelector"] == pods_module.STARTED["fieldSelector"] for q in watched)
-    assert [q.get("resourceVersion") for q in watched] == [None, "11"]  # listed, then watched from there
+    # Listed from the API server's cache, then watched from there.
+    assert [q.get("resourceVersion") for q in watched] == ["0", "11"]
     assert not handed and not fatal
 
 
-def test_when_the_started_events_watch_fails_the_early_tries_go_on_at_their_pace(apis, tmp_path, monkeypatch):
+def test_while_the_started_events_watch_fails_the_early_tries_go_on_at_their_pace_and_it_is_made_again(
+        apis, tmp_path, monkeypatch):
     monkeypatch.setattr(pods_module, "EARLY_EVERY", 0.05)
     a = "womm-task-t1-a"
-    refused = ("event", "ERROR", {"kind": "Status", "code": 403, "reason": "Forbidden", "message": "no"})
+    failed = ("event", "ERROR", {"kind": "Status", "code": 500, "reason": "InternalError", "message": "oops"})
     api = apis(watches=[[("event", "ADDED", pending_on_node(a)), bookmark("10", ends_list=True), ("silent",)]],
                objects={EVENTS: {"metadata": {"resourceVersion": "11"}, "items": []}},
-               event_watches=[[("sleep", 0.3), refused]])
+               event_watches=[[("sleep", 0.3), failed], [("silent",)]])
     pods, tried, handed, fatal = early_pods(api, tmp_path, monkeypatch, [False, False])
+    try:
+        wait_until("pod a's agent taken", 3, pods.working.is_set)
+        # After a pause, listed and watched again.
+        wait_until("the events listed again", 3, lambda: len([p for m, p, q in api.seen if p == EVENTS]) >= 4)
+        assert pods._told
+    finally:
+        pods.stopping.set()
+    assert tried == [a, a, a] and not handed and not fatal
+
+
+def test_where_events_may_not_be_listed_the_early_tries_keep_their_pace_and_never_ask_again(
+        apis, tmp_path, monkeypatch):
+    monkeypatch.setattr(pods_module, "EARLY_EVERY", 0.05)
+    a = "womm-task-t1-a"
+    api = apis(watches=[[("event", "ADDED", pending_on_node(a)), bookmark("10", ends_list=True), ("silent",)]])
+    pods, tried, handed, fatal = early_pods(api, tmp_path, monkeypatch, [False, False])  # events: 404
+    try:
+        wait_until("pod a's agent taken", 3, pods.working.is_set)
+        time.sleep(1.5)
+    finally:
+        pods.stopping.set()
+    assert tried == [a, a, a] and not handed and not fatal
+    assert len([p for m, p, q in api.seen if p == EVENTS]) == 1 and pods._told is False
+
+
+def test_a_pod_whose_word_comes_late_is_still_tried_at_it(apis, tmp_path, monkeypatch):
+    # Its womm image took long to pull, say: waiting for the word costs nothing, so no time limit on it.
+    monkeypatch.setattr(pods_module, "EARLY_EVERY", 5.0)
+    monkeypatch.setattr(pods_module, "EARLY_FOR", 0.3)
+    a = "womm-task-t1-a"
+    api = apis(watches=[[("event", "ADDED", pending_on_node(a)), bookmark("10", ends_list=True), ("silent",)]],
+               objects={EVENTS: {"metadata": {"resourceVersion": "11"}, "items": []}},
+               event_watches=[[("sleep", 0.8), ("event", "ADDED", started(a)), ("silent",)]])
+    pods, tried, handed, fatal = early_pods(api, tmp_path, monkeypatch, [])
     try:
         wait_until("pod a's agent taken", 3, pods.working.is_set)
     finally:
         pods.stopping.set()
-    assert tried == [a, a, a] and not handed and not fatal
+    assert tried == [a] and not handed and not fatal
+
+
+def test_a_version_the_server_keeps_forgetting_is_listed_again_after_a_pause(apis, tmp_path, monkeypatch):
+    gone = ("event", "ERROR", {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"})
+    api = apis(watches=[[bookmark("10", ends_list=True), ("silent",)]],
+               objects={EVENTS: {"metadata": {"resourceVersion": "11"}, "items": []}},
+               event_watches=[[gone]])
+    pods, tried, handed, fatal = early_pods(api, tmp_path, monkeypatch, [])
+    try:
+        time.sleep(2)
+    finally:
+        pods.stopping.set()
+    # Listed again at once after the first 410, then after pauses of 1 s, 2 s...: not in a loop.
+    assert 4 <= len([p for m, p, q in api.seen if p == EVENTS]) <= 8
+    assert not tried and not fatal

@@ -138,7 +138,8 @@ class TaskPods:
         self._early_off = False  # an early try failed otherwise than "not running yet": no more of them
         self._early_lock, self._early_at = threading.Lock(), 0.0
         self._told = None  # whether the kubelets' Started events reach this run (None: not known yet)
-        self._started = {}  # pod name -> an Event set when its womm container started
+        self._started = set()  # pods whose womm container started, by the kubelet's Event
+        self._started_cv = threading.Condition()  # _started and _told changed
         self.ready = set()  # names of the pods running and ready now
         self.latest = {}  # name -> the pod as the watch saw it last (None once deleted)
         self.working = threading.Event()  # set once a pod's on_ready succeeded
@@ -323,59 +324,71 @@ class TaskPods:
         return None
 
     def _watch_started(self):
-        """The kubelets' Started events of the task's womm containers (STARTED), while the run lasts. Where
-        they cannot be watched, or the watch fails, the early tries go on at their own pace: quietly
-        (the pod watch says what matters when the API is away)."""
-        prefix, version = f"womm-task-{self.task.id}-", None
+        """The kubelets' Started events of the task's womm containers (STARTED), while the run lasts.
+        Refused (401, 403, 404): the timer for the rest of the run. Failing otherwise (the API server
+        away, a watch dropped on the way): the timer while it fails, and the watch again after a
+        growing pause. Quietly: the pod watch says what matters when the API is away."""
+        version, failures = None, 0
         while not self.stopping.is_set():
             try:
-                if version is None:
-                    listing = self.cluster.request("GET", self.cluster.path("events"), STARTED, timeout=10)
+                if version is None:  # from the API server's cache: no event of the task's is older
+                    listing = self.cluster.request("GET", self.cluster.path("events"),
+                                                   dict(STARTED, resourceVersion="0"), timeout=10)
                     version = listing["metadata"]["resourceVersion"]
-                    self._told = True
-                    self._note_started(listing.get("items") or [], prefix)
+                    self._note_started(listing.get("items") or [])
+                    self._set_told(True)
                 for kind, event in self.cluster.watch(self.cluster.path("events"), STARTED, resource_version=version):
                     version = event["metadata"].get("resourceVersion") or version
                     if kind in ("ADDED", "MODIFIED"):
-                        self._note_started([event], prefix)
+                        self._note_started([event])
                     if self.stopping.is_set():
                         return
+                failures = 0
             except Exception as e:  # noqa: BLE001 - early tries are an optimisation
-                if getattr(e, "status", None) == 410:  # the version went out of the server's history
-                    version = None
-                    continue
-                self._told = False
-                return
+                status, version = getattr(e, "status", None), None
+                if status in (401, 403, 404):
+                    self._set_told(False)
+                    return
+                failures += 1
+                if status != 410 or failures > 1:  # a version the server forgot: listed again at once, once
+                    self._set_told(False)
+                    if self.stopping.wait(min(30, 0.5 * 2 ** failures)):
+                        return
 
-    def _note_started(self, events, prefix):
-        for event in events:
-            name = (event.get("involvedObject") or {}).get("name") or ""
-            if name.startswith(prefix):
-                self._started_event(name).set()
+    def _set_told(self, told):
+        with self._started_cv:
+            self._told = told
+            self._started_cv.notify_all()
 
-    def _started_event(self, name):
-        return self._started.setdefault(name, threading.Event())
+    def _note_started(self, events):
+        """Pods whose womm container started, by their Events: the task's pods only (the pod watch saw
+        them created well before), so that no Event another user made is kept."""
+        names = {(e.get("involvedObject") or {}).get("name") for e in events}
+        names = {n for n in names if n in self.latest}
+        if names:
+            with self._started_cv:
+                self._started |= names
+                self._started_cv.notify_all()
 
     def _try_early(self, name):
-        """on_early, until it takes, the pod is ready (on_ready's turn) or gone, or EARLY_FOR is over. The
-        first try comes at the pod's Started event, or EARLY_EVERY seconds from now where no such events
-        come to this run; the next (the try was refused), EARLY_EVERY seconds after the last."""
-        deadline = time.monotonic() + EARLY_FOR
-        started, tried, first_at = self._started_event(name), False, time.monotonic() + EARLY_EVERY
-        while time.monotonic() < deadline:
-            while not tried and not started.is_set():
-                left = EARLY_EVERY if self._told else first_at - time.monotonic()
-                if left <= 0:
-                    break
-                started.wait(min(left, EARLY_EVERY))
-                if self._no_more_tries(name, deadline):
-                    return
+        """on_early, until it takes, the pod is ready (on_ready's turn) or gone, or EARLY_FOR seconds after
+        the first try. The first try comes at the pod's Started event, or EARLY_EVERY seconds from now
+        while no such events come to this run; the next (the try was refused), EARLY_EVERY seconds after
+        the last."""
+        deadline, first_at = None, time.monotonic() + EARLY_EVERY
+        while True:
+            with self._started_cv:
+                while deadline is None and name not in self._started:
+                    left = None if self._told else first_at - time.monotonic()  # None: its word's
+                    if (left is not None and left <= 0) or self._no_more_tries(name):
+                        break
+                    self._started_cv.wait(1 if left is None else min(left, 1))  # then: still worth it?
+            deadline = deadline or time.monotonic() + EARLY_FOR
             with self._early_lock:  # the task's turn for an attempt
                 now = time.monotonic()
                 turn = self._early_at = max(now, self._early_at + EARLY_SPACING)
-            if self.stopping.wait(turn - now + (EARLY_EVERY if tried else 0)) or self._no_more_tries(name, deadline):
+            if self.stopping.wait(turn - now) or self._no_more_tries(name) or time.monotonic() > deadline:
                 return
-            tried = True
             took = self.on_early(name)
             if took:
                 self.working.set()
@@ -383,10 +396,11 @@ class TaskPods:
             if took is None:
                 self._early_off = True
                 return
+            if self.stopping.wait(EARLY_EVERY):
+                return
 
-    def _no_more_tries(self, name, deadline):
-        return self.stopping.is_set() or time.monotonic() > deadline or self._early_off or \
-            name in self.ready or not self.running(name)
+    def _no_more_tries(self, name):
+        return self.stopping.is_set() or self._early_off or name in self.ready or not self.running(name)
 
     def _hand_on(self, pod):
         try:
