@@ -18,7 +18,9 @@ With --pinned, as a real cluster would see it: the cluster (its components and e
 core, the client (GNU parallel, job.sh, womm's controller) on the other, and for ROUNDS alternating
 rounds of 2,000 `true` jobs over 8 slots, local `parallel -j8` on the client's core against womm:
 jobs/s from the first job to the last and for the whole command, and the CPU per job of each side
-by process (between 10% and 90% of the jobs), medians at the end. The cluster is unpinned after.
+by process (between 10% and 90% of the jobs), medians at the end. Each round starts once the
+previous womm round's pods are gone (their teardown would take the cluster's core from the next
+pods' start: a cost of the run before, not of this one). The cluster is unpinned after.
 Needs: womm installed (womm on PATH), GNU parallel, kubectl.
 """
 
@@ -197,6 +199,17 @@ def median(values):
     return values[len(values) // 2] if len(values) % 2 else (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
 
 
+def pods_gone(namespace, patience=120):
+    """Once the namespace has no worker pods left (a womm run's end marks them deleted; the kubelets
+    then stop them); the seconds waited."""
+    t0 = time.monotonic()
+    while sh(["kubectl", "-n", namespace, "get", "pods", "-l", "womm.dev/role=worker", "-o", "name"]).stdout.strip():
+        if time.monotonic() - t0 > patience:
+            sys.exit(f"bench: pods still in {namespace} after {patience} s")
+        time.sleep(0.5)
+    return time.monotonic() - t0
+
+
 def pinned(args, womm_cmd, jobs_input, env, work):
     moved = cpu.pin_cluster(CLUSTER_CPUS)
     os.sched_setaffinity(0, CLIENT_CPUS)
@@ -213,6 +226,7 @@ def pinned(args, womm_cmd, jobs_input, env, work):
         order = ("local", "womm") if r % 2 == 0 else ("womm", "local")
         for which in order:
             cmd = local_cmd if which == "local" else womm_cmd
+            pods_gone(NAMESPACE)
             whole, rate, window, groups, _ = cpu.measured(cmd, args.jobs, stdin_path, env, work, CLIENT_CPUS)
             results[which].append((whole, rate, window, groups))
             client, cluster = (1000 * sum(s for g, s in groups.items() if g.startswith(side)) / window
