@@ -200,14 +200,13 @@ def median(values):
 
 
 def pods_gone(namespace, patience=120):
-    """Once the namespace has no worker pods left (a womm run's end marks them deleted; the kubelets
-    then stop them); the seconds waited."""
+    """Returns once the namespace has no worker pods left (a womm run's end marks them deleted; the
+    kubelets then stop them)."""
     t0 = time.monotonic()
     while sh(["kubectl", "-n", namespace, "get", "pods", "-l", "womm.dev/role=worker", "-o", "name"]).stdout.strip():
         if time.monotonic() - t0 > patience:
             sys.exit(f"bench: pods still in {namespace} after {patience} s")
         time.sleep(0.5)
-    return time.monotonic() - t0
 
 
 def pinned(args, womm_cmd, jobs_input, env, work):

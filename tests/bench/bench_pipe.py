@@ -5,9 +5,9 @@
 
 Makes a file of SIZE MB of text lines, then, in one run, for each of `--pipe` (the file on stdin)
 and `--pipepart -a FILE`, runs `wc -l` over blocks of 1 MB through local `parallel -jSLOTS` and
-through womm (PODS pods x PROCS slots: the same number of slots; 2 x 1 unless told), and prints MB/s for both (the whole
-command; womm's includes its pods' start, also printed alone; and from the first job's end to the
-last's, by the joblog, which no start is in), whether the line counts agree, and the
+through womm (PODS pods x PROCS slots: the same number of slots; 2 x 1 unless told), and prints
+MB/s for both (the whole command; womm's includes its pods' start, also printed alone; and from the
+first job's end to the last's, by the joblog, which no start is in), whether the line counts agree, and the
 CPU per MB of each process group (tests/bench/cpu.py) between 10% and 90% of the blocks. womm's exec
 streams go by SPDY where the API server takes it; --websocket runs womm once more over WebSocket
 (WOMM_EXEC_TRANSPORT=websocket) in the same run, for comparison.
