@@ -1,7 +1,7 @@
 """What womm does in a namespace, as RBAC rules, and whether we may: SelfSubjectAccessReview.
 
-NEEDS lists what a user's runs do (the --async leader's own, narrower rules are
-womm.manifests.leader_rbac's). `womm doctor` asks the API about each; so may any program
+NEEDS lists what a user's runs do, HELPS what they do better with (the --async leader's own,
+narrower rules are womm.manifests.leader_rbac's). `womm doctor` asks the API about each; so may any program
 that would rather say what is missing before it starts than fail halfway.
 """
 
@@ -17,6 +17,7 @@ NEEDS = [
     ("list", "", "pods", None, "finding the share server, womm status"),
     ("watch", "", "pods", None, "seeing the workers become ready"),
     ("deletecollection", "", "pods", None, "removing a task"),
+    ("get", "", "pods", "log", "womm logs (an --async task's output, from its leader)"),
     ("create", "", "pods", "exec", "the job slots' streams"),
     ("get", "", "pods", "exec", "the job slots' streams where SPDY does not pass (over WebSocket, an exec is a GET)"),
     ("create", "coordination.k8s.io", "leases", None, "a task's heartbeat"),
@@ -31,6 +32,12 @@ NEEDS = [
     ("create", "networking.k8s.io", "networkpolicies", None, "the lazy share's cache"),
     ("deletecollection", "networking.k8s.io", "networkpolicies", None, "removing a task"),
     ("get", "", "services", None, "the share server's address"),
+]
+
+# What runs do without, only later: `womm doctor` says so, and a run never asks.
+HELPS = [
+    ("list", "", "events", None, "trying each pod as the kubelet starts it (else on a timer)"),
+    ("watch", "", "events", None, "trying each pod as the kubelet starts it (else on a timer)"),
 ]
 
 

@@ -62,14 +62,15 @@ class EditUser:
         return path
 
 
-def role_user(cluster, k8s, namespace, tmp_path, name, cluster_role) -> EditUser:
-    """A ServiceAccount bound to a built-in ClusterRole in the namespace, with a token and kubeconfigs."""
+def role_user(cluster, k8s, namespace, tmp_path, name, cluster_role, kind="ClusterRole") -> EditUser:
+    """A ServiceAccount bound to a ClusterRole (or the namespace's Role) in the namespace, with a token
+    and kubeconfigs."""
     import kubernetes.client as k
 
     k8s.core.create_namespaced_service_account(namespace, k.V1ServiceAccount(metadata=k.V1ObjectMeta(name=name)))
     k8s.rbac.create_namespaced_role_binding(namespace, k.V1RoleBinding(
         metadata=k.V1ObjectMeta(name=name),
-        role_ref=k.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=cluster_role),
+        role_ref=k.V1RoleRef(api_group="rbac.authorization.k8s.io", kind=kind, name=cluster_role),
         subjects=[k.RbacV1Subject(kind="ServiceAccount", name=name, namespace=namespace)]))
     answer = k8s.core.create_namespaced_service_account_token(name, namespace, k.AuthenticationV1TokenRequest(
         spec=k.V1TokenRequestSpec(audiences=[], expiration_seconds=TOKEN_SECONDS)))
@@ -77,6 +78,16 @@ def role_user(cluster, k8s, namespace, tmp_path, name, cluster_role) -> EditUser
     d = tmp_path / name
     d.mkdir()
     return EditUser(name, namespace, answer.status.token, entry["server"], entry["certificate-authority-data"], d)
+
+
+def rules_user(cluster, k8s, namespace, tmp_path, name, rules) -> EditUser:
+    """A user holding exactly rules, (verb, API group, resource, subresource) each, in the namespace."""
+    import kubernetes.client as k
+
+    k8s.rbac.create_namespaced_role(namespace, k.V1Role(metadata=k.V1ObjectMeta(name=name), rules=[
+        k.V1PolicyRule(verbs=[verb], api_groups=[group], resources=[f"{resource}/{sub}" if sub else resource])
+        for verb, group, resource, sub, *_ in rules]))
+    return role_user(cluster, k8s, namespace, tmp_path, name, name, kind="Role")
 
 
 @pytest.fixture

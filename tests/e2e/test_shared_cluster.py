@@ -176,6 +176,36 @@ def test_an_edit_user_runs_every_verb_and_sees_what_only_an_admin_can_fix(womm, 
     assert line.startswith("FAIL") and "only an admin of namespace" in line, r.stdout
 
 
+def test_a_user_holding_only_the_rules_womm_names_runs_every_verb(womm, tmp_path, cluster, k8s):
+    """womm.access.NEEDS is what doctor asks for and cluster admins read: it must be all a user needs.
+    Without the rules that only help (reading events), doctor passes and says what is slower."""
+    from access_fixtures import rules_user
+
+    from womm import access
+
+    user = {"KUBECONFIG": str(rules_user(cluster, k8s, womm.namespace, tmp_path, "womm-e2e-needs",
+                                         access.NEEDS).kubeconfig())}
+    for share in ("lazy", "eager"):  # the eager one's directory goes on: --async needs it
+        d = example_dir(womm, tmp_path / share, share)
+        r = run_example(womm, d, user)
+        assert r.returncode == 0, r.stderr
+        assert sorted(r.stdout.splitlines()) == local_lines(d)
+    task = womm("parallel", "--async", "--kube-pods", "1", *SMALL, "--", "echo", "{}", ":::", "a", "b", cwd=d,
+                env=user).stdout.strip()
+    assert task in womm("status", cwd=d, env=user).stdout
+    logs = womm("logs", task, cwd=d, env=user, timeout=300)
+    assert sorted(logs.stdout.splitlines()) == ["a", "b"]
+    womm("finish", task, cwd=d, env=user)
+    assert womm("shell", *SMALL, "--", "echo", "hi", cwd=d, env=user, timeout=300).stdout == "hi\n"
+    womm("reap", "--all-hosts", cwd=d, env=user)
+    r = womm("doctor", cwd=d, env=user, check=False, timeout=60)
+    assert r.returncode == 0, r.stdout
+    permissions = next(line for line in r.stdout.splitlines() if line.startswith("ok   permissions: "))
+    assert permissions.endswith("; not list events, watch events: trying each pod as the kubelet starts it "
+                                "(else on a timer)"), permissions
+    womm.wait_no_objects()
+
+
 def test_the_helper_images_pull_secret_reaches_every_pod_womm_makes(womm, tmp_path, k8s):
     """A private registry: `cluster-setup --pull-secret` names the Secret once; every pod gets it."""
     import kubernetes.client as k

@@ -112,7 +112,7 @@ def test_all_pass_in_a_set_up_directory(here, monkeypatch):
     assert "namespace team (from the directory's record)" in found["kubeconfig"].detail
     assert cluster.asked == (None, "team")
     reviews = [c for c in cluster.calls if c[1].endswith("selfsubjectaccessreviews")]
-    assert len(reviews) == len(access.NEEDS)
+    assert len(reviews) == len(access.NEEDS) + len(access.HELPS)
     assert {(r[3]["spec"]["resourceAttributes"]["verb"], r[3]["spec"]["resourceAttributes"].get("subresource"))
             for r in reviews} >= {("create", "exec"), ("get", "exec")}
 
@@ -143,6 +143,14 @@ def test_json_is_a_list_of_checks(here, monkeypatch, capsys):
     assert permissions["ok"] is False
     assert "create secrets, get secrets, update secrets" in permissions["detail"]
     assert permissions["fix"]
+
+
+def test_without_reading_events_the_permissions_pass_and_say_what_is_slower(here, monkeypatch):
+    use(monkeypatch, FakeCluster(healthy_routes(allowed=lambda rule: rule[2] != "events")))
+    check = by_name(doctor.Doctor(None, None, str(here)).run())["permissions"]
+    assert check.ok
+    assert check.detail == (f"all {len(access.NEEDS)} womm needs, in namespace team; not list events, watch events: "
+                            "trying each pod as the kubelet starts it (else on a timer)")
 
 
 def test_missing_permissions_are_listed_in_one_line(here, monkeypatch):
