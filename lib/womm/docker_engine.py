@@ -124,3 +124,21 @@ def exists(c, image):
         return True
     except ImageNotFound:
         return False
+
+
+def platform(attrs):
+    """"os/architecture" of an image from its attributes (what `docker inspect` gives), as the
+    nodes' labels kubernetes.io/os and kubernetes.io/arch name them; None where it does not say."""
+    os_name, arch = attrs.get("Os"), attrs.get("Architecture")
+    return f"{os_name}/{arch}" if os_name and arch else None
+
+
+def local_platform(image):
+    """platform() of an image this machine's Docker engine holds; None if it holds none by that name,
+    or cannot be asked (then nothing is known, and nothing is asked of the nodes)."""
+    from docker.errors import DockerException
+
+    try:
+        return platform(client(timeout=10).images.get(image).attrs)
+    except (WommError, DockerException):
+        return None

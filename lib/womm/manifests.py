@@ -162,6 +162,9 @@ def worker_replicaset(task, share_spec, womm_image, runner):
         # get more of the cluster's machines; where the spread cannot be kept, the pods go anyway.
         "topologySpreadConstraints": [worker_spread(task)],
     }
+    if task.platform:
+        # On a cluster of x86 and Arm nodes, only where the image runs (else: "exec format error").
+        pod_spec["nodeSelector"] = node_selector(task.platform)
     if user:
         pod_spec["securityContext"] = non_root_pod(*user)
     pull_secrets(pod_spec, task.pull_secret, task.helper_pull_secret)
@@ -179,6 +182,12 @@ def worker_replicaset(task, share_spec, womm_image, runner):
             },
         },
     }
+
+
+def node_selector(platform):
+    """The well-known node labels of a platform, "os/arch" (a variant, "arm/v7", has no label)."""
+    os_name, arch = platform.split("/")[:2]
+    return {"kubernetes.io/os": os_name, "kubernetes.io/arch": arch}
 
 
 def worker_spread(task):

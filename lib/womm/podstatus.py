@@ -60,10 +60,22 @@ def waiting(pod):
             return f"{reason}: {message}", True
         if reason in PULL:
             why = f"{reason}: {message}"
-    for c in status.get("conditions") or []:
-        if c.get("type") == "PodScheduled" and c.get("status") == "False":
-            why = f"not scheduled: {c.get('message') or c.get('reason')}"
+    why = not_scheduled(pod) or why
     return why, lost
+
+
+def not_scheduled(pod):
+    """What the scheduler said of a pod it did not place, or None; where no node matched, the platform
+    womm asked for is named (an image built for Arm on a cluster of x86 nodes: no node will do)."""
+    for c in (pod.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "PodScheduled" and c.get("status") == "False":
+            said = c.get("message") or c.get("reason") or ""
+            wanted = (pod.get("spec") or {}).get("nodeSelector") or {}
+            if "affinity/selector" in said and "kubernetes.io/arch" in wanted:
+                said += (f" (womm asks for {wanted.get('kubernetes.io/os', 'linux')}/{wanted['kubernetes.io/arch']} "
+                         "nodes: the platform the image was built for)")
+            return f"not scheduled: {said}"
+    return None
 
 
 def trouble(pod):
@@ -81,7 +93,4 @@ def trouble(pod):
         waiting = (s.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") not in (None, "ContainerCreating", "PodInitializing"):
             return f"{waiting['reason']}: {waiting.get('message') or s.get('image')}"
-    for c in status.get("conditions") or []:
-        if c.get("type") == "PodScheduled" and c.get("status") == "False":
-            return f"not scheduled: {c.get('message') or c.get('reason')}"
-    return None
+    return not_scheduled(pod)

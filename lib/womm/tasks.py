@@ -33,6 +33,7 @@ class Task:
     root: str  # the directory shared: the project's (cwd or a parent, as git finds its repository)
     namespace: str
     image: str
+    platform: str | None = None  # "os/arch" the image was built for: its pods go to such nodes (None: any)
     context: str | None = None
     created: float = 0.0
     # the controller: its host's name (for people), its machine (/etc/machine-id: two hosts may
@@ -127,9 +128,10 @@ def create(kind, mode, project, cluster, cwd, command, pods, cpu=CPU, mem=MEM, *
     task = Task(
         id=new_id(), kind=kind, mode=mode, command=list(command), cwd=os.path.realpath(cwd),
         root=project.get("path") or os.path.realpath(cwd), namespace=cluster.namespace, image=project["image"],
-        context=cluster.context, created=time.time(), host=home.hostname(), machine=machine_id(), pid=pid,
-        pid_start=process_start(pid), share=project.get("share", "none"), share_id=project.get("share_id"),
-        pull_secret=project.get("pull_secret") or None, helper_image=configured_image(cluster), pods=pods,
+        platform=project.get("platform"), context=cluster.context, created=time.time(), host=home.hostname(),
+        machine=machine_id(), pid=pid, pid_start=process_start(pid), share=project.get("share", "none"),
+        share_id=project.get("share_id"), pull_secret=project.get("pull_secret") or None,
+        helper_image=configured_image(cluster), pods=pods,
         cpu=cpu, mem=mem, helper_pull_secret=configured_pull_secret(cluster), agent_cpu=resolve("agent-cpu"),
         agent_mem=resolve("agent-mem"), **{k: v for k, v in spec.items() if v is not None},
     )

@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from womm_fixtures import wait_for
+from womm_fixtures import in_home, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -137,6 +137,37 @@ def test_a_runs_workers_land_on_every_node(cluster, womm, tmp_path):
     assert len(workers) >= 4, workers
     assert set(workers.values()) == set(cluster.node_names), workers
     assert {workers[pod] for _, pod in lines} == set(cluster.node_names), (lines, workers)
+    womm.wait_no_objects(timeout=60)
+
+
+def test_workers_ask_for_nodes_of_the_platform_the_image_was_built_for(cluster, womm, tmp_path):
+    """A cluster of x86 and Arm nodes: `womm setup` records the image's platform and the workers ask for
+    its nodes (on the others their containers would end in "exec format error"); where no node has it
+    (an image built on an Arm laptop, x86 nodes: the record says so here), the wait names the platform.
+    (A kubelet puts its node's kubernetes.io/arch back within a second: the nodes cannot pose as Arm.)"""
+    from womm import records
+
+    k8s = womm.k8s
+    d = womm.setup_dir(tmp_path / "platform", "none")
+    arch = k8s.core.read_node(cluster.node_names[0]).metadata.labels["kubernetes.io/arch"]
+    project = in_home(womm.home, records.load_project, d)
+    assert project["platform"] == f"linux/{arch}"
+    task = womm("parallel", "--async", "--kube-pods", "1", "--", "echo", ":::", "a", cwd=d).stdout.strip()
+    try:
+        pod = wait_for("the worker pod", 60, lambda: k8s.core.list_namespaced_pod(
+            womm.namespace, label_selector=f"womm.dev/task={task},womm.dev/role=worker").items)[0]
+        assert pod.spec.node_selector == {"kubernetes.io/os": "linux", "kubernetes.io/arch": arch}
+        assert womm("logs", task, cwd=d, timeout=120).stdout == "a\n"
+    finally:
+        womm("finish", task, cwd=d, check=False)
+    other = "arm64" if arch == "amd64" else "amd64"
+    in_home(womm.home, records.save_project, d, dict(project, platform=f"linux/{other}"))
+    start = time.monotonic()
+    r = womm("parallel", "--kube-pods", "1", "--kube-pending-timeout", "8", "--", "true", ":::", "1", cwd=d,
+             check=False, timeout=120)
+    assert r.returncode != 0 and time.monotonic() - start < 60, r.stderr
+    assert "didn't match Pod's node affinity/selector" in r.stderr, r.stderr
+    assert f"(womm asks for linux/{other} nodes: the platform the image was built for)" in r.stderr, r.stderr
     womm.wait_no_objects(timeout=60)
 
 

@@ -14,7 +14,7 @@ import urllib.request
 
 import pexpect
 import pytest
-from womm_fixtures import WOMM, run_womm, womm_env
+from womm_fixtures import WOMM, in_home, run_womm, womm_env
 
 pytestmark = pytest.mark.e2e
 
@@ -28,13 +28,9 @@ export WOMM_E2E_GREETING="set in the testbed"
 
 
 def project(home, d):
-    os.environ["WOMM_HOME"] = str(home)
-    try:
-        from womm import records
+    from womm import records
 
-        return records.load_project(d)
-    finally:
-        del os.environ["WOMM_HOME"]
+    return in_home(home, records.load_project, d)
 
 
 def registry_tags(registry, repository):
@@ -42,7 +38,7 @@ def registry_tags(registry, repository):
         return json.load(r).get("tags") or []
 
 
-def test_scripted_setup_makes_an_image_that_pods_run(cluster, k8s, namespace, tmp_path):
+def test_scripted_setup_makes_an_image_that_pods_run(cluster, k8s, namespace, tmp_path, docker_client):
     home, d = tmp_path / "home", tmp_path / "proj"
     d.mkdir()
     (d / "s.sh").write_text(SCRIPT)
@@ -51,6 +47,9 @@ def test_scripted_setup_makes_an_image_that_pods_run(cluster, k8s, namespace, tm
                   "--script", "s.sh", "--yes"], home, cwd=d, timeout=600)
     image = project(home, d)["image"]
     assert image.startswith(prefix + "womm-image-")
+    # The platform it was built for, which its pods' nodes must run: this machine's, as docker says.
+    built = docker_client.images.get(image).attrs
+    assert project(home, d)["platform"] == f"{built['Os']}/{built['Architecture']}" == f"linux/{built['Architecture']}"
     repo, tag = image[len(cluster.registry) + 1:].rsplit(":", 1)
     assert tag in registry_tags(cluster.registry, repo)
     assert "Traceback" not in r.stderr

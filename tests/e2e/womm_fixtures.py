@@ -62,12 +62,16 @@ def womm_images(cluster, womm_session_home):
              womm_session_home, timeout=1200)
     from womm import records
 
-    os.environ["WOMM_HOME"] = str(womm_session_home)
+    return in_home(womm_session_home, records.load_settings)["helper-image"]
+
+
+def in_home(home, fn, *args):
+    """fn(*args) of womm's library, with home as ~/.womm (what the programs run with see)."""
+    os.environ["WOMM_HOME"] = str(home)
     try:
-        settings = records.load_settings()
+        return fn(*args)
     finally:
         del os.environ["WOMM_HOME"]
-    return settings["helper-image"]
 
 
 @pytest.fixture(scope="session")
@@ -80,11 +84,7 @@ def project_image(cluster, womm_session_home, tmp_path_factory):
              womm_session_home, cwd=d, timeout=600)
     from womm import records
 
-    os.environ["WOMM_HOME"] = str(womm_session_home)
-    try:
-        return records.load_project(d)["image"]
-    finally:
-        del os.environ["WOMM_HOME"]
+    return in_home(womm_session_home, records.load_project, d)["image"]
 
 
 class Womm:

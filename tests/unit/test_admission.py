@@ -31,6 +31,14 @@ def eager_parts():
     return {"volumes": [volume], "mounts": [mount], "init_containers": [pull], "agent_mounts": [mount]}
 
 
+def test_workers_go_to_nodes_of_their_images_platform_and_anywhere_when_it_is_not_known():
+    spec = manifests.worker_replicaset(task(platform="linux/arm64"), {}, "reg/womm:1", "true")["spec"]
+    assert spec["template"]["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux", "kubernetes.io/arch": "arm64"}
+    assert manifests.node_selector("linux/arm/v7") == {"kubernetes.io/os": "linux", "kubernetes.io/arch": "arm"}
+    spec = manifests.worker_replicaset(task(), {}, "reg/womm:1", "true")["spec"]  # a project set up before
+    assert "nodeSelector" not in spec["template"]["spec"]
+
+
 def test_every_container_of_every_pod_womm_makes_declares_cpu_and_memory_both_ways():
     t = task()
     bodies = [manifests.worker_replicaset(t, eager_parts(), "reg/womm:1", "true"),

@@ -38,3 +38,20 @@ def test_an_init_container_that_waits_runs_or_succeeded_is_no_failure():
                   {"terminated": {"exitCode": 0, "reason": "Completed"}}):
         assert podstatus.init_failure(pod({"state": state})) is None
     assert podstatus.waiting(pod({"state": {"running": {}}})) == (None, False)
+
+
+def test_a_pod_no_node_of_its_platform_takes_names_the_platform():
+    said = "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector."
+    unplaced = {"metadata": {"name": "w-1"},
+                "spec": {"nodeSelector": {"kubernetes.io/os": "linux", "kubernetes.io/arch": "arm64"}},
+                "status": {"phase": "Pending", "conditions": [
+                    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": said}]}}
+    hint = " (womm asks for linux/arm64 nodes: the platform the image was built for)"
+    assert podstatus.trouble(unplaced) == f"not scheduled: {said}{hint}"
+    assert podstatus.waiting(unplaced) == (f"not scheduled: {said}{hint}", False)  # a node may yet come
+    # Another reason, or no platform asked for: the scheduler's words alone.
+    unplaced["status"]["conditions"][0]["message"] = "0/2 nodes are available: 2 Insufficient cpu."
+    assert podstatus.trouble(unplaced) == "not scheduled: 0/2 nodes are available: 2 Insufficient cpu."
+    unplaced["status"]["conditions"][0]["message"] = said
+    del unplaced["spec"]["nodeSelector"]
+    assert podstatus.trouble(unplaced) == f"not scheduled: {said}"

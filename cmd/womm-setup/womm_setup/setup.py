@@ -105,9 +105,9 @@ def _setup(args, cwd):
     prefix = _prefix(args, asker, needed=rebuild or edit)
     p.setdefault("share_id", tasks.new_id())
     if rebuild or edit:
-        image = build_image(args, asker, p, cwd, prefix, source=p["base_image"] if rebuild else p["image"])
-        if image:
-            p["image"] = image
+        saved = build_image(args, asker, p, cwd, prefix, source=p["base_image"] if rebuild else p["image"])
+        if saved:
+            p["image"], p["platform"] = saved
     if not p.get("image"):
         raise UsageError("no image yet: give --base-image (or --image)")
 
@@ -155,7 +155,8 @@ def _choose_kubernetes(args, asker, p, new):
 def _choose_image(args, asker, p, new):
     """3. the image: a new one from a base image, or the current one edited; (rebuild, edit)."""
     if args.image:
-        p["image"] = args.image
+        # The platform of the image as this machine has it, if it has it: what its pods' nodes must run.
+        p["image"], p["platform"] = args.image, docker_engine.local_platform(args.image)
         return False, False
     if args.base_image and (new or args.base_image != p.get("base_image")):
         p["base_image"] = args.base_image
@@ -187,7 +188,7 @@ def _prefix(args, asker, needed):
 
 
 def build_image(args, asker, p, cwd, prefix, source):
-    """Run the testbed from `source`; the pushed image, or None when nothing changed."""
+    """Run the testbed from `source`; the pushed image and its platform, or None when nothing changed."""
     client = docker_engine.client()
     testbed = Testbed(client, source, cwd, p["share"] != "none", Caller(), log)
     try:
@@ -209,15 +210,20 @@ def build_image(args, asker, p, cwd, prefix, source):
         if source == p.get("image") and not testbed.changed(env):
             log(f"no changes: the image stays {source}")
             return None
-        repository = f"{prefix}womm-image-{p['share_id']}"
-        tag = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-        image = testbed.commit(repository, tag, env)
-        reference = f"{repository}:{tag}"
-        log(f"saved {reference} ({image.short_id}); pushing it")
-        docker_engine.push(client, reference)
-        return reference
+        return save(client, testbed, p, prefix, env)
     finally:
         testbed.remove()
+
+
+def save(client, testbed, p, prefix, env):
+    """The testbed committed as the project's next image and pushed: (its reference, its platform)."""
+    repository = f"{prefix}womm-image-{p['share_id']}"
+    tag = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    image = testbed.commit(repository, tag, env)
+    reference = f"{repository}:{tag}"
+    log(f"saved {reference} ({image.short_id}); pushing it")
+    docker_engine.push(client, reference)
+    return reference, docker_engine.platform(image.attrs)
 
 
 def local_shell(args, p, cwd):
@@ -242,13 +248,8 @@ def local_shell(args, p, cwd):
         prefix = resolve("prefix", args.prefix)
         if not prefix:
             raise UsageError("no registry prefix to push to: run `womm setup` first")
-        repository = f"{prefix}womm-image-{p['share_id']}"
-        tag = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-        testbed.commit(repository, tag, env)
-        reference = f"{repository}:{tag}"
-        docker_engine.push(client, reference)
-        records.save_project(cwd, dict(p, image=reference))
-        log(f"saved {reference}")
+        reference, platform = save(client, testbed, p, prefix, env)
+        records.save_project(cwd, dict(p, image=reference, platform=platform))
         return status
     finally:
         testbed.remove()
