@@ -48,8 +48,9 @@ def allowed(cluster, verb, group, resource, subresource=None, timeout=5):
         attributes["subresource"] = subresource
     review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
               "spec": {"resourceAttributes": attributes}}
+    # A review makes nothing: it may be sent again (a connection lost under it).
     answer = cluster.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body=review,
-                             timeout=timeout)
+                             timeout=timeout, idempotent=True)
     return bool((answer.get("status") or {}).get("allowed"))
 
 

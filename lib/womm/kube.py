@@ -212,9 +212,11 @@ class Cluster:
                     method, url, body=data, headers=headers, preload_content=not stream,
                     timeout=urllib3.Timeout(connect=self.connect_timeout, read=timeout), redirect=False,
                 )
-            except (urllib3.exceptions.ProtocolError, urllib3.exceptions.ReadTimeoutError) as e:
-                # The connection was reset (or closed while idle in the pool) under the request, or it
-                # went silent (dropped on the way, the server never heard it): sent again on a new one.
+            except (urllib3.exceptions.ProtocolError, urllib3.exceptions.ReadTimeoutError,
+                    urllib3.exceptions.SSLError) as e:
+                # The connection was reset (or closed while idle in the pool) under the request, it went
+                # silent (dropped on the way, the server never heard it), or its TLS failed (CI saw the
+                # API server answer a handshake once with a "decode error" alert): sent again on a new one.
                 if idempotent and resets < RESETS and not stream:
                     resets += 1
                     continue

@@ -57,8 +57,10 @@ class SilentApi(http.server.ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, watches=(), objects=None, exec_mode="answer", tls=None, event_watches=None):
+    def __init__(self, watches=(), objects=None, exec_mode="answer", tls=None, event_watches=None, spoiled=0):
+        """spoiled: TLS handshakes answered with a fatal alert (decode_error) before the others pass."""
         super().__init__(("127.0.0.1", 0), _Handler)
+        self.spoiled = spoiled
         self.watches = [list(w) for w in watches] or [[("silent",)]]
         self.event_watches = [list(w) for w in event_watches] if event_watches else None
         self.objects = dict(objects or {})
@@ -79,6 +81,12 @@ class SilentApi(http.server.ThreadingHTTPServer):
         sock, address = super().get_request()
         with self.lock:
             self.connections += 1
+            spoil, self.spoiled = self.spoiled > 0, max(0, self.spoiled - 1)
+        if self.tls and spoil:
+            sock.recv(65536)  # the ClientHello
+            sock.sendall(bytes([21, 3, 3, 0, 2, 2, 50]))  # an alert record: fatal, decode_error
+            sock.close()
+            raise OSError("handshake spoiled")  # socketserver drops the connection and waits for the next
         if self.tls:
             sock = self.tls.wrap_socket(sock, server_side=True)
         return sock, address

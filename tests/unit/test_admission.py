@@ -152,7 +152,7 @@ class Namespace(kube.Cluster):
         self.namespace, self.context = "team", None
         self.admits, self.ranges, self.dry_runs = admits, list(ranges), 0
 
-    def request(self, method, path, query=None, body=None, timeout=60, content_type=None):
+    def request(self, method, path, query=None, body=None, timeout=60, content_type=None, idempotent=None):
         if path.endswith("/limitranges"):
             return {"items": [{"metadata": {"name": n}, "spec": {"limits": [lim]}} for n, lim in self.ranges]}
         assert (method, query) == ("POST", {"dryRun": "All"}), (method, path, query)

@@ -20,8 +20,10 @@ class FakeCluster(kube.Cluster):
         self.routes = routes if routes is not None else {}
         self.calls = []
 
-    def request(self, method, path, query=None, body=None, timeout=60, content_type=None):
+    def request(self, method, path, query=None, body=None, timeout=60, content_type=None, idempotent=None):
         self.calls.append((method, path, query, body))
+        if path.endswith("selfsubjectaccessreviews"):
+            assert idempotent  # a review makes nothing: sent again where its connection was lost
         answer = self.routes.get((method, path))
         if answer is None:
             raise kube.ApiError(404, "Not Found", json.dumps({"message": f"{path} not found"}).encode())

@@ -76,7 +76,7 @@ def test_status_across_namespaces_without_the_right_says_so_without_a_doctor_hin
         def __init__(self, context=None, namespace=None):
             self.namespace, self.context = "team", None
 
-        def request(self, method, path, query=None, body=None, timeout=60, content_type=None):
+        def request(self, method, path, query=None, body=None, timeout=60, content_type=None, idempotent=None):
             message = 'leases.coordination.k8s.io is forbidden: User "u" cannot list resource "leases" at the cluster scope'
             raise kube.ApiError(403, "Forbidden", json.dumps({"message": message}).encode())
 
