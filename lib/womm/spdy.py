@@ -18,6 +18,7 @@ uses WebSocket (NotUpgraded).
 
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -35,6 +36,7 @@ MAX_HEAD = 64 << 10  # bytes of the HTTP answer to the upgrade that are read
 MAX_EARLY = 1 << 20  # bytes of data frames held while the streams are being opened
 READ = 256 << 10
 SEPARATE = 16 << 10  # bytes of data above which a frame's header goes to the socket in a write of its own
+HANDSHAKES = 3  # TLS handshakes tried for one exec (CI saw the API server answer one with a decode_error alert)
 PROTOCOL = "v4.channel.k8s.io"  # the exec's status on the error stream, as JSON; v5 is WebSocket's only
 
 
@@ -80,13 +82,8 @@ class Connection:
         tls = parts.scheme == "https"
         deadline = time.monotonic() + timeout
         where = (parts.hostname, parts.port or (443 if tls else 80))
-        sock = socket.create_connection(proxy[:2] if proxy else where, timeout)
+        sock = _connection(where, timeout, proxy, tls and ssl_context, server_hostname or parts.hostname)
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if proxy:
-                _tunnel(sock, where, proxy[2])
-            if tls:  # (the plain socket is detached into the TLS one: that is the one to close)
-                sock = ssl_context.wrap_socket(sock, server_hostname=server_hostname or parts.hostname)
             lines = [f"POST {parts.path}?{parts.query} HTTP/1.1", f"Host: {parts.netloc}", "Connection: Upgrade",
                      "Upgrade: SPDY/3.1", f"X-Stream-Protocol-Version: {PROTOCOL}", "Content-Length: 0",
                      *(f"{k}: {v}" for k, v in headers.items())]
@@ -230,6 +227,26 @@ class Connection:
     def _send(self, data):
         with self.lock:
             self.sock.sendall(data)
+
+
+def _connection(where, timeout, proxy, ssl_context, hostname):
+    """A socket to where (host, port), through the proxy's tunnel if any, in TLS if ssl_context. A TLS
+    handshake spoiled (not a certificate refused) is made again: nothing of the request was sent yet."""
+    for left in range(HANDSHAKES - 1, -1, -1):
+        sock = socket.create_connection(proxy[:2] if proxy else where, timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if proxy:
+                _tunnel(sock, where, proxy[2])
+            # (the plain socket is detached into the TLS one: that is the one to close)
+            return ssl_context.wrap_socket(sock, server_hostname=hostname) if ssl_context else sock
+        except ssl.SSLError as e:
+            sock.close()
+            if not left or isinstance(e, ssl.SSLCertVerificationError):
+                raise
+        except BaseException:
+            sock.close()
+            raise
 
 
 def _tunnel(sock, where, authorization):

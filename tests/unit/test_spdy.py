@@ -4,6 +4,7 @@ before the streams' replies, a proxy's bare refusal, the server's PING while our
 
 import base64
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -270,3 +271,49 @@ def test_a_frames_header_and_data_never_pass_the_longest_frame():
         stream = stream[8 + (second & 0xFFFFFF):]
     ident = conn.ids["stdin"]
     assert frames == [(ident, 0, spdy.MAX_DATA), (ident, spdy.FIN, len(head))]
+
+
+def spoiling_tls_server(pki, spoiled):
+    """A TLS listener whose first `spoiled` handshakes get a fatal alert (decode_error) for an answer;
+    the others pass, then it closes. (its address, the list of how each connection went)"""
+    listener = socket.create_server(("127.0.0.1", 0))
+    context, went = silentapi.tls(pki), []
+
+    def serve():
+        while True:
+            conn, _ = listener.accept()
+            if len(went) < spoiled:
+                conn.recv(65536)  # the ClientHello
+                conn.sendall(bytes([21, 3, 3, 0, 2, 2, 50]))
+                conn.close()
+                went.append("spoiled")
+                continue
+            try:
+                context.wrap_socket(conn, server_side=True).close()
+                went.append("passed")
+            except OSError:
+                went.append("failed")
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener.getsockname(), went
+
+
+def client_context(pki=None):
+    """What trusts pki's CA (without pki: only the system's)."""
+    return ssl.create_default_context(cafile=str(pki / "ca.crt") if pki else None)
+
+
+def test_a_spoiled_tls_handshake_is_made_again_before_the_exec_is_sent_and_a_refused_certificate_is_not(pki):
+    where, went = spoiling_tls_server(pki, spoiled=2)
+    sock = spdy._connection(where, 5, None, client_context(pki), "127.0.0.1")
+    assert sock.version() and went[:2] == ["spoiled", "spoiled"]
+    sock.close()
+    where, went = spoiling_tls_server(pki, spoiled=spdy.HANDSHAKES)
+    with pytest.raises(ssl.SSLError, match="decode error"):
+        spdy._connection(where, 5, None, client_context(pki), "127.0.0.1")
+    assert went == ["spoiled"] * spdy.HANDSHAKES
+    where, went = spoiling_tls_server(pki, spoiled=0)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        spdy._connection(where, 5, None, client_context(), "127.0.0.1")  # a CA that did not sign it
+    time.sleep(0.2)
+    assert went == ["failed"]
