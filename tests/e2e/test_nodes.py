@@ -152,6 +152,10 @@ def test_workers_ask_for_nodes_of_the_platform_the_image_was_built_for(cluster, 
     arch = k8s.core.read_node(cluster.node_names[0]).metadata.labels["kubernetes.io/arch"]
     project = in_home(womm.home, records.load_project, d)
     assert project["platform"] == f"linux/{arch}"
+    # A project set up by a womm that did not record it: `womm setup` there records it.
+    in_home(womm.home, records.save_project, d, {k: v for k, v in project.items() if k != "platform"})
+    womm("setup", "--yes", cwd=d)
+    assert in_home(womm.home, records.load_project, d)["platform"] == f"linux/{arch}"
     task = womm("parallel", "--async", "--kube-pods", "1", "--", "echo", ":::", "a", cwd=d).stdout.strip()
     try:
         pod = wait_for("the worker pod", 60, lambda: k8s.core.list_namespaced_pod(
