@@ -216,8 +216,9 @@ class Cluster:
                     urllib3.exceptions.SSLError) as e:
                 # The connection was reset (or closed while idle in the pool) under the request, it went
                 # silent (dropped on the way, the server never heard it), or its TLS failed (CI saw the
-                # API server answer a handshake once with a "decode error" alert): sent again on a new one.
-                if idempotent and resets < RESETS and not stream:
+                # API server answer a handshake once with a "decode error" alert; a certificate refused
+                # is no accident): sent again on a new one.
+                if idempotent and resets < RESETS and not stream and not _certificate_refused(e):
                     resets += 1
                     continue
                 raise Unreachable(f"cannot reach the Kubernetes API at {self.server}: {_reason(e)}") from None
@@ -419,6 +420,14 @@ def show_warnings(values):
             from womm.report import notice
 
             notice(f"warning from the Kubernetes API: {text}")
+
+
+def _certificate_refused(e):
+    """Whether urllib3's error e is a TLS certificate (or its name) refused."""
+    import ssl
+
+    return any(isinstance(a, (ssl.SSLCertVerificationError, ssl.CertificateError)) for a in e.args) \
+        or "certificate verify failed" in str(e)
 
 
 def _reason(e):

@@ -61,10 +61,6 @@ def test_a_pooled_connection_idle_for_too_long_is_not_used_again(apis, tmp_path,
     assert kube.IDLE_REUSE < 60 and kube.IDLE_REUSE > 0
 
 
-# ---------------------------------------------------------------- exec streams
-
-
-@pytest.mark.slow
 def test_a_handshake_the_server_spoils_is_made_again_for_a_request_that_may_be_sent_twice(apis, pki, tmp_path,
                                                                                          monkeypatch):
     api = apis(objects={"/api/v1/namespaces/team/configmaps/x": {"kind": "ConfigMap"}}, tls=tls(pki), spoiled=1)
@@ -76,8 +72,17 @@ def test_a_handshake_the_server_spoils_is_made_again_for_a_request_that_may_be_s
         cluster._pool().clear()  # a new connection, so a new handshake
         cluster.request("POST", cluster.path("configmaps"), body={})
     assert api.connections == 3
+    # A certificate refused is no accident: said at once, not tried again.
+    cluster = cluster_for(api.url, tmp_path, monkeypatch)  # without the CA that signed the server's
+    with pytest.raises(kube.Unreachable, match="certificate verify failed"):
+        cluster.request("GET", cluster.path("configmaps", "x"))
+    assert api.connections == 4
 
 
+# ---------------------------------------------------------------- exec streams
+
+
+@pytest.mark.slow
 def test_an_exec_stream_kept_alive_outlives_an_idle_cut(apis, pki, tmp_path, monkeypatch):
     api = apis(exec_mode="answer", tls=tls(pki))
     with faultproxy.BlackholeProxy(f"127.0.0.1:{api.server_address[1]}", idle=1) as proxy:
