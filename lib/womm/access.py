@@ -10,6 +10,7 @@ import threading
 # (verb, API group, resource, subresource, what for)
 NEEDS = [
     ("create", "apps", "replicasets", None, "a task's worker pods"),
+    ("get", "apps", "replicasets", None, "pods a quota or a webhook refused, named"),
     ("list", "apps", "replicasets", None, "womm status"),
     ("deletecollection", "apps", "replicasets", None, "removing a task"),
     ("create", "", "pods", None, "the lazy share's cache, --async leaders"),
@@ -38,6 +39,8 @@ NEEDS = [
 HELPS = [
     ("list", "", "events", None, "trying each pod as the kubelet starts it (else on a timer)"),
     ("watch", "", "events", None, "trying each pod as the kubelet starts it (else on a timer)"),
+    ("list", "", "limitranges", None, "womm's containers fitted within a LimitRange (else it may refuse them)"),
+    ("list", "", "resourcequotas", None, "womm doctor naming a full quota"),
 ]
 
 
