@@ -133,12 +133,27 @@ def platform(attrs):
     return f"{os_name}/{arch}" if os_name and arch else None
 
 
-def local_platform(image):
-    """platform() of an image this machine's Docker engine holds; None if it holds none by that name,
-    or cannot be asked (then nothing is known, and nothing is asked of the nodes)."""
+def image_platform(image):
+    """What an image's nodes must run, "os/architecture": the one platform its registry lists, or
+    (not pushed, or its registry not reachable from here) that of the copy this machine's Docker
+    engine holds; None where it is made for several (each node's runtime takes its own), or where
+    nothing is known (then nothing is asked of the nodes)."""
     from docker.errors import DockerException
+    from requests import RequestException
 
     try:
-        return platform(client(timeout=10).images.get(image).attrs)
-    except (WommError, DockerException):
+        c = client(timeout=10)
+    except WommError:
+        return None
+    try:
+        listed = c.images.get_registry_data(image).attrs.get("Platforms") or []
+    except (DockerException, RequestException):
+        listed = []
+    if len(listed) > 1:
+        return None
+    if listed:
+        return platform({"Os": listed[0].get("os"), "Architecture": listed[0].get("architecture")})
+    try:
+        return platform(c.images.get(image).attrs)
+    except (DockerException, RequestException):
         return None

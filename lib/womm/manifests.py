@@ -44,6 +44,7 @@ PROBE_RESOURCES = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu
 CACHE_RESOURCES = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "2Gi"}}
 
 # What Pod Security's `restricted` asks of every container, and of a pod that runs as no root.
+ARCH_NAMES = {"x86_64": "amd64", "aarch64": "arm64"}  # the kernel's names, as Go's (the nodes' labels) say them
 HARDENED = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 SECCOMP = {"type": "RuntimeDefault"}
 
@@ -162,7 +163,7 @@ def worker_replicaset(task, share_spec, womm_image, runner):
         # get more of the cluster's machines; where the spread cannot be kept, the pods go anyway.
         "topologySpreadConstraints": [worker_spread(task)],
     }
-    if task.platform:
+    if node_selector(task.platform):
         # On a cluster of x86 and Arm nodes, only where the image runs (else: "exec format error").
         pod_spec["nodeSelector"] = node_selector(task.platform)
     if user:
@@ -185,9 +186,11 @@ def worker_replicaset(task, share_spec, womm_image, runner):
 
 
 def node_selector(platform):
-    """The well-known node labels of a platform, "os/arch" (a variant, "arm/v7", has no label)."""
-    os_name, arch = platform.split("/")[:2]
-    return {"kubernetes.io/os": os_name, "kubernetes.io/arch": arch}
+    """The well-known node labels of a platform, "os/arch" (a variant, "arm/v7", has no label); {} for
+    none, or one that does not say both."""
+    os_name, _, arch = (platform or "").partition("/")
+    arch = ARCH_NAMES.get(arch.split("/")[0], arch.split("/")[0])
+    return {"kubernetes.io/os": os_name, "kubernetes.io/arch": arch} if os_name and arch else {}
 
 
 def worker_spread(task):

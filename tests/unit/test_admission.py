@@ -35,6 +35,10 @@ def test_workers_go_to_nodes_of_their_images_platform_and_anywhere_when_it_is_no
     spec = manifests.worker_replicaset(task(platform="linux/arm64"), {}, "reg/womm:1", "true")["spec"]
     assert spec["template"]["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux", "kubernetes.io/arch": "arm64"}
     assert manifests.node_selector("linux/arm/v7") == {"kubernetes.io/os": "linux", "kubernetes.io/arch": "arm"}
+    assert manifests.node_selector("linux/x86_64") == {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}
+    assert manifests.node_selector("linux") == manifests.node_selector("/arm64") == {}  # a record spoiled by hand
+    spoiled = manifests.worker_replicaset(task(platform="linux"), {}, "reg/womm:1", "true")["spec"]["template"]
+    assert "nodeSelector" not in spoiled["spec"]
     spec = manifests.worker_replicaset(task(), {}, "reg/womm:1", "true")["spec"]  # a project set up before
     assert "nodeSelector" not in spec["template"]["spec"]
 

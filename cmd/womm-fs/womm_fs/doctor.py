@@ -285,7 +285,7 @@ class Doctor:
         c, p = self.cluster, self.project or {}
         task = tasks.Task(id="doctor", kind="parallel", mode="sync", command=[], cwd=self.cwd, root=self.cwd,
                           namespace=c.namespace, image=p.get("image") or self.helper_image,
-                          helper_image=self.helper_image, pull_secret=p.get("pull_secret"),
+                          platform=p.get("platform"), helper_image=self.helper_image, pull_secret=p.get("pull_secret"),
                           helper_pull_secret=self.pull_secret)
         said = []
         try:

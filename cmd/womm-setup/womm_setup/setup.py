@@ -110,9 +110,8 @@ def _setup(args, cwd):
             p["image"], p["platform"] = saved
     if not p.get("image"):
         raise UsageError("no image yet: give --base-image (or --image)")
-    if not p.get("platform"):  # an --image, or a project set up by a womm that did not record it
-        # What the pods' nodes must run: the image's platform, if this machine's Docker engine has it.
-        p["platform"] = docker_engine.local_platform(p["image"])
+    if not p.get("platform"):  # a new --image, or a project set up by a womm that did not record it
+        p["platform"] = docker_engine.image_platform(p["image"])
 
     records.save_project(cwd, p)
     if prefix and prefix != records.load_settings().get("prefix") and not os.environ.get("WOMM_PREFIX"):
@@ -158,7 +157,8 @@ def _choose_kubernetes(args, asker, p, new):
 def _choose_image(args, asker, p, new):
     """3. the image: a new one from a base image, or the current one edited; (rebuild, edit)."""
     if args.image:
-        p["image"], p["platform"] = args.image, None  # the platform: as this machine's Docker has it, below
+        if args.image != p.get("image"):
+            p["image"], p["platform"] = args.image, None  # its platform: found below
         return False, False
     if args.base_image and (new or args.base_image != p.get("base_image")):
         p["base_image"] = args.base_image
