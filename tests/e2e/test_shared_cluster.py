@@ -203,6 +203,12 @@ def test_a_user_holding_only_the_rules_womm_names_runs_every_verb(womm, tmp_path
     permissions = next(line for line in r.stdout.splitlines() if line.startswith("ok   permissions: "))
     helps = ", ".join(access.name(*rule[:4]) for rule in access.HELPS)
     assert f"; not {helps}: trying each pod as the kubelet starts it (else on a timer), " in permissions
+    # A quota that refuses one of two pods: named once, read from the ReplicaSet, as for `edit`.
+    womm.wait_no_objects()
+    quota(k8s, womm.namespace, {"pods": str(len(k8s.core.list_namespaced_pod(womm.namespace).items) + 1)})
+    r = run_example(womm, d, user, pods=2)
+    assert r.returncode == 0 and sorted(r.stdout.splitlines()) == local_lines(d), r.stderr
+    assert "1 of 2 pods could not be created: exceeded quota: team-quota" in r.stderr, r.stderr
     womm.wait_no_objects()
 
 
