@@ -80,7 +80,8 @@ def here(tmp_path, monkeypatch, fake_bin):
     d = tmp_path / "proj"
     d.mkdir()
     monkeypatch.chdir(d)
-    records.save_project(d, {"share": "eager", "share_id": "abc", "image": "reg/img:1", "namespace": "team"})
+    records.save_project(d, {"share": "eager", "share_id": "abc", "image": "reg/img:1", "namespace": "team",
+                             "platform": "linux/arm64"})
     fake_bin("bin", "parallel", 'echo "GNU parallel 20221122"\n')
     rsync = fake_bin("bin", "rsync", 'echo "rsync  version 3.2.7  protocol version 31"\n')
     monkeypatch.setenv("PATH", str(rsync.parent))
@@ -110,6 +111,7 @@ def test_all_pass_in_a_set_up_directory(here, monkeypatch):
     assert found["GNU parallel"].ok and "20221122" in found["GNU parallel"].detail
     assert found["rsync"].detail.endswith("(rsync version 3.2.7 protocol version 31)")
     assert found["share server"].ok and found["helper image"].detail == "reg/womm:1"
+    assert found["the directory's image in its registry"].detail.endswith("; its pods go to linux/arm64 nodes")
     assert found["lazy share, here"].ok is None and found[doctor.FUSE].ok is None  # eager: does not apply
     assert "namespace team (from the directory's record)" in found["kubeconfig"].detail
     assert cluster.asked == (None, "team")

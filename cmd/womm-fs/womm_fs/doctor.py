@@ -181,7 +181,8 @@ class Doctor:
                         "push it again (`docker push` it, or `womm setup --edit-image`)")
         if state == registry.UNKNOWN:
             return skip(what, f"{image}: {said} (the cluster's nodes may know better)")
-        return ok(what, said)
+        platform = self.project.get("platform")
+        return ok(what, said + (f"; its pods go to {platform} nodes" if platform else ""))
 
     # ------------------------------------------------------------ the cluster
 

@@ -116,7 +116,8 @@ def _setup(args, cwd):
     records.save_project(cwd, p)
     if prefix and prefix != records.load_settings().get("prefix") and not os.environ.get("WOMM_PREFIX"):
         records.set_setting("prefix", prefix)
-    log(f"ready: `womm parallel --kube-pods N -- command` runs here with {p['image']} ({p['share']} share)")
+    platform = f"for {p['platform']}, " if p.get("platform") else ""
+    log(f"ready: `womm parallel --kube-pods N -- command` runs here with {p['image']} ({platform}{p['share']} share)")
     return 0
 
 
