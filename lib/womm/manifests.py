@@ -43,8 +43,9 @@ PROBE_RESOURCES = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu
 # Its page cache is what spares the user's machine: room for it.
 CACHE_RESOURCES = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "2Gi"}}
 
-# What Pod Security's `restricted` asks of every container, and of a pod that runs as no root.
 ARCH_NAMES = {"x86_64": "amd64", "aarch64": "arm64"}  # the kernel's names, as Go's (the nodes' labels) say them
+
+# What Pod Security's `restricted` asks of every container, and of a pod that runs as no root.
 HARDENED = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 SECCOMP = {"type": "RuntimeDefault"}
 

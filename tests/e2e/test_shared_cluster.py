@@ -178,7 +178,8 @@ def test_an_edit_user_runs_every_verb_and_sees_what_only_an_admin_can_fix(womm, 
 
 def test_a_user_holding_only_the_rules_womm_names_runs_every_verb(womm, tmp_path, cluster, k8s):
     """womm.access.NEEDS is what doctor asks for and cluster admins read: it must be all a user needs.
-    Without the rules that only help (reading events), doctor passes and says what is slower."""
+    Without the rules that only help (access.HELPS: events, LimitRanges, ResourceQuotas), doctor passes
+    and says what each would do."""
     from access_fixtures import rules_user
 
     from womm import access

@@ -53,6 +53,9 @@ def bookmark(version, ends_list=False):
     return ("event", "BOOKMARK", {"kind": "Pod", "metadata": {"resourceVersion": version, "annotations": annotations}})
 
 
+SPOILED_HANDSHAKE = bytes([21, 3, 3, 0, 2, 2, 50])  # a TLS alert record: fatal, decode_error
+
+
 class SilentApi(http.server.ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
@@ -84,7 +87,7 @@ class SilentApi(http.server.ThreadingHTTPServer):
             spoil, self.spoiled = self.spoiled > 0, max(0, self.spoiled - 1)
         if self.tls and spoil:
             sock.recv(65536)  # the ClientHello
-            sock.sendall(bytes([21, 3, 3, 0, 2, 2, 50]))  # an alert record: fatal, decode_error
+            sock.sendall(SPOILED_HANDSHAKE)
             sock.close()
             raise OSError("handshake spoiled")  # socketserver drops the connection and waits for the next
         if self.tls:

@@ -288,7 +288,7 @@ def spoiling_tls_server(pki, spoiled):
             if len(went) < spoiled:
                 went.append("spoiled")
                 conn.recv(65536)  # the ClientHello
-                conn.sendall(bytes([21, 3, 3, 0, 2, 2, 50]))
+                conn.sendall(silentapi.SPOILED_HANDSHAKE)
                 conn.close()
                 continue
             try:
